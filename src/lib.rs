@@ -1,0 +1,14 @@
+//! fdwatch: tells an operator that a Linux process is going to run out of file
+//! descriptors before it does, and why.
+//!
+//! Data flows one way: [`sample`] reads the kernel, [`trend`] is pure math on
+//! series, [`diagnose`] turns samples and trends into verdicts, [`report`] only
+//! formats, and [`cmd`] holds one small driver loop per mode.
+
+pub mod cli;
+pub mod cmd;
+pub mod diagnose;
+pub mod report;
+pub mod sample;
+pub mod trend;
+pub mod workload;

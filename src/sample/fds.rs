@@ -1,0 +1,349 @@
+//! Enumerate and classify every fd of a process through `/proc/<pid>/fd`.
+//!
+//! The cost floor of this census is `getdents64` plus one `readlinkat` per fd;
+//! everything else here is kept off the per-fd path where it can be: a
+//! `fstatat` only for fds that name a filesystem path (to tell files, dirs,
+//! devices and FIFOs apart), socket tables read once per sample and only until
+//! every socket is resolved, `getxattr` only for sockets found in no table.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, RawFd};
+
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use super::net::{self, SocketInfo, Table};
+use super::{procroot::io_error, Counted, FdKind, ProcRoot, Sample, SampleError, TOP_N};
+
+/// One classified fd: 24 bytes, the whole per-fd memory of a census.
+#[derive(Debug, Clone, Copy)]
+struct FdRecord {
+    fd: i32,
+    kind: FdKind,
+    /// Socket/pipe inode, or the file's inode for path-named fds.
+    ino: u64,
+    /// Device of a path-named file (0 otherwise); size of a deleted file.
+    dev_or_size: u64,
+}
+
+/// Above this many fds the readlinks are spread over threads.
+const PARALLEL_MIN_FDS: usize = 4096;
+
+/// Classify every fd of `pid` into `sample` (kinds, sockets, repeated paths).
+pub fn census(root: &ProcRoot, pid: i32, owner: u32, sample: &mut Sample) -> Result<(), SampleError> {
+    let fd_path = root.pid_dir(pid).join("fd");
+    let mut dir = Dir::open(&fd_path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| io_error(&fd_path, std::io::Error::from(e), pid, owner))?;
+    let dirfd = dir.as_raw_fd();
+    let mut fds: Vec<i32> = Vec::new();
+    for entry in dir.iter() {
+        let entry = entry.map_err(|e| io_error(&fd_path, std::io::Error::from(e), pid, owner))?;
+        if let Some(fd) = parse_fd_name(entry.file_name()) {
+            fds.push(fd);
+        }
+    }
+
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let records: Vec<Result<FdRecord, Errno>> = if fds.len() >= PARALLEL_MIN_FDS && threads > 1 {
+        let chunk = fds.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> =
+                fds.chunks(chunk).map(|part| s.spawn(move || part.iter().map(|fd| classify(dirfd, *fd)).collect::<Vec<_>>())).collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        })
+    } else {
+        fds.iter().map(|fd| classify(dirfd, *fd)).collect()
+    };
+
+    let mut kept: Vec<FdRecord> = Vec::with_capacity(records.len());
+    for (fd, rec) in fds.iter().zip(records) {
+        match rec {
+            Ok(r) => kept.push(r),
+            // Closed between readdir and readlink: gone, not an error.
+            Err(Errno::ENOENT) => sample.vanished += 1,
+            Err(Errno::EACCES) | Err(Errno::EPERM) => {
+                return Err(SampleError::PermissionDenied { path: fd_path.join(fd.to_string()).display().to_string(), owner })
+            }
+            Err(e) => {
+                return Err(SampleError::Io { path: fd_path.join(fd.to_string()).display().to_string(), source: e.into() })
+            }
+        }
+    }
+    if kept.len() as u64 + sample.vanished != fds.len() as u64 {
+        return Err(SampleError::Malformed { path: fd_path.display().to_string(), detail: "census lost fds".into() });
+    }
+
+    resolve_sockets(root, pid, dirfd, &mut kept, sample);
+    aggregate(dirfd, &kept, sample);
+    Ok(())
+}
+
+fn parse_fd_name(name: &CStr) -> Option<i32> {
+    let bytes = name.to_bytes();
+    if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// `readlinkat` into `buf`, returning the target's bytes.
+fn read_link(dirfd: RawFd, fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
+    let mut name = [0u8; 16];
+    let n = fd_name(fd, &mut name);
+    let len = unsafe {
+        libc::readlinkat(dirfd, name[..=n].as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len())
+    };
+    if len < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(len as usize)
+    }
+}
+
+/// Write the decimal fd number NUL-terminated into `out`; returns the index of the NUL.
+fn fd_name(fd: i32, out: &mut [u8; 16]) -> usize {
+    let mut digits = [0u8; 12];
+    let mut n = fd.unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - i;
+    out[..len].copy_from_slice(&digits[i..]);
+    out[len] = 0;
+    len
+}
+
+fn classify(dirfd: RawFd, fd: i32) -> Result<FdRecord, Errno> {
+    // PATH_MAX plus room for " (deleted)".
+    let mut buf = [0u8; 4200];
+    let len = read_link(dirfd, fd, &mut buf)?;
+    let target = &buf[..len];
+    Ok(classify_target(target, fd, || fstat_fd(dirfd, fd)))
+}
+
+/// Classify one link target. `stat` is only called for path-named targets.
+fn classify_target(target: &[u8], fd: i32, stat: impl FnOnce() -> Option<libc::stat>) -> FdRecord {
+    let rec = |kind, ino, dev_or_size| FdRecord { fd, kind, ino, dev_or_size };
+    if let Some(ino) = bracketed_inode(target, b"socket:[") {
+        return rec(FdKind::SocketUnresolved, ino, 0);
+    }
+    if let Some(ino) = bracketed_inode(target, b"pipe:[") {
+        return rec(FdKind::Pipe, ino, 0);
+    }
+    if let Some(name) = target.strip_prefix(b"anon_inode:") {
+        return rec(FdKind::from_anon_inode(name), 0, 0);
+    }
+    if target.starts_with(b"pidfd:") {
+        return rec(FdKind::Pidfd, 0, 0);
+    }
+    if target.starts_with(b"/memfd:") {
+        return rec(FdKind::Memfd, 0, 0);
+    }
+    if !target.starts_with(b"/") {
+        // net:[...], mnt:[...], and whatever a future kernel invents.
+        return rec(FdKind::Other, 0, 0);
+    }
+    let deleted = target.ends_with(b" (deleted)");
+    let Some(st) = stat() else {
+        // Closed between readlink and stat: still count it where it was seen.
+        return rec(if deleted { FdKind::Deleted } else { FdKind::Regular }, 0, 0);
+    };
+    let kind = match st.st_mode & libc::S_IFMT {
+        libc::S_IFDIR => FdKind::Directory,
+        libc::S_IFCHR => FdKind::CharDevice,
+        libc::S_IFBLK => FdKind::BlockDevice,
+        libc::S_IFIFO => FdKind::Fifo,
+        libc::S_IFSOCK => FdKind::SocketUnresolved,
+        _ if deleted && st.st_nlink == 0 => FdKind::Deleted,
+        _ => FdKind::Regular,
+    };
+    let dev_or_size = if kind == FdKind::Deleted { st.st_size.max(0) as u64 } else { st.st_dev };
+    rec(kind, st.st_ino, dev_or_size)
+}
+
+fn bracketed_inode(target: &[u8], prefix: &[u8]) -> Option<u64> {
+    let rest = target.strip_prefix(prefix)?.strip_suffix(b"]")?;
+    std::str::from_utf8(rest).ok()?.parse().ok()
+}
+
+fn fstat_fd(dirfd: RawFd, fd: i32) -> Option<libc::stat> {
+    let mut name = [0u8; 16];
+    let n = fd_name(fd, &mut name);
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    let rc = unsafe { libc::fstatat(dirfd, name[..=n].as_ptr().cast(), st.as_mut_ptr(), 0) };
+    (rc == 0).then(|| unsafe { st.assume_init() })
+}
+
+/// Resolve socket inodes against the netns tables, then name the rest with
+/// `system.sockprotoname`. Updates each record's kind; returns details by inode.
+fn resolve_sockets(root: &ProcRoot, pid: i32, dirfd: RawFd, records: &mut [FdRecord], sample: &mut Sample) {
+    let wanted: HashSet<u64> = records.iter().filter(|r| r.kind == FdKind::SocketUnresolved).map(|r| r.ino).collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let mut found: HashMap<u64, SocketInfo> = HashMap::with_capacity(wanted.len());
+    let net_dir = root.pid_dir(pid).join("net");
+    let want = |ino: u64| wanted.contains(&ino);
+    for table in Table::ALL {
+        if found.len() >= wanted.len() {
+            break;
+        }
+        // A missing table (no IPv6, no packet support) resolves nothing: not an error.
+        if let Ok(text) = std::fs::read_to_string(net_dir.join(table.file_name())) {
+            net::parse_table(table, &text, &want, &mut found);
+        }
+    }
+
+    let mut remotes: HashMap<String, u64> = HashMap::new();
+    for r in records.iter_mut().filter(|r| r.kind == FdKind::SocketUnresolved) {
+        match found.get(&r.ino) {
+            Some(info) => {
+                r.kind = info.kind;
+                if let Some(state) = info.tcp_state {
+                    *sample.tcp_states.entry(net::tcp_state_name(state).to_string()).or_default() += 1;
+                }
+                if let Some(proto) = info.netlink_protocol {
+                    *sample.netlink_protocols.entry(net::netlink_protocol_name(proto)).or_default() += 1;
+                }
+                if let Some(remote) = &info.remote {
+                    *remotes.entry(remote.clone()).or_default() += 1;
+                }
+            }
+            None => {
+                r.kind = sockprotoname(dirfd, r.fd).map(|n| FdKind::from_sockprotoname(&n)).unwrap_or(FdKind::SocketUnresolved);
+                if r.kind == FdKind::Netlink {
+                    // Never bound: in no table, so /proc cannot tell its protocol.
+                    *sample.netlink_protocols.entry("unknown".to_string()).or_default() += 1;
+                }
+            }
+        }
+    }
+    sample.remote_endpoints = top_counted(remotes.into_iter(), TOP_N, 1);
+}
+
+/// `getxattr("/proc/<pid>/fd/<n>", "system.sockprotoname")`: names the
+/// protocol of a socket that no table lists, with readlink's permission.
+fn sockprotoname(dirfd: RawFd, fd: i32) -> Option<Vec<u8>> {
+    // getxattr has no *at form; /proc/self/fd/<dirfd>/<fd> reaches the same file.
+    let path = format!("/proc/self/fd/{dirfd}/{fd}\0");
+    let mut buf = [0u8; 64];
+    let len = unsafe {
+        libc::getxattr(path.as_ptr().cast(), c"system.sockprotoname".as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    };
+    if len <= 0 {
+        return None;
+    }
+    let name = &buf[..len as usize];
+    let name = name.strip_suffix(b"\0").unwrap_or(name);
+    Some(name.to_vec())
+}
+
+fn aggregate(dirfd: RawFd, records: &[FdRecord], sample: &mut Sample) {
+    let mut files: HashMap<(u64, u64), (u64, i32)> = HashMap::new();
+    sample.inodes.clear();
+    for r in records {
+        *sample.kinds.entry(r.kind).or_default() += 1;
+        match r.kind {
+            FdKind::Regular => {
+                files.entry((r.dev_or_size, r.ino)).or_insert((0, r.fd)).0 += 1;
+            }
+            FdKind::Deleted => sample.deleted_bytes += r.dev_or_size,
+            k if k.is_socket() || k == FdKind::Pipe => sample.inodes.push((k, r.ino)),
+            _ => {}
+        }
+    }
+    sample.fds = records.len() as u64;
+
+    // Only the few most repeated files get their path read again.
+    let mut repeated: Vec<(u64, i32)> = files.into_values().filter(|(n, _)| *n >= 2).collect();
+    repeated.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    repeated.truncate(TOP_N);
+    let mut buf = [0u8; 4200];
+    sample.repeated_paths = repeated
+        .into_iter()
+        .filter_map(|(count, fd)| {
+            let len = read_link(dirfd, fd, &mut buf).ok()?;
+            Some(Counted { name: String::from_utf8_lossy(&buf[..len]).into_owned(), count })
+        })
+        .collect();
+}
+
+/// The `n` largest counts of at least `min`, largest first, ties by name.
+pub fn top_counted(items: impl Iterator<Item = (String, u64)>, n: usize, min: u64) -> Vec<Counted> {
+    let mut v: Vec<Counted> = items.filter(|(_, c)| *c >= min).map(|(name, count)| Counted { name, count }).collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+    v.truncate(n);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind_of(target: &[u8]) -> FdKind {
+        classify_target(target, 3, || None).kind
+    }
+
+    #[test]
+    fn link_targets() {
+        assert_eq!(kind_of(b"socket:[12345]"), FdKind::SocketUnresolved);
+        assert_eq!(classify_target(b"socket:[12345]", 3, || None).ino, 12345);
+        assert_eq!(kind_of(b"pipe:[777]"), FdKind::Pipe);
+        assert_eq!(kind_of(b"anon_inode:[eventpoll]"), FdKind::Eventpoll);
+        assert_eq!(kind_of(b"anon_inode:inotify"), FdKind::Inotify);
+        assert_eq!(kind_of(b"anon_inode:bpf-prog"), FdKind::Bpf);
+        assert_eq!(kind_of(b"/memfd:wayland-shm (deleted)"), FdKind::Memfd);
+        assert_eq!(kind_of(b"net:[4026531840]"), FdKind::Other);
+        // Without a stat (closed meanwhile) a path still counts as a file.
+        assert_eq!(kind_of(b"/var/log/app.log (deleted)"), FdKind::Deleted);
+        assert_eq!(kind_of(b"/tmp/a file\nwith newline"), FdKind::Regular);
+    }
+
+    #[test]
+    fn stat_decides_path_kinds() {
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        st.st_mode = libc::S_IFDIR;
+        assert_eq!(classify_target(b"/etc", 3, || Some(st)).kind, FdKind::Directory);
+        st.st_mode = libc::S_IFCHR;
+        assert_eq!(classify_target(b"/dev/null", 3, || Some(st)).kind, FdKind::CharDevice);
+        st.st_mode = libc::S_IFIFO;
+        assert_eq!(classify_target(b"/tmp/fifo", 3, || Some(st)).kind, FdKind::Fifo);
+        st.st_mode = libc::S_IFREG;
+        st.st_nlink = 0;
+        st.st_size = 4096;
+        let r = classify_target(b"/tmp/gone (deleted)", 3, || Some(st));
+        assert_eq!((r.kind, r.dev_or_size), (FdKind::Deleted, 4096));
+        // A live file whose name merely ends in " (deleted)".
+        st.st_nlink = 1;
+        assert_eq!(classify_target(b"/tmp/x (deleted)", 3, || Some(st)).kind, FdKind::Regular);
+    }
+
+    #[test]
+    fn fd_names() {
+        let mut out = [0u8; 16];
+        for fd in [0, 7, 10, 19999, i32::MAX] {
+            let n = fd_name(fd, &mut out);
+            assert_eq!(&out[..n], fd.to_string().as_bytes());
+            assert_eq!(out[n], 0);
+        }
+        assert_eq!(parse_fd_name(c"12"), Some(12));
+        assert_eq!(parse_fd_name(c"."), None);
+        assert_eq!(parse_fd_name(c".."), None);
+    }
+
+    #[test]
+    fn top_counted_orders_and_cuts() {
+        let items = vec![("b".to_string(), 3), ("a".to_string(), 3), ("c".to_string(), 1), ("d".to_string(), 9)];
+        let top = top_counted(items.into_iter(), 2, 2);
+        assert_eq!(top.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), vec!["d", "a"]);
+    }
+}

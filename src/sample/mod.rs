@@ -1,0 +1,259 @@
+//! Everything that reads the kernel, and the plain data it produces.
+//!
+//! This module owns the [`Sample`]: one census of one process's file
+//! descriptors, its limits and the system-wide file table. It must never
+//! interpret the data (no trends, no verdicts): that is `trend` and `diagnose`.
+//! All kernel access goes through [`ProcRoot`], so tests point it at fixtures.
+
+pub mod fds;
+pub mod kind;
+pub mod net;
+pub mod procroot;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use kind::FdKind;
+pub use procroot::ProcRoot;
+
+/// Version of the JSON sample schema (docs/json-schema.md). Bump on any
+/// incompatible change; additions keep the number.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How many repeated paths / remote endpoints a sample keeps (the top ones).
+pub const TOP_N: usize = 10;
+
+/// Which census produced a sample. The rest of the pipeline never branches on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// Full census through `/proc/<pid>/fd` and the netns tables.
+    Proc,
+    /// Count only: `stat("/proc/<pid>/fd").st_size`, no classification.
+    Count,
+}
+
+/// Who the target is. `start_time` (clock ticks after boot, field 22 of
+/// `/proc/<pid>/stat`) tells a reused PID apart from the original process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub pid: i32,
+    pub comm: String,
+    pub start_time: u64,
+}
+
+/// `RLIMIT_NOFILE` of the target. `None` means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FdLimits {
+    pub soft: Option<u64>,
+    pub hard: Option<u64>,
+}
+
+/// The system-wide file table: `/proc/sys/fs/file-nr`, `file-max`, `nr_open`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SystemFiles {
+    /// Allocated file handles (first field of file-nr).
+    pub allocated: u64,
+    /// Allocated but unused (second field of file-nr; 0 on modern kernels).
+    pub unused: u64,
+    /// fs.file-max: the system-wide ceiling.
+    pub max: u64,
+    /// fs.nr_open: the ceiling for any process's hard RLIMIT_NOFILE.
+    pub nr_open: u64,
+}
+
+/// Cumulative activity counters of the target (`/proc/<pid>/io`, `status`).
+/// Rates are differences of two samples; the counters themselves are raw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Activity {
+    /// read-like syscalls (syscr of /proc/<pid>/io); None when unreadable.
+    pub syscr: Option<u64>,
+    /// write-like syscalls (syscw).
+    pub syscw: Option<u64>,
+    pub voluntary_ctxt_switches: Option<u64>,
+    pub nonvoluntary_ctxt_switches: Option<u64>,
+}
+
+/// A path (or remote endpoint) and how many fds refer to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counted {
+    pub name: String,
+    pub count: u64,
+}
+
+/// One census of one process. Plain data: serialisable, comparable, no handles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub schema: u32,
+    pub backend: Backend,
+    pub pid: i32,
+    pub comm: String,
+    pub start_time: u64,
+    /// Wall clock, seconds since the Unix epoch.
+    pub unix_time: f64,
+    /// CLOCK_MONOTONIC seconds: the time axis for trends (never jumps).
+    pub mono_time: f64,
+    /// Open fds. Equals the sum of `kinds` for a full census.
+    pub fds: u64,
+    pub limits: FdLimits,
+    pub system: SystemFiles,
+    /// fds by kind (empty for a count-only sample).
+    #[serde(default)]
+    pub kinds: BTreeMap<FdKind, u64>,
+    /// TCP (v4 and v6) sockets by state name (`ESTABLISHED`, `CLOSE_WAIT`, ...).
+    #[serde(default)]
+    pub tcp_states: BTreeMap<String, u64>,
+    /// Netlink sockets by protocol name (`ROUTE`, `SOCK_DIAG`, ...); `unknown`
+    /// for sockets in no table (never bound: /proc cannot tell the protocol).
+    #[serde(default)]
+    pub netlink_protocols: BTreeMap<String, u64>,
+    /// Paths held open more than once, most held first (top [`TOP_N`]).
+    #[serde(default)]
+    pub repeated_paths: Vec<Counted>,
+    /// Remote endpoints of connected TCP sockets, most used first (top [`TOP_N`]).
+    #[serde(default)]
+    pub remote_endpoints: Vec<Counted>,
+    /// Bytes still held on disk by deleted-but-open files.
+    #[serde(default)]
+    pub deleted_bytes: u64,
+    /// Socket and pipe inodes that were not in the previous sample, by kind:
+    /// a lower bound of what was opened in between (filled by the watcher).
+    #[serde(default)]
+    pub new_inodes: BTreeMap<FdKind, u64>,
+    #[serde(default)]
+    pub activity: Activity,
+    /// fds listed by readdir that were closed before they could be read (a race, not an error).
+    #[serde(default)]
+    pub vanished: u64,
+    /// Inodes of sockets and pipes, to find churn between samples. Not serialised:
+    /// `new_inodes` carries what it tells.
+    #[serde(skip)]
+    pub inodes: Vec<(FdKind, u64)>,
+}
+
+impl Sample {
+    pub fn identity(&self) -> Identity {
+        Identity { pid: self.pid, comm: self.comm.clone(), start_time: self.start_time }
+    }
+
+    /// Share of the soft limit in use, 0..1 (None when unlimited).
+    pub fn usage_ratio(&self) -> Option<f64> {
+        self.limits.soft.filter(|s| *s > 0).map(|s| self.fds as f64 / s as f64)
+    }
+
+    pub fn kind(&self, kind: FdKind) -> u64 {
+        self.kinds.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// Netlink sockets of one protocol.
+    pub fn netlink(&self, proto: &str) -> u64 {
+        self.netlink_protocols.get(proto).copied().unwrap_or(0)
+    }
+
+    /// Fill `new_inodes` against the previous sample of the same process.
+    pub fn mark_new_inodes(&mut self, previous: &Sample) {
+        let seen: std::collections::HashSet<u64> = previous.inodes.iter().map(|(_, ino)| *ino).collect();
+        self.new_inodes.clear();
+        for (kind, ino) in &self.inodes {
+            if !seen.contains(ino) {
+                *self.new_inodes.entry(*kind).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// Why a sample could not be taken. Each maps to exit code 3 (UNKNOWN) at the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    #[error("no such process: pid {pid}")]
+    NoSuchProcess { pid: i32 },
+    #[error("permission denied reading {path}: needs CAP_SYS_PTRACE (e.g. run as root) or the same uid as the target (uid {owner})")]
+    PermissionDenied { path: String, owner: u32 },
+    #[error("pid {pid} ({comm}) exited")]
+    Exited { pid: i32, comm: String },
+    #[error("pid {pid} was reused: now {now_comm} started at tick {now_start}, was {was_comm} started at tick {was_start}")]
+    PidReused { pid: i32, was_comm: String, was_start: u64, now_comm: String, now_start: u64 },
+    #[error("pid {pid} ({comm}) is a kernel thread: it has no file descriptors to watch")]
+    KernelThread { pid: i32, comm: String },
+    #[error("pid {pid} ({comm}) is a zombie: it has exited and its parent has not reaped it")]
+    Zombie { pid: i32, comm: String },
+    #[error("reading {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("malformed {path}: {detail}")]
+    Malformed { path: String, detail: String },
+}
+
+impl SampleError {
+    /// True when the target is gone (exited, zombie, reused): a watch ends
+    /// cleanly on these instead of failing.
+    pub fn target_gone(&self) -> bool {
+        matches!(self, Self::Exited { .. } | Self::Zombie { .. } | Self::PidReused { .. } | Self::NoSuchProcess { .. })
+    }
+}
+
+/// What to read for one sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Census {
+    /// Classify every fd (readlink per fd + socket tables).
+    Full,
+    /// Count only (`stat` fast path).
+    CountOnly,
+}
+
+/// Take one sample of `pid` under `root`. `expect` is the identity seen at the
+/// start of a watch: if the PID now belongs to another process, that is an error.
+pub fn take(root: &ProcRoot, pid: i32, census: Census, expect: Option<&Identity>) -> Result<Sample, SampleError> {
+    let ident = root.identity(pid)?;
+    if let Some(was) = expect {
+        if was.start_time != ident.identity.start_time {
+            return Err(SampleError::PidReused {
+                pid,
+                was_comm: was.comm.clone(),
+                was_start: was.start_time,
+                now_comm: ident.identity.comm,
+                now_start: ident.identity.start_time,
+            });
+        }
+    }
+    let unix_time = procroot::unix_now();
+    let mono_time = procroot::mono_now();
+    let limits = root.fd_limits(pid, &ident.identity)?;
+    let system = root.system_files()?;
+    let activity = root.activity(pid);
+    let mut sample = Sample {
+        schema: SCHEMA_VERSION,
+        backend: Backend::Proc,
+        pid,
+        comm: ident.identity.comm.clone(),
+        start_time: ident.identity.start_time,
+        unix_time,
+        mono_time,
+        fds: 0,
+        limits,
+        system,
+        kinds: BTreeMap::new(),
+        tcp_states: BTreeMap::new(),
+        netlink_protocols: BTreeMap::new(),
+        repeated_paths: Vec::new(),
+        remote_endpoints: Vec::new(),
+        deleted_bytes: 0,
+        new_inodes: BTreeMap::new(),
+        activity,
+        vanished: 0,
+        inodes: Vec::new(),
+    };
+    match census {
+        Census::CountOnly => {
+            sample.backend = Backend::Count;
+            sample.fds = root.fd_count(pid, ident.uid)?;
+        }
+        Census::Full => fds::census(root, pid, ident.uid, &mut sample)?,
+    }
+    // The process may have exited while we read its fds: an empty fd dir of an
+    // exited process must not pass for "0 fds".
+    if root.identity(pid).map(|i| i.identity.start_time != sample.start_time).unwrap_or(true) {
+        return Err(SampleError::Exited { pid, comm: sample.comm });
+    }
+    Ok(sample)
+}

@@ -1,0 +1,187 @@
+//! The seam between fdwatch and the kernel: a proc root path (default `/proc`).
+//!
+//! Tests point a [`ProcRoot`] at a fixture tree; nothing else in the crate
+//! builds a `/proc` path by hand. Errors are mapped here, once, from the raw
+//! `io::Error`/`ProcError` to [`SampleError`] with the path and the reason.
+
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use procfs::process::{LimitValue, Process};
+use procfs::ProcError;
+
+use super::{Activity, FdLimits, Identity, SampleError, SystemFiles};
+
+/// `PF_KTHREAD` in the flags field of `/proc/<pid>/stat`.
+const PF_KTHREAD: u32 = 0x0020_0000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcRoot {
+    root: PathBuf,
+}
+
+impl Default for ProcRoot {
+    fn default() -> Self {
+        ProcRoot { root: PathBuf::from("/proc") }
+    }
+}
+
+/// What [`ProcRoot::identity`] reads: who the process is and who owns it.
+#[derive(Debug, Clone)]
+pub struct IdentityRead {
+    pub identity: Identity,
+    /// Owner of `/proc/<pid>`: named in permission errors.
+    pub uid: u32,
+}
+
+impl ProcRoot {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        ProcRoot { root: root.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn pid_dir(&self, pid: i32) -> PathBuf {
+        self.root.join(pid.to_string())
+    }
+
+    fn process(&self, pid: i32) -> Result<Process, SampleError> {
+        Process::new_with_root(self.pid_dir(pid)).map_err(|e| map_proc_error(e, pid, 0))
+    }
+
+    /// Who `pid` is now. Rejects kernel threads and zombies: neither has fds to watch.
+    pub fn identity(&self, pid: i32) -> Result<IdentityRead, SampleError> {
+        let dir = self.pid_dir(pid);
+        let uid = match std::fs::metadata(&dir) {
+            Ok(m) => m.uid(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(SampleError::NoSuchProcess { pid }),
+            Err(e) => return Err(io_error(&dir, e, pid, 0)),
+        };
+        let stat = self.process(pid)?.stat().map_err(|e| map_proc_error(e, pid, uid))?;
+        let identity = Identity { pid, comm: stat.comm.clone(), start_time: stat.starttime };
+        if stat.flags & PF_KTHREAD != 0 {
+            return Err(SampleError::KernelThread { pid, comm: stat.comm });
+        }
+        if stat.state == 'Z' || stat.state == 'X' {
+            return Err(SampleError::Zombie { pid, comm: stat.comm });
+        }
+        Ok(IdentityRead { identity, uid })
+    }
+
+    pub fn fd_limits(&self, pid: i32, who: &Identity) -> Result<FdLimits, SampleError> {
+        let limits = self.process(pid)?.limits().map_err(|e| gone_or(e, pid, who))?;
+        let value = |v: LimitValue| match v {
+            LimitValue::Unlimited => None,
+            LimitValue::Value(n) => Some(n),
+        };
+        Ok(FdLimits {
+            soft: value(limits.max_open_files.soft_limit),
+            hard: value(limits.max_open_files.hard_limit),
+        })
+    }
+
+    /// Counters that need ptrace-read rights (io) are `None` when unreadable:
+    /// they are optional context, never a reason to fail a sample.
+    pub fn activity(&self, pid: i32) -> Activity {
+        let Ok(process) = self.process(pid) else { return Activity::default() };
+        let io = process.io().ok();
+        let status = process.status().ok();
+        Activity {
+            syscr: io.as_ref().map(|i| i.syscr),
+            syscw: io.as_ref().map(|i| i.syscw),
+            voluntary_ctxt_switches: status.as_ref().and_then(|s| s.voluntary_ctxt_switches),
+            nonvoluntary_ctxt_switches: status.as_ref().and_then(|s| s.nonvoluntary_ctxt_switches),
+        }
+    }
+
+    /// The fd count in one `stat()` where the kernel reports it (6.2+), else by readdir.
+    pub fn fd_count(&self, pid: i32, owner: u32) -> Result<u64, SampleError> {
+        let dir = self.pid_dir(pid).join("fd");
+        match std::fs::metadata(&dir) {
+            Ok(m) if m.size() > 0 => return Ok(m.size()),
+            Ok(_) => {}
+            Err(e) => return Err(io_error(&dir, e, pid, owner)),
+        }
+        let entries = std::fs::read_dir(&dir).map_err(|e| io_error(&dir, e, pid, owner))?;
+        let mut n = 0;
+        for entry in entries {
+            entry.map_err(|e| io_error(&dir, e, pid, owner))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    pub fn system_files(&self) -> Result<SystemFiles, SampleError> {
+        let fs = self.root.join("sys/fs");
+        let file_nr = read_to_string(&fs.join("file-nr"))?;
+        let mut fields = file_nr.split_whitespace().map(str::parse::<u64>);
+        let mut field = |what: &str| match fields.next() {
+            Some(Ok(v)) => Ok(v),
+            _ => Err(SampleError::Malformed { path: fs.join("file-nr").display().to_string(), detail: format!("no {what} field") }),
+        };
+        let allocated = field("allocated")?;
+        let unused = field("unused")?;
+        let max_from_nr = field("max")?;
+        let max = read_u64(&fs.join("file-max")).unwrap_or(max_from_nr);
+        let nr_open = read_u64(&fs.join("nr_open")).unwrap_or(0);
+        Ok(SystemFiles { allocated, unused, max, nr_open })
+    }
+}
+
+fn read_to_string(path: &Path) -> Result<String, SampleError> {
+    std::fs::read_to_string(path).map_err(|source| SampleError::Io { path: path.display().to_string(), source })
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Map an I/O error on a path under `/proc/<pid>` to what it means for the watch.
+pub fn io_error(path: &Path, e: io::Error, pid: i32, owner: u32) -> SampleError {
+    match e.kind() {
+        // ESRCH shows up when the task is being torn down under us.
+        io::ErrorKind::NotFound => SampleError::NoSuchProcess { pid },
+        io::ErrorKind::PermissionDenied => SampleError::PermissionDenied { path: path.display().to_string(), owner },
+        _ if e.raw_os_error() == Some(libc::ESRCH) => SampleError::NoSuchProcess { pid },
+        _ => SampleError::Io { path: path.display().to_string(), source: e },
+    }
+}
+
+pub(crate) fn map_proc_error(e: ProcError, pid: i32, owner: u32) -> SampleError {
+    match e {
+        ProcError::NotFound(_) => SampleError::NoSuchProcess { pid },
+        ProcError::PermissionDenied(p) => SampleError::PermissionDenied {
+            path: p.map(|p| p.display().to_string()).unwrap_or_else(|| format!("/proc/{pid}")),
+            owner,
+        },
+        // A short read means the process went away mid-read.
+        ProcError::Incomplete(_) => SampleError::NoSuchProcess { pid },
+        ProcError::Io(source, p) => match source.kind() {
+            io::ErrorKind::NotFound => SampleError::NoSuchProcess { pid },
+            _ => SampleError::Io { path: p.map(|p| p.display().to_string()).unwrap_or_default(), source },
+        },
+        ProcError::Other(detail) | ProcError::InternalError(procfs::InternalError { msg: detail, .. }) => {
+            SampleError::Malformed { path: format!("/proc/{pid}"), detail }
+        }
+    }
+}
+
+fn gone_or(e: ProcError, pid: i32, who: &Identity) -> SampleError {
+    match map_proc_error(e, pid, 0) {
+        SampleError::NoSuchProcess { .. } => SampleError::Exited { pid, comm: who.comm.clone() },
+        other => other,
+    }
+}
+
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+pub fn mono_now() -> f64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 * 1e-9)
+        .unwrap_or(0.0)
+}
