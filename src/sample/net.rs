@@ -258,7 +258,7 @@ mod tests {
         assert_eq!(t[&31337].tcp_state, Some(10));
         assert_eq!(t[&31337].remote, None, "a listener has no peer");
         assert_eq!(t[&31338].tcp_state, Some(8));
-        assert_eq!(t[&31338].remote.as_deref(), Some("127.0.0.1:53999"));
+        assert_eq!(t[&31338].remote.as_deref(), Some("127.0.0.1:54000"));
         assert_eq!(t[&31339].remote.as_deref(), Some("8.8.8.8:443"));
         assert_eq!(tcp_state_name(8), "CLOSE_WAIT");
         assert_eq!(tcp_state_name(10), "LISTEN");
