@@ -1,1 +1,195 @@
-//! CLI
+//! The whole command-line interface, in one place (clap derive).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::workload::KindCount;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fdwatch",
+    version,
+    about = "Tells you a Linux process will run out of file descriptors before it does, and why",
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (bad options, no such process, permission denied, ...).\n`fdwatch --pid N` is short for `fdwatch watch --pid N`."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `fdwatch --pid N` watches like `fdwatch watch --pid N`.
+    #[command(flatten)]
+    pub watch: WatchArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch one process live: every fd classified, against its limit, with the trend and verdict.
+    Watch(WatchArgs),
+    /// Start a bundled workload that leaks netlink ROUTE sockets under a lowered limit, and watch it.
+    Demo(DemoArgs),
+    /// The bundled workload generator (used by `demo` and the tests).
+    #[command(hide = true)]
+    Workload(WorkloadArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// Process to watch.
+    #[arg(short, long, value_name = "PID")]
+    pub pid: Option<i32>,
+    #[command(flatten)]
+    pub pace: PaceArgs,
+    /// JSON Lines on stdout, one object per sample (docs/json-schema.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Append every sample to FILE as JSON Lines (for `analyze` later).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// One plain line per sample even on a terminal.
+    #[arg(long)]
+    pub plain: bool,
+    /// `full` classifies every fd; `count` only counts them (one stat() per sample).
+    #[arg(long, value_enum, default_value_t = CensusArg::Full)]
+    pub census: CensusArg,
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PaceArgs {
+    /// Time between samples (humantime: 500ms, 1s, 1m).
+    #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Stop after this many samples.
+    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Stop after this long.
+    #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CensusArg {
+    Full,
+    Count,
+}
+
+/// Verdict thresholds, shared by every mode that gives a verdict.
+#[derive(Debug, Clone, Args)]
+pub struct ThresholdArgs {
+    /// WARNING when this share of the soft limit is in use (80% or 80).
+    #[arg(long, value_name = "PERCENT", default_value = "80%", value_parser = parse_percent)]
+    pub warn_usage: f64,
+    /// CRITICAL when this share of the soft limit is in use.
+    #[arg(long, value_name = "PERCENT", default_value = "95%", value_parser = parse_percent)]
+    pub crit_usage: f64,
+    /// WARNING when the limit is forecast within this time.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub warn_eta: Duration,
+    /// CRITICAL when the limit is forecast within this time.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub crit_eta: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// netlink ROUTE sockets leaked per second by the workload.
+    #[arg(long, default_value_t = 8.0)]
+    pub rate: f64,
+    /// Soft RLIMIT_NOFILE the workload runs under.
+    #[arg(long, default_value_t = 512)]
+    pub soft_limit: u64,
+    /// Time between samples.
+    #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// One plain line per sample even on a terminal.
+    #[arg(long)]
+    pub plain: bool,
+    /// JSON Lines instead of the screen.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep watching this long after the workload hits EMFILE.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub linger: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkloadArgs {
+    /// Lower the soft RLIMIT_NOFILE first.
+    #[arg(long)]
+    pub soft_limit: Option<u64>,
+    /// Open and hold KIND:N at start (repeatable).
+    #[arg(long, value_name = "KIND:N")]
+    pub hold: Vec<KindCount>,
+    /// Open and keep KIND:RATE per second (repeatable).
+    #[arg(long, value_name = "KIND:RATE")]
+    pub leak: Vec<KindCount>,
+    /// Open and close KIND:RATE per second (repeatable), spread over --threads.
+    #[arg(long, value_name = "KIND:RATE")]
+    pub churn: Vec<KindCount>,
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Extra churn threads started after --late-after.
+    #[arg(long, default_value_t = 0)]
+    pub late_threads: usize,
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub late_after: Duration,
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub start_after: Duration,
+    /// Stop leaking/churning after this long and print `done {counts}`.
+    #[arg(long, value_parser = parse_duration)]
+    pub churn_for: Option<Duration>,
+    #[arg(long, value_parser = parse_duration)]
+    pub exit_after: Option<Duration>,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration ({e}); try 500ms, 10s, 5m, 1h"))
+}
+
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("the interval must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+/// `80%` or `80` -> 0.80.
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    let n: f64 = s
+        .trim_end_matches('%')
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a percentage (e.g. 80%)"))?;
+    if !(0.0..=100.0).contains(&n) {
+        return Err(format!("'{s}' is not between 0% and 100%"));
+    }
+    Ok(n / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn percent_and_durations() {
+        assert_eq!(parse_percent("80%"), Ok(0.8));
+        assert_eq!(parse_percent("95"), Ok(0.95));
+        assert!(parse_percent("180%").is_err());
+        assert!(parse_percent("abc").is_err());
+        assert!(parse_interval("0s").is_err());
+        assert!(parse_interval("abc").is_err());
+        assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
+    }
+}

@@ -1,1 +1,654 @@
-//! (being built)
+//! Verdicts and leak patterns: pure functions of samples and trends.
+//!
+//! A [`Tracker`] is fed [`Sample`]s (live, from a state file or a recording:
+//! it never knows which) and keeps one bounded [`History`] per series. A
+//! [`Verdict`] says OK / WARNING / CRITICAL, when EMFILE comes, and which
+//! pattern explains it, in words a person acts on. Nothing here touches the OS.
+
+pub mod format;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sample::{FdKind, Sample};
+use crate::trend::{self, Eta, History, SlopeFit};
+use format::{approx_duration, rate};
+
+/// Fewer points than this: no trend yet ("collecting").
+pub const MIN_POINTS: usize = 5;
+/// A sub-series must have grown by at least this many fds over its fit to count as growing.
+const MIN_RISE: f64 = 3.0;
+/// At most this many paths / endpoints are tracked over time.
+const MAX_NAMED_SERIES: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// Usage ratios (0..1).
+    pub warn_usage: f64,
+    pub crit_usage: f64,
+    /// Time-left thresholds, seconds.
+    pub warn_eta: f64,
+    pub crit_eta: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            warn_usage: 0.80,
+            crit_usage: 0.95,
+            warn_eta: 3600.0,
+            crit_eta: 600.0,
+        }
+    }
+}
+
+/// The monitoring-plugin levels; the number is the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Level {
+    Ok = 0,
+    Warning = 1,
+    Critical = 2,
+    Unknown = 3,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Ok => "OK",
+            Level::Warning => "WARNING",
+            Level::Critical => "CRITICAL",
+            Level::Unknown => "UNKNOWN",
+        }
+    }
+    pub fn exit_code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// The trend of one series, as reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesTrend {
+    /// Machine name: `total`, a kind (`netlink`), `netlink:ROUTE`, `tcp:CLOSE_WAIT`,
+    /// `path:/var/log/x`, `remote:10.0.0.1:5432`.
+    pub series: String,
+    /// What a person reads: "netlink ROUTE sockets".
+    pub label: String,
+    pub now: f64,
+    /// Slope per second and its confidence interval.
+    pub slope: f64,
+    pub slope_lo: f64,
+    pub slope_hi: f64,
+    pub growing: bool,
+    /// `linear` or `lower_envelope` (sawtooth).
+    pub model: String,
+    /// Seconds the fit covers (since the last regime change).
+    pub span: f64,
+    /// The OLS (predict_linear) slope on the same series, for comparison.
+    pub ols_slope: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Forecast {
+    /// `soft RLIMIT_NOFILE` or `fs.file-max`.
+    pub limit_name: String,
+    pub limit: u64,
+    /// Seconds until the limit: estimate and interval (`latest` null when unbounded).
+    pub eta: f64,
+    pub eta_earliest: f64,
+    pub eta_latest: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pattern {
+    /// Stable id: `netlink_accumulation`, `netlink_churn`, `close_wait`,
+    /// `deleted_files`, `repeated_path`, `event_plumbing`, `remote_endpoint`, `growing_kind`.
+    pub id: String,
+    /// One line: what grows and how fast.
+    pub summary: String,
+    /// The numbers behind it.
+    pub evidence: String,
+    /// The likely cause, and what to do.
+    pub cause: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub level: Level,
+    /// Why, most important first, each a sentence a person acts on.
+    pub reasons: Vec<String>,
+    pub fds: u64,
+    pub soft_limit: Option<u64>,
+    pub usage: Option<f64>,
+    /// None while collecting or when not growing.
+    pub forecast: Option<Forecast>,
+    /// Trend of the total fd count (None while collecting).
+    pub total: Option<SeriesTrend>,
+    /// Trends per kind and sub-series that have any, growing first.
+    pub series: Vec<SeriesTrend>,
+    pub patterns: Vec<Pattern>,
+    /// Samples seen since the history (re)started.
+    pub samples: usize,
+}
+
+/// Series kept for one process. Bounded whatever the watch length.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    total: History,
+    system: History,
+    kinds: BTreeMap<FdKind, History>,
+    /// `netlink:ROUTE`, `tcp:CLOSE_WAIT`, `path:..`, `remote:..` → history.
+    named: BTreeMap<String, History>,
+    /// (seconds, new netlink inodes) per interval: churn evidence.
+    netlink_churn: std::collections::VecDeque<(f64, u64, u64)>,
+    first: Option<Sample>,
+    last: Option<Sample>,
+    samples: usize,
+    deleted_bytes: u64,
+}
+
+impl Tracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn last(&self) -> Option<&Sample> {
+        self.last.as_ref()
+    }
+
+    pub fn first(&self) -> Option<&Sample> {
+        self.first.as_ref()
+    }
+
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    /// Feed one sample. A sample of a different process (new start time)
+    /// restarts the history: a restarted process is a new story.
+    pub fn observe(&mut self, s: &Sample) {
+        if let Some(last) = &self.last {
+            if last.pid != s.pid || last.start_time != s.start_time {
+                *self = Tracker::new();
+            }
+        }
+        let t = s.mono_time;
+        self.total.push(t, s.fds as f64);
+        self.system.push(t, s.system.allocated as f64);
+        if !s.kinds.is_empty() {
+            for kind in s.kinds.keys() {
+                self.kinds.entry(*kind).or_default();
+            }
+            for (kind, h) in self.kinds.iter_mut() {
+                h.push(t, s.kind(*kind) as f64);
+            }
+            let mut named: BTreeMap<String, f64> = BTreeMap::new();
+            for (proto, n) in &s.netlink_protocols {
+                named.insert(format!("netlink:{proto}"), *n as f64);
+            }
+            for (state, n) in &s.tcp_states {
+                named.insert(format!("tcp:{state}"), *n as f64);
+            }
+            for c in &s.repeated_paths {
+                named.insert(format!("path:{}", c.name), c.count as f64);
+            }
+            for c in &s.remote_endpoints {
+                named.insert(format!("remote:{}", c.name), c.count as f64);
+            }
+            for key in named.keys() {
+                if !self.named.contains_key(key) && self.named.len() >= MAX_NAMED_SERIES {
+                    self.evict_named();
+                }
+                if !self.named.contains_key(key) && self.named.len() < MAX_NAMED_SERIES {
+                    self.named.insert(key.clone(), History::default());
+                }
+            }
+            for (key, h) in self.named.iter_mut() {
+                h.push(t, named.get(key).copied().unwrap_or(0.0));
+            }
+        }
+        if let Some(prev) = &self.last {
+            let dt = s.mono_time - prev.mono_time;
+            if dt > 0.0 && !s.kinds.is_empty() {
+                self.netlink_churn.push_back((
+                    dt,
+                    s.new_inodes.get(&FdKind::Netlink).copied().unwrap_or(0),
+                    s.kind(FdKind::Netlink),
+                ));
+                if self.netlink_churn.len() > 60 {
+                    self.netlink_churn.pop_front();
+                }
+            }
+        }
+        self.deleted_bytes = s.deleted_bytes;
+        if self.first.is_none() {
+            self.first = Some(s.clone());
+        }
+        self.last = Some(s.clone());
+        self.samples += 1;
+    }
+
+    /// Drop the named series whose latest value is smallest (least relevant).
+    fn evict_named(&mut self) {
+        let victim = self
+            .named
+            .iter()
+            .min_by(|a, b| {
+                let va = a.1.last().map(|p| p.v).unwrap_or(0.0);
+                let vb = b.1.last().map(|p| p.v).unwrap_or(0.0);
+                va.total_cmp(&vb)
+            })
+            .map(|(k, _)| k.clone());
+        if let Some(k) = victim {
+            self.named.remove(&k);
+        }
+    }
+
+    pub fn verdict(&self, th: &Thresholds) -> Verdict {
+        let Some(last) = &self.last else {
+            return Verdict {
+                level: Level::Unknown,
+                reasons: vec!["no sample yet".into()],
+                fds: 0,
+                soft_limit: None,
+                usage: None,
+                forecast: None,
+                total: None,
+                series: vec![],
+                patterns: vec![],
+                samples: 0,
+            };
+        };
+        let usage = last.usage_ratio();
+        let total = series_trend("total", "open fds", &self.total);
+        let mut series: Vec<SeriesTrend> = Vec::new();
+        for (kind, h) in &self.kinds {
+            if let Some(st) = series_trend(kind.name(), kind.label(), h) {
+                series.push(st);
+            }
+        }
+        for (key, h) in &self.named {
+            if let Some(st) = series_trend(key, &named_label(key), h) {
+                series.push(st);
+            }
+        }
+        series.sort_by(|a, b| {
+            b.growing
+                .cmp(&a.growing)
+                .then(b.slope.total_cmp(&a.slope))
+                .then(a.series.cmp(&b.series))
+        });
+
+        let forecast = self.forecast(last, total.as_ref());
+        let patterns = self.patterns(last, &series);
+
+        let mut level = Level::Ok;
+        let mut reasons = Vec::new();
+        if let Some(soft) = last.limits.soft {
+            if last.fds >= soft {
+                level = Level::Critical;
+                reasons.push(format!(
+                    "at the soft limit: {}/{} fds, opens fail with EMFILE now",
+                    last.fds, soft
+                ));
+            }
+        }
+        if let Some(u) = usage {
+            let lvl = if u >= th.crit_usage {
+                Level::Critical
+            } else if u >= th.warn_usage {
+                Level::Warning
+            } else {
+                Level::Ok
+            };
+            if lvl > Level::Ok && reasons.is_empty() {
+                let limit = if lvl == Level::Critical {
+                    th.crit_usage
+                } else {
+                    th.warn_usage
+                };
+                reasons.push(format!(
+                    "{:.0}% of the soft limit in use (threshold {:.0}%)",
+                    u * 100.0,
+                    limit * 100.0
+                ));
+            }
+            level = level.max(lvl);
+        }
+        if let Some(f) = &forecast {
+            let lvl = if f.eta <= th.crit_eta {
+                Level::Critical
+            } else if f.eta <= th.warn_eta {
+                Level::Warning
+            } else {
+                Level::Ok
+            };
+            level = level.max(lvl);
+            let driver = series
+                .iter()
+                .find(|s| s.growing && s.series != "total" && s.series.contains(':'))
+                .or_else(|| series.iter().find(|s| s.growing));
+            let what = match (driver, &total) {
+                (Some(d), _) => describe_growth(d),
+                (None, Some(t)) => describe_growth(t),
+                (None, None) => "open fds growing".into(),
+            };
+            let limit_word = if f.limit_name.starts_with("soft") {
+                "EMFILE"
+            } else {
+                "ENFILE (system file table full)"
+            };
+            reasons.push(format!(
+                "{what} — {limit_word} in {}{} ({} {})",
+                approx_duration(f.eta),
+                eta_range(f),
+                f.limit_name,
+                f.limit
+            ));
+        } else if self.total.len() < MIN_POINTS {
+            reasons.push(format!(
+                "collecting: {}/{} samples before a trend",
+                self.total.len(),
+                MIN_POINTS
+            ));
+        } else if let Some(t) = &total {
+            reasons.push(if t.slope_lo <= 0.0 && t.slope_hi >= 0.0 {
+                format!("not growing: {} (CI includes 0)", format_slope(t))
+            } else if t.slope < 0.0 {
+                format!("shrinking: {}", format_slope(t))
+            } else {
+                format!("growing slowly: {}", format_slope(t))
+            });
+        }
+        for p in &patterns {
+            reasons.push(format!("{}: {}", p.summary, p.cause));
+        }
+        Verdict {
+            level,
+            reasons,
+            fds: last.fds,
+            soft_limit: last.limits.soft,
+            usage,
+            forecast,
+            total,
+            series,
+            patterns,
+            samples: self.samples,
+        }
+    }
+
+    /// Time to the soft limit, or to fs.file-max when that is nearer.
+    fn forecast(&self, last: &Sample, total: Option<&SeriesTrend>) -> Option<Forecast> {
+        let mut best: Option<Forecast> = None;
+        if let (Some(soft), Some(t)) = (last.limits.soft, total) {
+            if let Some(e) = eta_of(t, last.fds as f64, soft as f64) {
+                best = Some(make_forecast("soft RLIMIT_NOFILE", soft, e));
+            }
+        }
+        if let Some(sys) = series_trend("system", "system file handles", &self.system) {
+            if last.system.max > 0 && last.system.max < i64::MAX as u64 {
+                if let Some(e) = eta_of(&sys, last.system.allocated as f64, last.system.max as f64)
+                {
+                    if best.as_ref().is_none_or(|b| e.seconds < b.eta) {
+                        best = Some(make_forecast("fs.file-max", last.system.max, e));
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    fn patterns(&self, last: &Sample, series: &[SeriesTrend]) -> Vec<Pattern> {
+        let mut out = Vec::new();
+        let room = last.limits.soft.map(|s| s.saturating_sub(last.fds));
+        let eta_note = |st: &SeriesTrend| match room {
+            Some(r) if st.slope > 0.0 => format!(
+                "; alone it exhausts the {r} fds left in {}",
+                approx_duration(r as f64 / st.slope)
+            ),
+            _ => String::new(),
+        };
+        let growing = |key: &str| series.iter().find(|s| s.series == key && s.growing);
+        let mut explained: Vec<&str> = Vec::new();
+
+        // 1. Netlink accumulation, per protocol.
+        for st in series
+            .iter()
+            .filter(|s| s.growing && s.series.starts_with("netlink:"))
+        {
+            let proto = &st.series["netlink:".len()..];
+            let cause = match proto {
+                "ROUTE" => "repeated interface-address lookups that never close their netlink socket (Go net.InterfaceAddrs/net.Interfaces, glibc getifaddrs, libnl caches); cache the result or close the socket",
+                "unknown" => "netlink sockets that were never bound, so /proc cannot name their protocol; with root, the BPF census or --syscalls names it",
+                _ => "netlink sockets opened and never closed",
+            };
+            out.push(Pattern {
+                id: "netlink_accumulation".into(),
+                summary: format!("{} {}", st.label, format_slope(st)),
+                evidence: format!(
+                    "{:.0} held now, fit over {}{}",
+                    st.now,
+                    approx_duration(st.span),
+                    eta_note(st)
+                ),
+                cause: cause.into(),
+            });
+            explained.push("netlink");
+        }
+        if out.is_empty() {
+            if let Some(st) = growing("netlink") {
+                out.push(Pattern {
+                    id: "netlink_accumulation".into(),
+                    summary: format!("netlink sockets {}", format_slope(st)),
+                    evidence: format!("{:.0} held now{}", st.now, eta_note(st)),
+                    cause: "netlink sockets opened and never closed (interface or route lookups that leak their socket)".into(),
+                });
+                explained.push("netlink");
+            }
+        }
+        // 2. Netlink churn: flat count, new inodes keep appearing.
+        if growing("netlink").is_none() {
+            if let Some(p) = self.netlink_churn_pattern() {
+                out.push(p);
+            }
+        }
+        // 3. CLOSE_WAIT.
+        if let Some(st) = growing("tcp:CLOSE_WAIT") {
+            out.push(Pattern {
+                id: "close_wait".into(),
+                summary: format!("TCP sockets in CLOSE_WAIT {}", format_slope(st)),
+                evidence: format!("{:.0} in CLOSE_WAIT now{}", st.now, eta_note(st)),
+                cause: "the peer closed these connections and the process never called close(); look for a missing Close() on an error path or a response body never closed".into(),
+            });
+            explained.extend(["tcp", "tcp6"]);
+        }
+        // 4. Deleted-but-open files.
+        if let Some(st) = growing("deleted") {
+            out.push(Pattern {
+                id: "deleted_files".into(),
+                summary: format!("deleted-but-open files {}", format_slope(st)),
+                evidence: format!("{:.0} held, {} of disk still in use{}", st.now, format::bytes(self.deleted_bytes), eta_note(st)),
+                cause: "files removed (log rotation, temp files) while still open: disk space is not freed until they are closed; reopen logs on rotation (SIGHUP / copytruncate)".into(),
+            });
+            explained.push("deleted");
+        }
+        // 5. The same path held many times.
+        for st in series
+            .iter()
+            .filter(|s| s.growing && s.series.starts_with("path:"))
+        {
+            out.push(Pattern {
+                id: "repeated_path".into(),
+                summary: format!("{} {}", st.label, format_slope(st)),
+                evidence: format!("{:.0} fds on the same file{}", st.now, eta_note(st)),
+                cause: "the same file is opened again and again without close(): an open() in a loop or per request".into(),
+            });
+            explained.push("regular");
+        }
+        // 6. Event-loop and child plumbing.
+        for key in [
+            "pipe",
+            "eventfd",
+            "eventpoll",
+            "timerfd",
+            "signalfd",
+            "pidfd",
+        ] {
+            if let Some(st) = growing(key) {
+                let cause = if key == "pipe" || key == "pidfd" {
+                    "leaked child-process plumbing: pipes (or pidfds) of spawned children never closed, or a child's stdio kept after wait()"
+                } else {
+                    "event-loop objects created per task and never closed (an epoll/eventfd/timerfd per connection or per runtime)"
+                };
+                out.push(Pattern {
+                    id: "event_plumbing".into(),
+                    summary: format!("{} {}", st.label, format_slope(st)),
+                    evidence: format!("{:.0} held now{}", st.now, eta_note(st)),
+                    cause: cause.into(),
+                });
+                explained.push(key);
+            }
+        }
+        // 7. One remote endpoint.
+        for st in series
+            .iter()
+            .filter(|s| s.growing && s.series.starts_with("remote:"))
+        {
+            out.push(Pattern {
+                id: "remote_endpoint".into(),
+                summary: format!("{} {}", st.label, format_slope(st)),
+                evidence: format!("{:.0} connections to it now{}", st.now, eta_note(st)),
+                cause: "a connection leak to one backend: a client or pool that opens connections without reusing or closing them".into(),
+            });
+            explained.extend(["tcp", "tcp6"]);
+        }
+        // Anything else that grows, named plainly.
+        for st in series.iter().filter(|s| {
+            s.growing && !s.series.contains(':') && !explained.contains(&s.series.as_str())
+        }) {
+            if st.series == "regular" && out.iter().any(|p| p.id == "repeated_path") {
+                continue;
+            }
+            out.push(Pattern {
+                id: "growing_kind".into(),
+                summary: format!("{} {}", st.label, format_slope(st)),
+                evidence: format!("{:.0} held now{}", st.now, eta_note(st)),
+                cause: format!("{} opened faster than they are closed", st.label),
+            });
+        }
+        out
+    }
+
+    fn netlink_churn_pattern(&self) -> Option<Pattern> {
+        let recent: Vec<&(f64, u64, u64)> = self.netlink_churn.iter().collect();
+        if recent.len() < MIN_POINTS - 1 {
+            return None;
+        }
+        let secs: f64 = recent.iter().map(|r| r.0).sum();
+        let new: u64 = recent.iter().map(|r| r.1).sum();
+        let with_new = recent.iter().filter(|r| r.1 > 0).count();
+        // Most intervals show fresh sockets: a steady hot path, not one reconnect.
+        if new < 3 || (with_new as f64) < 0.5 * recent.len() as f64 {
+            return None;
+        }
+        let held = recent.last().map(|r| r.2).unwrap_or(0);
+        Some(Pattern {
+            id: "netlink_churn".into(),
+            summary: format!("netlink sockets churning: at least {} opened and closed", rate(new as f64 / secs)),
+            evidence: format!(
+                "{new} new netlink socket inodes in {} intervals ({:.0}s), {held} held now and not growing; sampling sees only sockets alive at a sample, so the true rate is higher",
+                recent.len(),
+                secs
+            ),
+            cause: "a hot path opens and closes netlink sockets (e.g. interface address lookups per request or per log line: Go net.InterfaceAddrs); cache the result; count the exact rate with --syscalls (root or CAP_PERFMON)".into(),
+        })
+    }
+}
+
+fn make_forecast(name: &str, limit: u64, e: Eta) -> Forecast {
+    Forecast {
+        limit_name: name.into(),
+        limit,
+        eta: e.seconds,
+        eta_earliest: e.earliest,
+        eta_latest: e.latest.is_finite().then_some(e.latest),
+    }
+}
+
+fn eta_of(st: &SeriesTrend, current: f64, limit: f64) -> Option<Eta> {
+    let fit = SlopeFit {
+        slope: st.slope,
+        lo: st.slope_lo,
+        hi: st.slope_hi,
+        level_now: st.now,
+        t_last: 0.0,
+        from_t: -st.span,
+        n: MIN_POINTS,
+    };
+    trend::eta(&fit, current, limit)
+}
+
+fn eta_range(f: &Forecast) -> String {
+    match f.eta_latest {
+        Some(latest) if (latest - f.eta_earliest) > 0.2 * f.eta => {
+            format!(
+                " (between {} and {})",
+                approx_duration(f.eta_earliest).trim_start_matches('~'),
+                approx_duration(latest).trim_start_matches('~')
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+/// The trend of one history, or None while there are too few points.
+pub fn series_trend(key: &str, label: &str, h: &History) -> Option<SeriesTrend> {
+    if h.len() < MIN_POINTS {
+        return None;
+    }
+    let points = h.points();
+    let tr = trend::analyze(&points)?;
+    let fit = &tr.fit;
+    let now = points.last().map(|p| p.v).unwrap_or(0.0);
+    let span = (fit.t_last - fit.from_t).max(0.0);
+    // Growth that has not yet added a few fds is noise, whatever the fit says.
+    let risen = fit.slope * span >= MIN_RISE;
+    Some(SeriesTrend {
+        series: key.to_string(),
+        label: label.to_string(),
+        now,
+        slope: fit.slope,
+        slope_lo: fit.lo,
+        slope_hi: fit.hi,
+        growing: trend::is_growing(fit) && risen,
+        model: match tr.model {
+            trend::Model::Linear => "linear".into(),
+            trend::Model::LowerEnvelope => "lower_envelope".into(),
+        },
+        span,
+        ols_slope: tr.ols.as_ref().map(|o| o.slope),
+    })
+}
+
+fn named_label(key: &str) -> String {
+    match key.split_once(':') {
+        Some(("netlink", proto)) => format!("netlink {proto} sockets"),
+        Some(("tcp", state)) => format!("TCP sockets in {state}"),
+        Some(("path", path)) => format!("open fds on {path}"),
+        Some(("remote", ep)) => format!("connections to {ep}"),
+        _ => key.to_string(),
+    }
+}
+
+/// "+12.0/s (CI 11.6–12.4)"
+pub fn format_slope(st: &SeriesTrend) -> String {
+    format::slope_with_ci(st.slope, st.slope_lo, st.slope_hi)
+}
+
+fn describe_growth(st: &SeriesTrend) -> String {
+    format!("{} {}", st.label, format_slope(st))
+}
+
+#[cfg(test)]
+mod tests;

@@ -33,10 +33,19 @@ struct FdRecord {
 const PARALLEL_MIN_FDS: usize = 4096;
 
 /// Classify every fd of `pid` into `sample` (kinds, sockets, repeated paths).
-pub fn census(root: &ProcRoot, pid: i32, owner: u32, sample: &mut Sample) -> Result<(), SampleError> {
+pub fn census(
+    root: &ProcRoot,
+    pid: i32,
+    owner: u32,
+    sample: &mut Sample,
+) -> Result<(), SampleError> {
     let fd_path = root.pid_dir(pid).join("fd");
-    let mut dir = Dir::open(&fd_path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| io_error(&fd_path, std::io::Error::from(e), pid, owner))?;
+    let mut dir = Dir::open(
+        &fd_path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_error(&fd_path, std::io::Error::from(e), pid, owner))?;
     let dirfd = dir.as_raw_fd();
     let mut fds: Vec<i32> = Vec::new();
     for entry in dir.iter() {
@@ -46,13 +55,26 @@ pub fn census(root: &ProcRoot, pid: i32, owner: u32, sample: &mut Sample) -> Res
         }
     }
 
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let records: Vec<Result<FdRecord, Errno>> = if fds.len() >= PARALLEL_MIN_FDS && threads > 1 {
         let chunk = fds.len().div_ceil(threads);
         std::thread::scope(|s| {
-            let handles: Vec<_> =
-                fds.chunks(chunk).map(|part| s.spawn(move || part.iter().map(|fd| classify(dirfd, *fd)).collect::<Vec<_>>())).collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+            let handles: Vec<_> = fds
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|fd| classify(dirfd, *fd))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
         })
     } else {
         fds.iter().map(|fd| classify(dirfd, *fd)).collect()
@@ -65,15 +87,24 @@ pub fn census(root: &ProcRoot, pid: i32, owner: u32, sample: &mut Sample) -> Res
             // Closed between readdir and readlink: gone, not an error.
             Err(Errno::ENOENT) => sample.vanished += 1,
             Err(Errno::EACCES) | Err(Errno::EPERM) => {
-                return Err(SampleError::PermissionDenied { path: fd_path.join(fd.to_string()).display().to_string(), owner })
+                return Err(SampleError::PermissionDenied {
+                    path: fd_path.join(fd.to_string()).display().to_string(),
+                    owner,
+                })
             }
             Err(e) => {
-                return Err(SampleError::Io { path: fd_path.join(fd.to_string()).display().to_string(), source: e.into() })
+                return Err(SampleError::Io {
+                    path: fd_path.join(fd.to_string()).display().to_string(),
+                    source: e.into(),
+                })
             }
         }
     }
     if kept.len() as u64 + sample.vanished != fds.len() as u64 {
-        return Err(SampleError::Malformed { path: fd_path.display().to_string(), detail: "census lost fds".into() });
+        return Err(SampleError::Malformed {
+            path: fd_path.display().to_string(),
+            detail: "census lost fds".into(),
+        });
     }
 
     resolve_sockets(root, pid, dirfd, &mut kept, sample);
@@ -94,7 +125,12 @@ fn read_link(dirfd: RawFd, fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
     let mut name = [0u8; 16];
     let n = fd_name(fd, &mut name);
     let len = unsafe {
-        libc::readlinkat(dirfd, name[..=n].as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len())
+        libc::readlinkat(
+            dirfd,
+            name[..=n].as_ptr().cast(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
     };
     if len < 0 {
         Err(Errno::last())
@@ -132,7 +168,12 @@ fn classify(dirfd: RawFd, fd: i32) -> Result<FdRecord, Errno> {
 
 /// Classify one link target. `stat` is only called for path-named targets.
 fn classify_target(target: &[u8], fd: i32, stat: impl FnOnce() -> Option<libc::stat>) -> FdRecord {
-    let rec = |kind, ino, dev_or_size| FdRecord { fd, kind, ino, dev_or_size };
+    let rec = |kind, ino, dev_or_size| FdRecord {
+        fd,
+        kind,
+        ino,
+        dev_or_size,
+    };
     if let Some(ino) = bracketed_inode(target, b"socket:[") {
         return rec(FdKind::SocketUnresolved, ino, 0);
     }
@@ -155,7 +196,15 @@ fn classify_target(target: &[u8], fd: i32, stat: impl FnOnce() -> Option<libc::s
     let deleted = target.ends_with(b" (deleted)");
     let Some(st) = stat() else {
         // Closed between readlink and stat: still count it where it was seen.
-        return rec(if deleted { FdKind::Deleted } else { FdKind::Regular }, 0, 0);
+        return rec(
+            if deleted {
+                FdKind::Deleted
+            } else {
+                FdKind::Regular
+            },
+            0,
+            0,
+        );
     };
     let kind = match st.st_mode & libc::S_IFMT {
         libc::S_IFDIR => FdKind::Directory,
@@ -166,7 +215,11 @@ fn classify_target(target: &[u8], fd: i32, stat: impl FnOnce() -> Option<libc::s
         _ if deleted && st.st_nlink == 0 => FdKind::Deleted,
         _ => FdKind::Regular,
     };
-    let dev_or_size = if kind == FdKind::Deleted { st.st_size.max(0) as u64 } else { st.st_dev };
+    let dev_or_size = if kind == FdKind::Deleted {
+        st.st_size.max(0) as u64
+    } else {
+        st.st_dev
+    };
     rec(kind, st.st_ino, dev_or_size)
 }
 
@@ -185,8 +238,18 @@ fn fstat_fd(dirfd: RawFd, fd: i32) -> Option<libc::stat> {
 
 /// Resolve socket inodes against the netns tables, then name the rest with
 /// `system.sockprotoname`. Updates each record's kind; returns details by inode.
-fn resolve_sockets(root: &ProcRoot, pid: i32, dirfd: RawFd, records: &mut [FdRecord], sample: &mut Sample) {
-    let wanted: HashSet<u64> = records.iter().filter(|r| r.kind == FdKind::SocketUnresolved).map(|r| r.ino).collect();
+fn resolve_sockets(
+    root: &ProcRoot,
+    pid: i32,
+    dirfd: RawFd,
+    records: &mut [FdRecord],
+    sample: &mut Sample,
+) {
+    let wanted: HashSet<u64> = records
+        .iter()
+        .filter(|r| r.kind == FdKind::SocketUnresolved)
+        .map(|r| r.ino)
+        .collect();
     if wanted.is_empty() {
         return;
     }
@@ -204,25 +267,39 @@ fn resolve_sockets(root: &ProcRoot, pid: i32, dirfd: RawFd, records: &mut [FdRec
     }
 
     let mut remotes: HashMap<String, u64> = HashMap::new();
-    for r in records.iter_mut().filter(|r| r.kind == FdKind::SocketUnresolved) {
+    for r in records
+        .iter_mut()
+        .filter(|r| r.kind == FdKind::SocketUnresolved)
+    {
         match found.get(&r.ino) {
             Some(info) => {
                 r.kind = info.kind;
                 if let Some(state) = info.tcp_state {
-                    *sample.tcp_states.entry(net::tcp_state_name(state).to_string()).or_default() += 1;
+                    *sample
+                        .tcp_states
+                        .entry(net::tcp_state_name(state).to_string())
+                        .or_default() += 1;
                 }
                 if let Some(proto) = info.netlink_protocol {
-                    *sample.netlink_protocols.entry(net::netlink_protocol_name(proto)).or_default() += 1;
+                    *sample
+                        .netlink_protocols
+                        .entry(net::netlink_protocol_name(proto))
+                        .or_default() += 1;
                 }
                 if let Some(remote) = &info.remote {
                     *remotes.entry(remote.clone()).or_default() += 1;
                 }
             }
             None => {
-                r.kind = sockprotoname(dirfd, r.fd).map(|n| FdKind::from_sockprotoname(&n)).unwrap_or(FdKind::SocketUnresolved);
+                r.kind = sockprotoname(dirfd, r.fd)
+                    .map(|n| FdKind::from_sockprotoname(&n))
+                    .unwrap_or(FdKind::SocketUnresolved);
                 if r.kind == FdKind::Netlink {
                     // Never bound: in no table, so /proc cannot tell its protocol.
-                    *sample.netlink_protocols.entry("unknown".to_string()).or_default() += 1;
+                    *sample
+                        .netlink_protocols
+                        .entry("unknown".to_string())
+                        .or_default() += 1;
                 }
             }
         }
@@ -237,7 +314,12 @@ fn sockprotoname(dirfd: RawFd, fd: i32) -> Option<Vec<u8>> {
     let path = format!("/proc/self/fd/{dirfd}/{fd}\0");
     let mut buf = [0u8; 64];
     let len = unsafe {
-        libc::getxattr(path.as_ptr().cast(), c"system.sockprotoname".as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        libc::getxattr(
+            path.as_ptr().cast(),
+            c"system.sockprotoname".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
     };
     if len <= 0 {
         return None;
@@ -272,14 +354,20 @@ fn aggregate(dirfd: RawFd, records: &[FdRecord], sample: &mut Sample) {
         .into_iter()
         .filter_map(|(count, fd)| {
             let len = read_link(dirfd, fd, &mut buf).ok()?;
-            Some(Counted { name: String::from_utf8_lossy(&buf[..len]).into_owned(), count })
+            Some(Counted {
+                name: String::from_utf8_lossy(&buf[..len]).into_owned(),
+                count,
+            })
         })
         .collect();
 }
 
 /// The `n` largest counts of at least `min`, largest first, ties by name.
 pub fn top_counted(items: impl Iterator<Item = (String, u64)>, n: usize, min: u64) -> Vec<Counted> {
-    let mut v: Vec<Counted> = items.filter(|(_, c)| *c >= min).map(|(name, count)| Counted { name, count }).collect();
+    let mut v: Vec<Counted> = items
+        .filter(|(_, c)| *c >= min)
+        .map(|(name, count)| Counted { name, count })
+        .collect();
     v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
     v.truncate(n);
     v
@@ -312,11 +400,20 @@ mod tests {
     fn stat_decides_path_kinds() {
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         st.st_mode = libc::S_IFDIR;
-        assert_eq!(classify_target(b"/etc", 3, || Some(st)).kind, FdKind::Directory);
+        assert_eq!(
+            classify_target(b"/etc", 3, || Some(st)).kind,
+            FdKind::Directory
+        );
         st.st_mode = libc::S_IFCHR;
-        assert_eq!(classify_target(b"/dev/null", 3, || Some(st)).kind, FdKind::CharDevice);
+        assert_eq!(
+            classify_target(b"/dev/null", 3, || Some(st)).kind,
+            FdKind::CharDevice
+        );
         st.st_mode = libc::S_IFIFO;
-        assert_eq!(classify_target(b"/tmp/fifo", 3, || Some(st)).kind, FdKind::Fifo);
+        assert_eq!(
+            classify_target(b"/tmp/fifo", 3, || Some(st)).kind,
+            FdKind::Fifo
+        );
         st.st_mode = libc::S_IFREG;
         st.st_nlink = 0;
         st.st_size = 4096;
@@ -324,7 +421,10 @@ mod tests {
         assert_eq!((r.kind, r.dev_or_size), (FdKind::Deleted, 4096));
         // A live file whose name merely ends in " (deleted)".
         st.st_nlink = 1;
-        assert_eq!(classify_target(b"/tmp/x (deleted)", 3, || Some(st)).kind, FdKind::Regular);
+        assert_eq!(
+            classify_target(b"/tmp/x (deleted)", 3, || Some(st)).kind,
+            FdKind::Regular
+        );
     }
 
     #[test]
@@ -342,8 +442,16 @@ mod tests {
 
     #[test]
     fn top_counted_orders_and_cuts() {
-        let items = vec![("b".to_string(), 3), ("a".to_string(), 3), ("c".to_string(), 1), ("d".to_string(), 9)];
+        let items = vec![
+            ("b".to_string(), 3),
+            ("a".to_string(), 3),
+            ("c".to_string(), 1),
+            ("d".to_string(), 9),
+        ];
         let top = top_counted(items.into_iter(), 2, 2);
-        assert_eq!(top.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), vec!["d", "a"]);
+        assert_eq!(
+            top.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            vec!["d", "a"]
+        );
     }
 }

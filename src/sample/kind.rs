@@ -251,7 +251,12 @@ mod tests {
             (b"[userfaultfd]", FdKind::AnonOther),
         ];
         for (name, kind) in cases {
-            assert_eq!(FdKind::from_anon_inode(name), *kind, "{}", String::from_utf8_lossy(name));
+            assert_eq!(
+                FdKind::from_anon_inode(name),
+                *kind,
+                "{}",
+                String::from_utf8_lossy(name)
+            );
         }
     }
 

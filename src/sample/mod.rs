@@ -134,12 +134,19 @@ pub struct Sample {
 
 impl Sample {
     pub fn identity(&self) -> Identity {
-        Identity { pid: self.pid, comm: self.comm.clone(), start_time: self.start_time }
+        Identity {
+            pid: self.pid,
+            comm: self.comm.clone(),
+            start_time: self.start_time,
+        }
     }
 
     /// Share of the soft limit in use, 0..1 (None when unlimited).
     pub fn usage_ratio(&self) -> Option<f64> {
-        self.limits.soft.filter(|s| *s > 0).map(|s| self.fds as f64 / s as f64)
+        self.limits
+            .soft
+            .filter(|s| *s > 0)
+            .map(|s| self.fds as f64 / s as f64)
     }
 
     pub fn kind(&self, kind: FdKind) -> u64 {
@@ -153,7 +160,8 @@ impl Sample {
 
     /// Fill `new_inodes` against the previous sample of the same process.
     pub fn mark_new_inodes(&mut self, previous: &Sample) {
-        let seen: std::collections::HashSet<u64> = previous.inodes.iter().map(|(_, ino)| *ino).collect();
+        let seen: std::collections::HashSet<u64> =
+            previous.inodes.iter().map(|(_, ino)| *ino).collect();
         self.new_inodes.clear();
         for (kind, ino) in &self.inodes {
             if !seen.contains(ino) {
@@ -173,13 +181,22 @@ pub enum SampleError {
     #[error("pid {pid} ({comm}) exited")]
     Exited { pid: i32, comm: String },
     #[error("pid {pid} was reused: now {now_comm} started at tick {now_start}, was {was_comm} started at tick {was_start}")]
-    PidReused { pid: i32, was_comm: String, was_start: u64, now_comm: String, now_start: u64 },
+    PidReused {
+        pid: i32,
+        was_comm: String,
+        was_start: u64,
+        now_comm: String,
+        now_start: u64,
+    },
     #[error("pid {pid} ({comm}) is a kernel thread: it has no file descriptors to watch")]
     KernelThread { pid: i32, comm: String },
     #[error("pid {pid} ({comm}) is a zombie: it has exited and its parent has not reaped it")]
     Zombie { pid: i32, comm: String },
     #[error("reading {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("malformed {path}: {detail}")]
     Malformed { path: String, detail: String },
 }
@@ -188,7 +205,13 @@ impl SampleError {
     /// True when the target is gone (exited, zombie, reused): a watch ends
     /// cleanly on these instead of failing.
     pub fn target_gone(&self) -> bool {
-        matches!(self, Self::Exited { .. } | Self::Zombie { .. } | Self::PidReused { .. } | Self::NoSuchProcess { .. })
+        matches!(
+            self,
+            Self::Exited { .. }
+                | Self::Zombie { .. }
+                | Self::PidReused { .. }
+                | Self::NoSuchProcess { .. }
+        )
     }
 }
 
@@ -203,7 +226,12 @@ pub enum Census {
 
 /// Take one sample of `pid` under `root`. `expect` is the identity seen at the
 /// start of a watch: if the PID now belongs to another process, that is an error.
-pub fn take(root: &ProcRoot, pid: i32, census: Census, expect: Option<&Identity>) -> Result<Sample, SampleError> {
+pub fn take(
+    root: &ProcRoot,
+    pid: i32,
+    census: Census,
+    expect: Option<&Identity>,
+) -> Result<Sample, SampleError> {
     let ident = root.identity(pid)?;
     if let Some(was) = expect {
         if was.start_time != ident.identity.start_time {
@@ -252,8 +280,15 @@ pub fn take(root: &ProcRoot, pid: i32, census: Census, expect: Option<&Identity>
     }
     // The process may have exited while we read its fds: an empty fd dir of an
     // exited process must not pass for "0 fds".
-    if root.identity(pid).map(|i| i.identity.start_time != sample.start_time).unwrap_or(true) {
-        return Err(SampleError::Exited { pid, comm: sample.comm });
+    if root
+        .identity(pid)
+        .map(|i| i.identity.start_time != sample.start_time)
+        .unwrap_or(true)
+    {
+        return Err(SampleError::Exited {
+            pid,
+            comm: sample.comm,
+        });
     }
     Ok(sample)
 }

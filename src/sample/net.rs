@@ -28,8 +28,17 @@ pub enum Table {
 impl Table {
     /// In the order they are read: the commonest first, so the reading can
     /// stop as soon as every socket of the target is resolved.
-    pub const ALL: [Table; 9] =
-        [Table::Unix, Table::Tcp, Table::Tcp6, Table::Udp, Table::Udp6, Table::Netlink, Table::Raw, Table::Raw6, Table::Packet];
+    pub const ALL: [Table; 9] = [
+        Table::Unix,
+        Table::Tcp,
+        Table::Tcp6,
+        Table::Udp,
+        Table::Udp6,
+        Table::Netlink,
+        Table::Raw,
+        Table::Raw6,
+        Table::Packet,
+    ];
 
     pub fn file_name(self) -> &'static str {
         match self {
@@ -75,7 +84,12 @@ pub struct SocketInfo {
 /// Parse one table, keeping the rows whose inode `want` accepts (the target's
 /// sockets), into `out`. Malformed rows are skipped: a table is read while the
 /// kernel changes it, and one odd row must not cost the whole census.
-pub fn parse_table(table: Table, text: &str, want: &dyn Fn(u64) -> bool, out: &mut HashMap<u64, SocketInfo>) {
+pub fn parse_table(
+    table: Table,
+    text: &str,
+    want: &dyn Fn(u64) -> bool,
+    out: &mut HashMap<u64, SocketInfo>,
+) {
     let kind = table.kind();
     for line in text.lines().skip(1) {
         let mut fields = line.split_ascii_whitespace();
@@ -83,22 +97,52 @@ pub fn parse_table(table: Table, text: &str, want: &dyn Fn(u64) -> bool, out: &m
             Table::Tcp | Table::Tcp6 | Table::Udp | Table::Udp6 | Table::Raw | Table::Raw6 => {
                 parse_inet_row(&mut fields, kind, want)
             }
-            Table::Unix => fields.nth(6).and_then(|ino| ino.parse().ok()).filter(|ino| want(*ino)).map(|ino| {
-                (ino, SocketInfo { kind, tcp_state: None, netlink_protocol: None, remote: None })
-            }),
+            Table::Unix => fields
+                .nth(6)
+                .and_then(|ino| ino.parse().ok())
+                .filter(|ino| want(*ino))
+                .map(|ino| {
+                    (
+                        ino,
+                        SocketInfo {
+                            kind,
+                            tcp_state: None,
+                            netlink_protocol: None,
+                            remote: None,
+                        },
+                    )
+                }),
             Table::Netlink => {
                 let proto = fields.nth(1).and_then(|p| p.parse::<u16>().ok());
                 let ino = fields.nth(7).and_then(|i| i.parse::<u64>().ok());
                 match (proto, ino) {
-                    (Some(p), Some(ino)) if want(ino) => {
-                        Some((ino, SocketInfo { kind, tcp_state: None, netlink_protocol: Some(p), remote: None }))
-                    }
+                    (Some(p), Some(ino)) if want(ino) => Some((
+                        ino,
+                        SocketInfo {
+                            kind,
+                            tcp_state: None,
+                            netlink_protocol: Some(p),
+                            remote: None,
+                        },
+                    )),
                     _ => None,
                 }
             }
-            Table::Packet => fields.nth(8).and_then(|ino| ino.parse().ok()).filter(|ino| want(*ino)).map(|ino| {
-                (ino, SocketInfo { kind, tcp_state: None, netlink_protocol: None, remote: None })
-            }),
+            Table::Packet => fields
+                .nth(8)
+                .and_then(|ino| ino.parse().ok())
+                .filter(|ino| want(*ino))
+                .map(|ino| {
+                    (
+                        ino,
+                        SocketInfo {
+                            kind,
+                            tcp_state: None,
+                            netlink_protocol: None,
+                            remote: None,
+                        },
+                    )
+                }),
         };
         if let Some((ino, info)) = parsed {
             out.insert(ino, info);
@@ -129,7 +173,11 @@ fn parse_inet_row<'a>(
             kind,
             tcp_state: is_tcp.then_some(state),
             netlink_protocol: None,
-            remote: if connected { decode_endpoint(remote) } else { None },
+            remote: if connected {
+                decode_endpoint(remote)
+            } else {
+                None
+            },
         },
     ))
 }
@@ -241,7 +289,8 @@ mod tests {
 0000000000000000: 00000003 00000000 00000000 0001 03 6002
 0000000000000000: 00000002 00000000 00010000 0001 01 6003 @/tmp/.X11-unix/X0 with spaces
 ";
-    const NETLINK: &str = "sk               Eth Pid        Groups   Rmem     Wmem     Dump  Locks    Drops    Inode
+    const NETLINK: &str =
+        "sk               Eth Pid        Groups   Rmem     Wmem     Dump  Locks    Drops    Inode
 0000000000000000 0   4242       00000000 0        0        0     2        0        7001
 0000000000000000 4   0          00000000 0        0        0     2        0        7002
 0000000000000000 15  4243       00000001 0        0        0     2        0        7003

@@ -23,7 +23,9 @@ pub struct ProcRoot {
 
 impl Default for ProcRoot {
     fn default() -> Self {
-        ProcRoot { root: PathBuf::from("/proc") }
+        ProcRoot {
+            root: PathBuf::from("/proc"),
+        }
     }
 }
 
@@ -57,22 +59,40 @@ impl ProcRoot {
         let dir = self.pid_dir(pid);
         let uid = match std::fs::metadata(&dir) {
             Ok(m) => m.uid(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(SampleError::NoSuchProcess { pid }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(SampleError::NoSuchProcess { pid })
+            }
             Err(e) => return Err(io_error(&dir, e, pid, 0)),
         };
-        let stat = self.process(pid)?.stat().map_err(|e| map_proc_error(e, pid, uid))?;
-        let identity = Identity { pid, comm: stat.comm.clone(), start_time: stat.starttime };
+        let stat = self
+            .process(pid)?
+            .stat()
+            .map_err(|e| map_proc_error(e, pid, uid))?;
+        let identity = Identity {
+            pid,
+            comm: stat.comm.clone(),
+            start_time: stat.starttime,
+        };
         if stat.flags & PF_KTHREAD != 0 {
-            return Err(SampleError::KernelThread { pid, comm: stat.comm });
+            return Err(SampleError::KernelThread {
+                pid,
+                comm: stat.comm,
+            });
         }
         if stat.state == 'Z' || stat.state == 'X' {
-            return Err(SampleError::Zombie { pid, comm: stat.comm });
+            return Err(SampleError::Zombie {
+                pid,
+                comm: stat.comm,
+            });
         }
         Ok(IdentityRead { identity, uid })
     }
 
     pub fn fd_limits(&self, pid: i32, who: &Identity) -> Result<FdLimits, SampleError> {
-        let limits = self.process(pid)?.limits().map_err(|e| gone_or(e, pid, who))?;
+        let limits = self
+            .process(pid)?
+            .limits()
+            .map_err(|e| gone_or(e, pid, who))?;
         let value = |v: LimitValue| match v {
             LimitValue::Unlimited => None,
             LimitValue::Value(n) => Some(n),
@@ -86,7 +106,9 @@ impl ProcRoot {
     /// Counters that need ptrace-read rights (io) are `None` when unreadable:
     /// they are optional context, never a reason to fail a sample.
     pub fn activity(&self, pid: i32) -> Activity {
-        let Ok(process) = self.process(pid) else { return Activity::default() };
+        let Ok(process) = self.process(pid) else {
+            return Activity::default();
+        };
         let io = process.io().ok();
         let status = process.status().ok();
         Activity {
@@ -120,19 +142,30 @@ impl ProcRoot {
         let mut fields = file_nr.split_whitespace().map(str::parse::<u64>);
         let mut field = |what: &str| match fields.next() {
             Some(Ok(v)) => Ok(v),
-            _ => Err(SampleError::Malformed { path: fs.join("file-nr").display().to_string(), detail: format!("no {what} field") }),
+            _ => Err(SampleError::Malformed {
+                path: fs.join("file-nr").display().to_string(),
+                detail: format!("no {what} field"),
+            }),
         };
         let allocated = field("allocated")?;
         let unused = field("unused")?;
         let max_from_nr = field("max")?;
         let max = read_u64(&fs.join("file-max")).unwrap_or(max_from_nr);
         let nr_open = read_u64(&fs.join("nr_open")).unwrap_or(0);
-        Ok(SystemFiles { allocated, unused, max, nr_open })
+        Ok(SystemFiles {
+            allocated,
+            unused,
+            max,
+            nr_open,
+        })
     }
 }
 
 fn read_to_string(path: &Path) -> Result<String, SampleError> {
-    std::fs::read_to_string(path).map_err(|source| SampleError::Io { path: path.display().to_string(), source })
+    std::fs::read_to_string(path).map_err(|source| SampleError::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 fn read_u64(path: &Path) -> Option<u64> {
@@ -144,9 +177,15 @@ pub fn io_error(path: &Path, e: io::Error, pid: i32, owner: u32) -> SampleError 
     match e.kind() {
         // ESRCH shows up when the task is being torn down under us.
         io::ErrorKind::NotFound => SampleError::NoSuchProcess { pid },
-        io::ErrorKind::PermissionDenied => SampleError::PermissionDenied { path: path.display().to_string(), owner },
+        io::ErrorKind::PermissionDenied => SampleError::PermissionDenied {
+            path: path.display().to_string(),
+            owner,
+        },
         _ if e.raw_os_error() == Some(libc::ESRCH) => SampleError::NoSuchProcess { pid },
-        _ => SampleError::Io { path: path.display().to_string(), source: e },
+        _ => SampleError::Io {
+            path: path.display().to_string(),
+            source: e,
+        },
     }
 }
 
@@ -154,30 +193,45 @@ pub(crate) fn map_proc_error(e: ProcError, pid: i32, owner: u32) -> SampleError 
     match e {
         ProcError::NotFound(_) => SampleError::NoSuchProcess { pid },
         ProcError::PermissionDenied(p) => SampleError::PermissionDenied {
-            path: p.map(|p| p.display().to_string()).unwrap_or_else(|| format!("/proc/{pid}")),
+            path: p
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| format!("/proc/{pid}")),
             owner,
         },
         // A short read means the process went away mid-read.
         ProcError::Incomplete(_) => SampleError::NoSuchProcess { pid },
         ProcError::Io(source, p) => match source.kind() {
             io::ErrorKind::NotFound => SampleError::NoSuchProcess { pid },
-            _ => SampleError::Io { path: p.map(|p| p.display().to_string()).unwrap_or_default(), source },
+            _ => SampleError::Io {
+                path: p.map(|p| p.display().to_string()).unwrap_or_default(),
+                source,
+            },
         },
-        ProcError::Other(detail) | ProcError::InternalError(procfs::InternalError { msg: detail, .. }) => {
-            SampleError::Malformed { path: format!("/proc/{pid}"), detail }
+        ProcError::Other(detail)
+        | ProcError::InternalError(procfs::InternalError { msg: detail, .. }) => {
+            SampleError::Malformed {
+                path: format!("/proc/{pid}"),
+                detail,
+            }
         }
     }
 }
 
 fn gone_or(e: ProcError, pid: i32, who: &Identity) -> SampleError {
     match map_proc_error(e, pid, 0) {
-        SampleError::NoSuchProcess { .. } => SampleError::Exited { pid, comm: who.comm.clone() },
+        SampleError::NoSuchProcess { .. } => SampleError::Exited {
+            pid,
+            comm: who.comm.clone(),
+        },
         other => other,
     }
 }
 
 pub fn unix_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 pub fn mono_now() -> f64 {

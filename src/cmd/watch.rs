@@ -1,0 +1,190 @@
+//! `fdwatch watch --pid N`: sample, track, show; until count/duration/Ctrl-C
+//! or the target goes away.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::{print_line, signals};
+use crate::diagnose::{Level, Thresholds, Tracker};
+use crate::report::{json, screen, View};
+use crate::sample::{self, Census, ProcRoot, Sample, SampleError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Redraw in place (a terminal).
+    Screen,
+    /// One line per sample.
+    Plain,
+    /// JSON Lines.
+    Json,
+}
+
+pub struct WatchOptions {
+    pub pid: i32,
+    pub interval: Duration,
+    pub count: Option<u64>,
+    pub duration: Option<Duration>,
+    pub output: Output,
+    pub record: Option<PathBuf>,
+    pub census: Census,
+    pub thresholds: Thresholds,
+    /// Extra stop condition, polled after each sample (the demo's "EMFILE hit + linger").
+    pub until: Option<Box<dyn Fn() -> bool>>,
+}
+
+/// How a watch ended.
+#[derive(Debug, Default)]
+pub struct WatchEnd {
+    pub samples: u64,
+    pub last_level: Option<Level>,
+    /// Seconds from the first sample to the first WARNING / CRITICAL.
+    pub first_warning: Option<f64>,
+    pub first_critical: Option<f64>,
+    /// Why the target went away, when it did.
+    pub target_gone: Option<String>,
+    pub last: Option<Sample>,
+}
+
+/// Restores the terminal however the watch ends (error, Ctrl-C, panic).
+struct AltScreen;
+
+impl AltScreen {
+    fn enter() -> AltScreen {
+        let _ = std::io::stdout().write_all(b"\x1b[?1049h\x1b[?25l");
+        AltScreen
+    }
+}
+
+impl Drop for AltScreen {
+    fn drop(&mut self) {
+        let _ = std::io::stdout().write_all(b"\x1b[?25h\x1b[?1049l");
+        let _ = std::io::stdout().flush();
+    }
+}
+
+pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
+    signals::install();
+    let first = sample::take(root, opts.pid, opts.census, None)?;
+    let identity = first.identity();
+    let mut record = match &opts.record {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening the recording {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let alt = (opts.output == Output::Screen).then(AltScreen::enter);
+    let started = Instant::now();
+    let mut tracker = Tracker::new();
+    let mut end = WatchEnd::default();
+    let mut recent: VecDeque<u64> = VecDeque::with_capacity(60);
+    let mut previous: Option<Sample> = None;
+    let mut current = Some(first);
+    let mut last_screen = String::new();
+    let first_sample_mono;
+    {
+        let f = current.as_ref().map(|s| s.mono_time).unwrap_or(0.0);
+        first_sample_mono = f;
+    }
+    let first_copy = current.clone();
+    loop {
+        let Some(mut s) = current.take() else { break };
+        if let Some(p) = &previous {
+            s.mark_new_inodes(p);
+        }
+        tracker.observe(&s);
+        let verdict = tracker.verdict(&opts.thresholds);
+        end.samples += 1;
+        end.last_level = Some(verdict.level);
+        let at = s.mono_time - first_sample_mono;
+        if verdict.level >= Level::Warning && end.first_warning.is_none() {
+            end.first_warning = Some(at);
+        }
+        if verdict.level >= Level::Critical && end.first_critical.is_none() {
+            end.first_critical = Some(at);
+        }
+        if recent.len() == 60 {
+            recent.pop_front();
+        }
+        recent.push_back(s.fds);
+        let recent_vec: Vec<u64> = recent.iter().copied().collect();
+        let first_ref = tracker.first().or(first_copy.as_ref()).unwrap_or(&s);
+        let view = View {
+            sample: &s,
+            previous: previous.as_ref(),
+            first: first_ref,
+            verdict: &verdict,
+            index: end.samples,
+            recent: &recent_vec,
+        };
+        if let Some(w) = record.as_mut() {
+            writeln!(w, "{}", json::line(&view))
+                .and_then(|_| w.flush())
+                .context("writing the recording")?;
+        }
+        let open = match opts.output {
+            Output::Json => print_line(&json::line(&view))?,
+            Output::Plain => print_line(&screen::plain_line(&view))?,
+            Output::Screen => {
+                last_screen = screen::screen(&view);
+                let mut out = std::io::stdout().lock();
+                let _ = write!(out, "\x1b[H\x1b[2J{last_screen}");
+                out.flush().is_ok()
+            }
+        };
+        previous = Some(s);
+        if !open {
+            break;
+        }
+        if opts.count.is_some_and(|c| end.samples >= c)
+            || opts.duration.is_some_and(|d| started.elapsed() >= d)
+        {
+            break;
+        }
+        if opts.until.as_ref().is_some_and(|f| f()) {
+            break;
+        }
+        // Pace on the schedule, not after the work, so the interval stays true.
+        let next = started + opts.interval.mul_f64(end.samples as f64);
+        if !signals::sleep(next.saturating_duration_since(Instant::now())) {
+            break;
+        }
+        match sample::take(root, opts.pid, opts.census, Some(&identity)) {
+            Ok(s) => current = Some(s),
+            Err(e) if e.target_gone() => {
+                end.target_gone = Some(gone_message(&e, &identity.comm, opts.pid, end.samples));
+                break;
+            }
+            Err(e) => {
+                drop(alt);
+                return Err(e.into());
+            }
+        }
+    }
+    drop(alt);
+    if opts.output == Output::Screen && !last_screen.is_empty() {
+        // Leave the last screen on the normal terminal.
+        let _ = print_line(last_screen.trim_end());
+    }
+    if let Some(msg) = &end.target_gone {
+        eprintln!("fdwatch: {msg}");
+    }
+    end.last = previous;
+    Ok(end)
+}
+
+fn gone_message(e: &SampleError, comm: &str, pid: i32, samples: u64) -> String {
+    match e {
+        SampleError::PidReused { .. } => format!("{e}; stopped after {samples} samples"),
+        _ => format!(
+            "pid {pid} ({comm}) exited; stopped after {samples} samples, the last one shown"
+        ),
+    }
+}
