@@ -112,6 +112,16 @@ pub fn census(
     Ok(())
 }
 
+/// Threads for the readlinks of a large fd table: `FDWATCH_CENSUS_THREADS`
+/// (1 forces the single-threaded path, for benchmarks), else one per core.
+fn census_threads() -> usize {
+    std::env::var("FDWATCH_CENSUS_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
 fn parse_fd_name(name: &CStr) -> Option<i32> {
     let bytes = name.to_bytes();
     if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
