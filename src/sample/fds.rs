@@ -55,9 +55,7 @@ pub fn census(
         }
     }
 
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let threads = census_threads();
     let records: Vec<Result<FdRecord, Errno>> = if fds.len() >= PARALLEL_MIN_FDS && threads > 1 {
         let chunk = fds.len().div_ceil(threads);
         std::thread::scope(|s| {
