@@ -49,8 +49,11 @@ pub struct WatchArgs {
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
     /// One plain line per sample even on a terminal.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json")]
     pub plain: bool,
+    /// The full screen even when stdout is not a terminal (e.g. to capture it).
+    #[arg(long, conflicts_with_all = ["json", "plain"])]
+    pub screen: bool,
     /// `full` classifies every fd; `count` only counts them (one stat() per sample).
     #[arg(long, value_enum, default_value_t = CensusArg::Full)]
     pub census: CensusArg,

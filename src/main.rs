@@ -73,9 +73,11 @@ fn thresholds(t: &ThresholdArgs) -> anyhow::Result<Thresholds> {
     })
 }
 
-fn output(json: bool, plain: bool) -> Output {
+fn output(json: bool, plain: bool, screen: bool) -> Output {
     use std::io::IsTerminal;
-    if json {
+    if screen {
+        Output::Screen
+    } else if json {
         Output::Json
     } else if plain || !std::io::stdout().is_terminal() {
         Output::Plain
@@ -97,7 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 rate: args.rate,
                 soft_limit: args.soft_limit,
                 interval: args.interval,
-                output: output(args.json, args.plain),
+                output: output(args.json, args.plain, false),
                 linger: args.linger,
             })?;
             Ok(0)
@@ -134,7 +136,7 @@ fn run_watch(args: WatchArgs) -> anyhow::Result<u8> {
             interval: args.pace.interval,
             count: args.pace.count,
             duration: args.pace.duration,
-            output: output(args.json, args.plain),
+            output: output(args.json, args.plain, args.screen),
             record: args.record,
             census: match args.census {
                 CensusArg::Full => Census::Full,

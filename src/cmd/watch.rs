@@ -80,7 +80,9 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
         )),
         None => None,
     };
-    let alt = (opts.output == Output::Screen).then(AltScreen::enter);
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    // On a terminal the screen redraws in place; captured, screens follow each other.
+    let alt = (opts.output == Output::Screen && tty).then(AltScreen::enter);
     let started = Instant::now();
     let mut tracker = Tracker::new();
     let mut end = WatchEnd::default();
@@ -88,14 +90,8 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     let mut previous: Option<Sample> = None;
     let mut current = Some(first);
     let mut last_screen = String::new();
-    let first_sample_mono;
-    {
-        let f = current.as_ref().map(|s| s.mono_time).unwrap_or(0.0);
-        first_sample_mono = f;
-    }
-    let first_copy = current.clone();
-    loop {
-        let Some(mut s) = current.take() else { break };
+    let first_sample_mono = current.as_ref().map(|s| s.mono_time).unwrap_or(0.0);
+    while let Some(mut s) = current.take() {
         if let Some(p) = &previous {
             s.mark_new_inodes(p);
         }
@@ -115,7 +111,7 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
         }
         recent.push_back(s.fds);
         let recent_vec: Vec<u64> = recent.iter().copied().collect();
-        let first_ref = tracker.first().or(first_copy.as_ref()).unwrap_or(&s);
+        let first_ref = tracker.first().unwrap_or(&s);
         let view = View {
             sample: &s,
             previous: previous.as_ref(),
@@ -134,9 +130,13 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
             Output::Plain => print_line(&screen::plain_line(&view))?,
             Output::Screen => {
                 last_screen = screen::screen(&view);
-                let mut out = std::io::stdout().lock();
-                let _ = write!(out, "\x1b[H\x1b[2J{last_screen}");
-                out.flush().is_ok()
+                if tty {
+                    let mut out = std::io::stdout().lock();
+                    let _ = write!(out, "\x1b[H\x1b[2J{last_screen}");
+                    out.flush().is_ok()
+                } else {
+                    print_line(&last_screen)?
+                }
             }
         };
         previous = Some(s);
@@ -169,7 +169,7 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
         }
     }
     drop(alt);
-    if opts.output == Output::Screen && !last_screen.is_empty() {
+    if opts.output == Output::Screen && tty && !last_screen.is_empty() {
         // Leave the last screen on the normal terminal.
         let _ = print_line(last_screen.trim_end());
     }

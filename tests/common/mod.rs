@@ -1,0 +1,121 @@
+//! Shared by the integration tests: the real binary, the bundled workload.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::Duration;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_fdwatch")
+}
+
+pub fn fdwatch(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run fdwatch")
+}
+
+/// A running `fdwatch workload`, killed on drop.
+pub struct Workload {
+    child: Child,
+    pub pid: i32,
+    lines: Receiver<String>,
+}
+
+impl Workload {
+    pub fn start(args: &[&str]) -> Workload {
+        Self::start_with(Command::new(bin()).arg("workload").args(args))
+    }
+
+    pub fn start_with(cmd: &mut Command) -> Workload {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn workload");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let ready = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("workload never said ready");
+        let pid = ready
+            .strip_prefix("ready ")
+            .expect("ready line")
+            .trim()
+            .parse()
+            .expect("pid");
+        Workload {
+            child,
+            pid,
+            lines: rx,
+        }
+    }
+
+    /// Wait for a line starting with `prefix`.
+    pub fn wait_line(&self, prefix: &str, timeout: Duration) -> Option<String> {
+        let end = std::time::Instant::now() + timeout;
+        while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.starts_with(prefix) => return Some(l),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    pub fn pid_str(&self) -> String {
+        self.pid.to_string()
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One full sample of `pid` as JSON.
+pub fn sample_json(pid: i32) -> serde_json::Value {
+    let out = fdwatch(&["--pid", &pid.to_string(), "--count", "1", "--json"]);
+    assert!(
+        out.status.success(),
+        "fdwatch failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+pub fn count(v: &serde_json::Value, map: &str, key: &str) -> i64 {
+    v[map][key].as_i64().unwrap_or(0)
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Tests that need root say so loudly when they cannot run, and fail in CI
+/// (which runs as root, so there they must run).
+pub fn require_root(what: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    let msg = format!("SKIPPED: {what}: needs root");
+    if std::env::var_os("CI").is_some() {
+        panic!("{msg} (CI is set: this test must run)");
+    }
+    eprintln!("{msg}");
+    false
+}

@@ -1,0 +1,393 @@
+//! The sampler and the live view against real processes with known fds.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const HOLD: &[&str] = &[
+    "--hold",
+    "file:7",
+    "--hold",
+    "same-file:5",
+    "--hold",
+    "deleted:3",
+    "--hold",
+    "dir:2",
+    "--hold",
+    "pipe:4",
+    "--hold",
+    "socketpair:3",
+    "--hold",
+    "tcp-listen:2",
+    "--hold",
+    "tcp:3",
+    "--hold",
+    "close-wait:4",
+    "--hold",
+    "udp:2",
+    "--hold",
+    "udp-unbound:3",
+    "--hold",
+    "netlink:6",
+    "--hold",
+    "netlink-unbound:2",
+    "--hold",
+    "eventfd:3",
+    "--hold",
+    "epoll:2",
+    "--hold",
+    "timerfd:1",
+    "--hold",
+    "inotify:1",
+];
+
+/// The breakdown of a workload minus that of an empty one started the same way.
+#[test]
+fn full_breakdown_of_real_fds() {
+    let base = Workload::start(&[]);
+    let w = Workload::start(HOLD);
+    let b = sample_json(base.pid);
+    let s = sample_json(w.pid);
+    let kind = |k: &str| count(&s, "kinds", k) - count(&b, "kinds", k);
+    assert_eq!(kind("regular"), 7 + 5, "files + the same file 5 times");
+    assert_eq!(kind("deleted"), 3);
+    assert_eq!(kind("directory"), 2);
+    assert_eq!(kind("pipe"), 8);
+    assert_eq!(kind("unix"), 6);
+    // 2 listeners + the workload's own listener + 3 pairs (2 each) + 4 CLOSE_WAIT clients.
+    assert_eq!(kind("tcp"), 2 + 1 + 6 + 4);
+    assert_eq!(
+        kind("udp"),
+        2 + 3,
+        "unbound UDP named through sockprotoname"
+    );
+    assert_eq!(kind("netlink"), 8);
+    assert_eq!(kind("eventfd"), 3);
+    assert_eq!(kind("eventpoll"), 2);
+    assert_eq!(kind("timerfd"), 1);
+    assert_eq!(kind("inotify"), 1);
+    assert_eq!(kind("socket_unresolved"), 0);
+    let total: i64 = s["kinds"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        total,
+        s["fds"].as_i64().unwrap(),
+        "kinds add up to the total"
+    );
+    assert_eq!(
+        s["fds"].as_i64().unwrap() - b["fds"].as_i64().unwrap(),
+        12 + 3 + 2 + 8 + 6 + 13 + 5 + 8 + 7
+    );
+
+    assert_eq!(count(&s, "tcp_states", "LISTEN"), 3);
+    assert_eq!(count(&s, "tcp_states", "ESTABLISHED"), 6);
+    assert_eq!(count(&s, "tcp_states", "CLOSE_WAIT"), 4);
+    assert_eq!(count(&s, "netlink_protocols", "ROUTE"), 6);
+    assert_eq!(
+        count(&s, "netlink_protocols", "unknown"),
+        2,
+        "unbound: in no table"
+    );
+    let repeated = s["repeated_paths"].as_array().unwrap();
+    assert_eq!(repeated[0]["count"], 5);
+    assert!(repeated[0]["name"].as_str().unwrap().ends_with("/same"));
+    let remote = &s["remote_endpoints"][0];
+    assert_eq!(remote["count"], 3 + 4, "clients of the workload's listener");
+    assert!(s["deleted_bytes"].as_u64().unwrap() >= 3 * 4096);
+    assert_eq!(
+        s["limits"]["soft"].as_u64(),
+        Some(
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                .unwrap()
+                .0
+        )
+    );
+    assert!(s["system"]["max"].as_u64().unwrap() > 0);
+    assert_eq!(s["pid"].as_i64(), Some(w.pid as i64));
+    assert_eq!(s["comm"], "fdwatch");
+    assert_eq!(s["backend"], "proc");
+}
+
+/// The screen shows the same numbers as the JSON.
+#[test]
+fn screen_table_shows_the_breakdown() {
+    let w = Workload::start(&[
+        "--soft-limit",
+        "500",
+        "--hold",
+        "netlink:9",
+        "--hold",
+        "close-wait:2",
+        "--hold",
+        "eventfd:4",
+    ]);
+    let out = fdwatch(&["--pid", &w.pid_str(), "--count", "1", "--screen"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let row = |label: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no row {label} in\n{text}"))
+            .to_string()
+    };
+    assert!(
+        row("netlink sockets").split_whitespace().nth(2) == Some("9"),
+        "{text}"
+    );
+    assert!(
+        row("eventfds").split_whitespace().nth(1) == Some("4"),
+        "{text}"
+    );
+    assert!(text.contains("/ soft 500 / hard"), "{text}");
+    assert!(text.contains("CLOSE_WAIT 2"), "{text}");
+    assert!(text.contains("netlink protocols: ROUTE 9"), "{text}");
+    assert!(text.contains(&format!("pid {} (fdwatch)", w.pid)), "{text}");
+}
+
+#[test]
+fn plain_lines_record_and_count_only() {
+    let w = Workload::start(&["--hold", "pipe:3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec.jsonl");
+    let out = fdwatch(&[
+        "--pid",
+        &w.pid_str(),
+        "--count",
+        "3",
+        "--interval",
+        "100ms",
+        "--record",
+        rec.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 3, "one plain line per sample: {text}");
+    assert!(text
+        .lines()
+        .all(|l| l.contains(&format!("pid={}", w.pid)) && l.contains("level=")));
+    let recorded = std::fs::read_to_string(&rec).unwrap();
+    assert_eq!(recorded.lines().count(), 3);
+    for l in recorded.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["schema"], 1);
+        assert!(v["verdict"]["level"].is_string());
+    }
+    let full = sample_json(w.pid);
+    let count_only = fdwatch(&[
+        "--pid",
+        &w.pid_str(),
+        "--count",
+        "1",
+        "--json",
+        "--census",
+        "count",
+    ]);
+    let c: serde_json::Value = serde_json::from_slice(&count_only.stdout).unwrap();
+    assert_eq!(c["fds"], full["fds"]);
+    assert_eq!(c["backend"], "count");
+}
+
+#[test]
+fn leak_is_seen_growing() {
+    let w = Workload::start(&["--soft-limit", "400", "--leak", "netlink:20"]);
+    let out = fdwatch(&[
+        "--pid",
+        &w.pid_str(),
+        "--count",
+        "8",
+        "--interval",
+        "250ms",
+        "--json",
+    ]);
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = lines.last().unwrap();
+    assert!(
+        last["change"]["since_start"].as_i64().unwrap() >= 20,
+        "{last}"
+    );
+    assert!(
+        last["kind_changes"]["netlink"]["since_start"]
+            .as_i64()
+            .unwrap()
+            >= 20
+    );
+    let v = &last["verdict"];
+    assert_ne!(v["level"], "OK", "{v}");
+    assert_eq!(v["patterns"][0]["id"], "netlink_accumulation", "{v}");
+    assert!(
+        v["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("netlink ROUTE sockets"),
+        "{v}"
+    );
+    let eta = v["forecast"]["eta"].as_f64().unwrap();
+    // ~ (400 - held) / 20 per second.
+    let held = last["fds"].as_f64().unwrap();
+    let truth = (400.0 - held) / 20.0;
+    assert!(
+        (eta - truth).abs() <= 0.25 * truth + 1.0,
+        "eta {eta} vs {truth}"
+    );
+}
+
+#[test]
+fn churn_race_never_errors() {
+    let w = Workload::start(&[
+        "--churn",
+        "file:3000",
+        "--churn",
+        "pipe:3000",
+        "--churn",
+        "netlink:3000",
+        "--churn",
+        "tcp:500",
+        "--threads",
+        "2",
+    ]);
+    let out = fdwatch(&[
+        "--pid",
+        &w.pid_str(),
+        "--count",
+        "30",
+        "--interval",
+        "50ms",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 30);
+    for v in &lines {
+        let fds = v["fds"].as_i64().unwrap();
+        let sum: i64 = v["kinds"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|x| x.as_i64().unwrap())
+            .sum();
+        assert_eq!(sum, fds);
+        // Baseline ~6 fds, plus at most a few in flight per churn thread.
+        assert!((3..60).contains(&fds), "fds {fds}");
+    }
+}
+
+#[test]
+fn target_exit_mid_watch_ends_cleanly() {
+    let w = Workload::start(&["--exit-after", "1s"]);
+    let out = fdwatch(&[
+        "--pid",
+        &w.pid_str(),
+        "--interval",
+        "200ms",
+        "--count",
+        "50",
+    ]);
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("exited"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(String::from_utf8(out.stdout).unwrap().lines().count() >= 2);
+}
+
+fn assert_unknown(out: &std::process::Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("fdwatch: "), "{err}");
+    assert!(err.contains(needle), "want '{needle}' in: {err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn errors_are_one_line_exit_3() {
+    // A PID that is surely free: a child that has been reaped.
+    let mut c = std::process::Command::new("true").spawn().unwrap();
+    let dead = c.id().to_string();
+    c.wait().unwrap();
+    assert_unknown(
+        &fdwatch(&["--pid", &dead, "--count", "1"]),
+        "no such process",
+    );
+    assert_unknown(
+        &fdwatch(&["--pid", "1", "--interval", "0"]),
+        "greater than zero",
+    );
+    assert_unknown(
+        &fdwatch(&["--pid", "1", "--interval", "abc"]),
+        "not a duration",
+    );
+    assert_unknown(&fdwatch(&["--pid", "abc"]), "invalid value");
+    assert_unknown(&fdwatch(&["--pid", "1", "--bogus"]), "--bogus");
+    assert_unknown(
+        &fdwatch(&["--pid", "1", "--warn-usage", "90%", "--crit-usage", "80%"]),
+        "must not exceed",
+    );
+    assert_unknown(&fdwatch(&["--pid", "2", "--count", "1"]), "kernel thread");
+    assert_unknown(&fdwatch(&[]), "nothing to do");
+    assert!(fdwatch(&["--help"]).status.success());
+}
+
+#[test]
+fn zombie_is_reported() {
+    // A child that exits and is not reaped until we say so.
+    let child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id().to_string();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_unknown(&fdwatch(&["--pid", &pid, "--count", "1"]), "zombie");
+    drop(child);
+}
+
+#[test]
+fn another_users_process_is_permission_denied() {
+    if !require_root("permission-denied test (a child that drops privileges)") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let w = Workload::start(&[]);
+    let out = std::process::Command::new(bin())
+        .args(["--pid", &w.pid_str(), "--count", "1"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_unknown(&out, "CAP_SYS_PTRACE");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"));
+}
+
+#[test]
+fn path_with_newline_is_read_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = dir.path().join("a log\nwith newline");
+    std::fs::write(&name, b"x").unwrap();
+    let _f1 = std::fs::File::open(&name).unwrap();
+    let _f2 = std::fs::File::open(&name).unwrap();
+    let _f3 = std::fs::File::open(&name).unwrap();
+    let s = sample_json(std::process::id() as i32);
+    let paths: Vec<&str> = s["repeated_paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&name.to_str().unwrap()), "{paths:?}");
+}
