@@ -292,3 +292,6 @@ pub fn take(
     }
     Ok(sample)
 }
+
+#[cfg(test)]
+mod fixture_tests;

@@ -19,13 +19,14 @@ const PF_KTHREAD: u32 = 0x0020_0000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcRoot {
     root: PathBuf,
+    /// Only a real procfs reports the fd count as the size of `fd/`; a
+    /// fixture directory's size is its block size.
+    is_procfs: bool,
 }
 
 impl Default for ProcRoot {
     fn default() -> Self {
-        ProcRoot {
-            root: PathBuf::from("/proc"),
-        }
+        ProcRoot::new("/proc")
     }
 }
 
@@ -39,7 +40,11 @@ pub struct IdentityRead {
 
 impl ProcRoot {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        ProcRoot { root: root.into() }
+        let root = root.into();
+        let is_procfs = nix::sys::statfs::statfs(&root)
+            .map(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+            .unwrap_or(false);
+        ProcRoot { root, is_procfs }
     }
 
     pub fn path(&self) -> &Path {
@@ -123,7 +128,7 @@ impl ProcRoot {
     pub fn fd_count(&self, pid: i32, owner: u32) -> Result<u64, SampleError> {
         let dir = self.pid_dir(pid).join("fd");
         match std::fs::metadata(&dir) {
-            Ok(m) if m.size() > 0 => return Ok(m.size()),
+            Ok(m) if self.is_procfs && m.size() > 0 => return Ok(m.size()),
             Ok(_) => {}
             Err(e) => return Err(io_error(&dir, e, pid, owner)),
         }
