@@ -122,6 +122,8 @@ fn out(line: &str) {
 
 /// Run the workload until killed, stdin closes or `exit_after`.
 pub fn run(spec: &WorkloadSpec) -> anyhow::Result<()> {
+    // A name of its own, so the screen reads "pid N (leaky-workload)".
+    let _ = nix::sys::prctl::set_name(c"leaky-workload");
     if let Some(soft) = spec.soft_limit {
         let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
         nix::sys::resource::setrlimit(

@@ -110,7 +110,7 @@ fn full_breakdown_of_real_fds() {
     );
     assert!(s["system"]["max"].as_u64().unwrap() > 0);
     assert_eq!(s["pid"].as_i64(), Some(w.pid as i64));
-    assert_eq!(s["comm"], "fdwatch");
+    assert_eq!(s["comm"], "leaky-workload");
     assert_eq!(s["backend"], "proc");
 }
 
@@ -147,7 +147,10 @@ fn screen_table_shows_the_breakdown() {
     assert!(text.contains("/ soft 500 / hard"), "{text}");
     assert!(text.contains("CLOSE_WAIT 2"), "{text}");
     assert!(text.contains("netlink protocols: ROUTE 9"), "{text}");
-    assert!(text.contains(&format!("pid {} (fdwatch)", w.pid)), "{text}");
+    assert!(
+        text.contains(&format!("pid {} (leaky-workload)", w.pid)),
+        "{text}"
+    );
 }
 
 #[test]

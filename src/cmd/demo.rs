@@ -79,7 +79,7 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<watch::WatchEnd> {
     }
     if opts.output != Output::Json {
         eprintln!(
-            "fdwatch demo: workload pid {pid} leaks {} netlink ROUTE sockets/s under a soft limit of {}; watching it (Ctrl-C to stop)",
+            "fdwatch demo: workload pid {pid} leaks {} netlink ROUTE sockets/s under a soft limit of {}; watching it with --warn-eta 45s --crit-eta 20s (Ctrl-C to stop)",
             opts.rate, opts.soft_limit
         );
     }
@@ -99,7 +99,13 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<watch::WatchEnd> {
             output: opts.output,
             record: None,
             census: Census::Full,
-            thresholds: Thresholds::default(),
+            // The leak takes about a minute: thresholds scaled to it, so the
+            // screen goes OK → WARNING → CRITICAL → EMFILE in one sitting.
+            thresholds: Thresholds {
+                warn_eta: 45.0,
+                crit_eta: 20.0,
+                ..Thresholds::default()
+            },
             until: Some(Box::new(until)),
         },
     )?;

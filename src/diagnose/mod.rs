@@ -283,38 +283,37 @@ impl Tracker {
         let forecast = self.forecast(last, total.as_ref());
         let patterns = self.patterns(last, &series);
 
-        let mut level = Level::Ok;
-        let mut reasons = Vec::new();
+        // Each reason carries the level it supports; the strongest come first.
+        let mut reasons: Vec<(Level, String)> = Vec::new();
         if let Some(soft) = last.limits.soft {
             if last.fds >= soft {
-                level = Level::Critical;
-                reasons.push(format!(
-                    "at the soft limit: {}/{} fds, opens fail with EMFILE now",
-                    last.fds, soft
+                reasons.push((
+                    Level::Critical,
+                    format!(
+                        "at the soft limit: {}/{} fds, opens fail with EMFILE now",
+                        last.fds, soft
+                    ),
                 ));
             }
         }
         if let Some(u) = usage {
-            let lvl = if u >= th.crit_usage {
-                Level::Critical
+            let (lvl, limit) = if u >= th.crit_usage {
+                (Level::Critical, th.crit_usage)
             } else if u >= th.warn_usage {
-                Level::Warning
+                (Level::Warning, th.warn_usage)
             } else {
-                Level::Ok
+                (Level::Ok, 0.0)
             };
             if lvl > Level::Ok && reasons.is_empty() {
-                let limit = if lvl == Level::Critical {
-                    th.crit_usage
-                } else {
-                    th.warn_usage
-                };
-                reasons.push(format!(
-                    "{:.0}% of the soft limit in use (threshold {:.0}%)",
-                    u * 100.0,
-                    limit * 100.0
+                reasons.push((
+                    lvl,
+                    format!(
+                        "{:.0}% of the soft limit in use (threshold {:.0}%)",
+                        u * 100.0,
+                        limit * 100.0
+                    ),
                 ));
             }
-            level = level.max(lvl);
         }
         if let Some(f) = &forecast {
             let lvl = if f.eta <= th.crit_eta {
@@ -324,10 +323,9 @@ impl Tracker {
             } else {
                 Level::Ok
             };
-            level = level.max(lvl);
             let driver = series
                 .iter()
-                .find(|s| s.growing && s.series != "total" && s.series.contains(':'))
+                .find(|s| s.growing && s.series.contains(':'))
                 .or_else(|| series.iter().find(|s| s.growing));
             let what = match (driver, &total) {
                 (Some(d), _) => describe_growth(d),
@@ -339,31 +337,41 @@ impl Tracker {
             } else {
                 "ENFILE (system file table full)"
             };
-            reasons.push(format!(
-                "{what} — {limit_word} in {}{} ({} {})",
-                approx_duration(f.eta),
-                eta_range(f),
-                f.limit_name,
-                f.limit
+            reasons.push((
+                lvl,
+                format!(
+                    "{what} — {limit_word} in {}{} ({} {})",
+                    approx_duration(f.eta),
+                    eta_range(f),
+                    f.limit_name,
+                    f.limit
+                ),
             ));
         } else if self.total.len() < MIN_POINTS {
-            reasons.push(format!(
-                "collecting: {}/{} samples before a trend",
-                self.total.len(),
-                MIN_POINTS
+            reasons.push((
+                Level::Ok,
+                format!(
+                    "collecting: {}/{} samples before a trend",
+                    self.total.len(),
+                    MIN_POINTS
+                ),
             ));
         } else if let Some(t) = &total {
-            reasons.push(if t.slope_lo <= 0.0 && t.slope_hi >= 0.0 {
+            let text = if t.slope_lo <= 0.0 && t.slope_hi >= 0.0 {
                 format!("not growing: {} (CI includes 0)", format_slope(t))
             } else if t.slope < 0.0 {
                 format!("shrinking: {}", format_slope(t))
             } else {
                 format!("growing slowly: {}", format_slope(t))
-            });
+            };
+            reasons.push((Level::Ok, text));
         }
         for p in &patterns {
-            reasons.push(format!("{}: {}", p.summary, p.cause));
+            reasons.push((Level::Ok, format!("{}: {}", p.summary, p.cause)));
         }
+        reasons.sort_by(|a, b| b.0.cmp(&a.0));
+        let level = reasons.iter().map(|r| r.0).max().unwrap_or(Level::Ok);
+        let reasons: Vec<String> = reasons.into_iter().map(|r| r.1).collect();
         Verdict {
             level,
             reasons,
