@@ -369,7 +369,7 @@ impl Tracker {
         for p in &patterns {
             reasons.push((Level::Ok, format!("{}: {}", p.summary, p.cause)));
         }
-        reasons.sort_by(|a, b| b.0.cmp(&a.0));
+        reasons.sort_by_key(|r| std::cmp::Reverse(r.0));
         let level = reasons.iter().map(|r| r.0).max().unwrap_or(Level::Ok);
         let reasons: Vec<String> = reasons.into_iter().map(|r| r.1).collect();
         Verdict {
