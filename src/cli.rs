@@ -28,6 +28,12 @@ pub struct Cli {
 pub enum Command {
     /// Watch one process live: every fd classified, against its limit, with the trend and verdict.
     Watch(WatchArgs),
+    /// Health check for cron, systemd timers and monitoring agents (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+    Check(CheckArgs),
+    /// CI step: run a command, sample it to its exit, fail the step if it leaks.
+    Run(RunArgs),
+    /// CI step: watch a running process for a while, fail if it leaks.
+    Assert(AssertArgs),
     /// Start a bundled workload that leaks netlink ROUTE sockets under a lowered limit, and watch it.
     Demo(DemoArgs),
     /// The bundled workload generator (used by `demo` and the tests).
@@ -72,6 +78,119 @@ pub struct PaceArgs {
     /// Stop after this long.
     #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct TargetArgs {
+    /// Process to check.
+    #[arg(short, long, value_name = "PID")]
+    pub pid: Option<i32>,
+    /// Read the PID from a file.
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+    /// Every process whose name (comm or argv[0] base name) matches; `*` and `?` glob.
+    #[arg(long, value_name = "PATTERN")]
+    pub name: Option<String>,
+    /// Every process running this executable.
+    #[arg(long, value_name = "PATH")]
+    pub exe: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// Monitoring-plugin status line with performance data.
+    Nagios,
+    Json,
+    /// Prometheus text format (for the node_exporter textfile collector).
+    Prometheus,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Samples in this run's burst.
+    #[arg(long, value_name = "K", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub samples: u64,
+    /// Time between the burst's samples.
+    #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Keep the history between runs in FILE (locked, bounded, written atomically).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = CheckFormat::Nagios)]
+    pub format: CheckFormat,
+    /// With --format prometheus: write FILE atomically (temp file + rename) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = CensusArg::Full)]
+    pub census: CensusArg,
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum FailOn {
+    Never,
+    Warning,
+    Critical,
+}
+
+/// What makes a CI step fail, shared by `run` and `assert`.
+#[derive(Debug, Clone, Args)]
+pub struct GateArgs {
+    /// Fail when the fd count ever exceeds N.
+    #[arg(long, value_name = "N")]
+    pub max_fds: Option<u64>,
+    /// Fail when fds grow by more than N between the warm-up point and the end;
+    /// `KIND:N` limits one kind (e.g. netlink:0). Repeatable.
+    #[arg(long, value_name = "[KIND:]N")]
+    pub max_growth: Vec<String>,
+    /// Growth is measured from this long after the start (ignore start-up).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Fail when the final verdict is at least this level.
+    #[arg(long, value_enum, default_value_t = FailOn::Critical)]
+    pub fail_on: FailOn,
+    /// Write the report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Write a JUnit XML test case to FILE (GitLab/Jenkins test reports).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Time between samples.
+    #[arg(short, long, value_name = "DURATION", default_value = "200ms", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Count the command's descendants too (their fds summed with its own).
+    #[arg(long)]
+    pub children: bool,
+    #[command(flatten)]
+    pub gate: GateArgs,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AssertArgs {
+    /// The running process to watch.
+    #[arg(short, long, value_name = "PID")]
+    pub pid: i32,
+    /// How long to watch it.
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    pub watch_for: Duration,
+    /// Time between samples.
+    #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
+    #[command(flatten)]
+    pub gate: GateArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -3,9 +3,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use fdwatch::cli::{CensusArg, Cli, Command, ThresholdArgs, WatchArgs};
+use fdwatch::cli::{
+    CensusArg, CheckArgs, CheckFormat, Cli, Command, FailOn, GateArgs, ThresholdArgs, WatchArgs,
+};
 use fdwatch::cmd::watch::{Output, WatchOptions};
-use fdwatch::cmd::{demo, watch};
+use fdwatch::cmd::{check, ci, demo, targets::Targets, watch};
 use fdwatch::diagnose::Thresholds;
 use fdwatch::sample::{Census, ProcRoot, SampleError};
 use fdwatch::workload;
@@ -94,6 +96,29 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             eprintln!("fdwatch: nothing to do: give --pid N, or a mode such as `fdwatch demo` (see fdwatch --help)");
             Ok(EXIT_UNKNOWN)
         }
+        Some(Command::Check(args)) => Ok(run_check(args)),
+        Some(Command::Run(args)) => {
+            let gate = gate(&args.gate)?;
+            Ok(ci::run(
+                &ProcRoot::default(),
+                &args.command,
+                args.interval,
+                args.children,
+                &gate,
+            )?
+            .clamp(0, 255) as u8)
+        }
+        Some(Command::Assert(args)) => {
+            let gate = gate(&args.gate)?;
+            Ok(ci::assert(
+                &ProcRoot::default(),
+                args.pid,
+                args.watch_for,
+                args.interval,
+                &gate,
+            )?
+            .clamp(0, 255) as u8)
+        }
         Some(Command::Demo(args)) => {
             demo::run(demo::DemoOptions {
                 rate: args.rate,
@@ -122,6 +147,74 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+fn census(c: CensusArg) -> Census {
+    match c {
+        CensusArg::Full => Census::Full,
+        CensusArg::Count => Census::CountOnly,
+    }
+}
+
+fn gate(g: &GateArgs) -> anyhow::Result<ci::Gate> {
+    Ok(ci::Gate {
+        max_fds: g.max_fds,
+        max_growth: g
+            .max_growth
+            .iter()
+            .map(|s| ci::parse_growth(s))
+            .collect::<anyhow::Result<_>>()?,
+        warmup: g.warmup,
+        fail_on: match g.fail_on {
+            FailOn::Never => None,
+            FailOn::Warning => Some(fdwatch::diagnose::Level::Warning),
+            FailOn::Critical => Some(fdwatch::diagnose::Level::Critical),
+        },
+        report: g.report.clone(),
+        junit: g.junit.clone(),
+        thresholds: thresholds(&g.thresholds)?,
+    })
+}
+
+/// A check always answers in the plugin format, errors included: UNKNOWN (3)
+/// with the reason on the status line, and the same line on stderr.
+fn run_check(args: CheckArgs) -> u8 {
+    let opts = match thresholds(&args.thresholds) {
+        Ok(th) => check::CheckOptions {
+            targets: Targets {
+                pid: args.target.pid,
+                pidfile: args.target.pidfile,
+                name: args.target.name,
+                exe: args.target.exe,
+            },
+            samples: args.samples,
+            interval: args.interval,
+            state: args.state,
+            format: match args.format {
+                CheckFormat::Nagios => check::Format::Nagios,
+                CheckFormat::Json => check::Format::Json,
+                CheckFormat::Prometheus => check::Format::Prometheus,
+            },
+            output: args.output,
+            thresholds: th,
+            census: census(args.census),
+        },
+        Err(e) => return unknown(&e, args.format),
+    };
+    match check::run(&ProcRoot::default(), &opts) {
+        Ok(code) => code,
+        Err(e) => unknown(&e, args.format),
+    }
+}
+
+fn unknown(e: &anyhow::Error, format: CheckFormat) -> u8 {
+    let msg = format!("{e:#}");
+    match format {
+        CheckFormat::Json => println!("{}", serde_json::json!({"level": "UNKNOWN", "error": msg})),
+        _ => println!("FDWATCH UNKNOWN - {}", msg.replace('|', "/")),
+    }
+    eprintln!("fdwatch: {msg}");
+    EXIT_UNKNOWN
+}
+
 fn run_watch(args: WatchArgs) -> anyhow::Result<u8> {
     let pid = args
         .pid
@@ -138,10 +231,7 @@ fn run_watch(args: WatchArgs) -> anyhow::Result<u8> {
             duration: args.pace.duration,
             output: output(args.json, args.plain, args.screen),
             record: args.record,
-            census: match args.census {
-                CensusArg::Full => Census::Full,
-                CensusArg::Count => Census::CountOnly,
-            },
+            census: census(args.census),
             thresholds: thresholds(&args.thresholds)?,
             until: None,
         },

@@ -1,8 +1,11 @@
 //! One small driver loop per mode. Drivers wire `sample` → `diagnose` →
 //! `report`; they hold no logic of their own beyond pacing and I/O.
 
+pub mod check;
+pub mod ci;
 pub mod demo;
 pub mod signals;
+pub mod targets;
 pub mod watch;
 
 use std::io::Write;

@@ -40,3 +40,56 @@ pub fn sleep(d: std::time::Duration) -> bool {
         std::thread::sleep((end - now).min(std::time::Duration::from_millis(50)));
     }
 }
+
+/// Signals sent to fdwatch by another process (kill, systemd, a CI runner),
+/// to be passed on to the command under `fdwatch run`.
+static FORWARD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn on_forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SI_USER (kill), SI_QUEUE and SI_TKILL are <= 0. A signal from the
+    // terminal (Ctrl-C) is SI_KERNEL and reached the command's process group
+    // already: forwarding it would deliver it twice.
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let code = if info.is_null() {
+        0
+    } else {
+        unsafe { (*info).si_code }
+    };
+    if code <= 0 && (0..64).contains(&sig) {
+        FORWARD.fetch_or(1u64 << sig, Ordering::SeqCst);
+    }
+}
+
+pub const FORWARDED: [libc::c_int; 6] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// Catch the signals `run` passes through to its command.
+pub fn install_forwarding() {
+    for sig in FORWARDED {
+        // SAFETY: a plain sigaction with an async-signal-safe handler.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_forward as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Signals received since the last call, to forward.
+pub fn take_forwarded() -> Vec<libc::c_int> {
+    let bits = FORWARD.swap(0, Ordering::SeqCst);
+    (0..64).filter(|s| bits & (1u64 << s) != 0).collect()
+}
+
+/// True when a signal to forward is waiting (without taking it).
+pub fn take_forwarded_pending() -> bool {
+    FORWARD.load(Ordering::SeqCst) != 0
+}

@@ -1,7 +1,10 @@
 //! Formatting only: the live screen, plain log lines and JSON Lines, from
 //! plain data. Nothing here reads the kernel or decides a verdict.
 
+pub mod ci;
 pub mod json;
+pub mod nagios;
+pub mod prometheus;
 pub mod screen;
 
 use std::collections::BTreeMap;

@@ -133,6 +133,34 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// Add another process's census into this one (a command and its
+    /// descendants, seen as one). Limits and identity stay this sample's.
+    pub fn merge(&mut self, other: &Sample) {
+        fn add<K: Ord + Clone>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>) {
+            for (k, v) in from {
+                *into.entry(k.clone()).or_default() += v;
+            }
+        }
+        fn add_counted(into: &mut Vec<Counted>, from: &[Counted]) {
+            let mut all: BTreeMap<String, u64> =
+                into.drain(..).map(|c| (c.name, c.count)).collect();
+            for c in from {
+                *all.entry(c.name.clone()).or_default() += c.count;
+            }
+            *into = fds::top_counted(all.into_iter(), TOP_N, 1);
+        }
+        self.fds += other.fds;
+        add(&mut self.kinds, &other.kinds);
+        add(&mut self.tcp_states, &other.tcp_states);
+        add(&mut self.netlink_protocols, &other.netlink_protocols);
+        add(&mut self.new_inodes, &other.new_inodes);
+        add_counted(&mut self.repeated_paths, &other.repeated_paths);
+        add_counted(&mut self.remote_endpoints, &other.remote_endpoints);
+        self.deleted_bytes += other.deleted_bytes;
+        self.vanished += other.vanished;
+        self.inodes.extend_from_slice(&other.inodes);
+    }
+
     pub fn identity(&self) -> Identity {
         Identity {
             pid: self.pid,

@@ -141,6 +141,82 @@ impl ProcRoot {
         Ok(n)
     }
 
+    /// Every numeric entry of the proc root: the processes visible to us.
+    pub fn pids(&self) -> Result<Vec<i32>, SampleError> {
+        let entries = std::fs::read_dir(&self.root).map_err(|source| SampleError::Io {
+            path: self.root.display().to_string(),
+            source,
+        })?;
+        let mut pids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| SampleError::Io {
+                path: self.root.display().to_string(),
+                source,
+            })?;
+            if let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            {
+                pids.push(pid);
+            }
+        }
+        pids.sort_unstable();
+        Ok(pids)
+    }
+
+    /// Parent pid (field 4 of stat); None when the process is gone.
+    pub fn ppid(&self, pid: i32) -> Option<i32> {
+        let text = std::fs::read_to_string(self.pid_dir(pid).join("stat")).ok()?;
+        // comm may hold spaces and parentheses: fields start after the last ')'.
+        let rest = &text[text.rfind(')')? + 1..];
+        rest.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// argv[0] of a process (empty for kernel threads or when unreadable).
+    pub fn argv0(&self, pid: i32) -> Option<String> {
+        let raw = std::fs::read(self.pid_dir(pid).join("cmdline")).ok()?;
+        let first = raw.split(|b| *b == 0).next()?;
+        (!first.is_empty()).then(|| String::from_utf8_lossy(first).into_owned())
+    }
+
+    /// The executable's path (`exe` link), when readable.
+    pub fn exe(&self, pid: i32) -> Option<PathBuf> {
+        std::fs::read_link(self.pid_dir(pid).join("exe")).ok()
+    }
+
+    /// The command name (`comm`), when readable.
+    pub fn comm(&self, pid: i32) -> Option<String> {
+        Some(
+            std::fs::read_to_string(self.pid_dir(pid).join("comm"))
+                .ok()?
+                .trim_end_matches('\n')
+                .to_string(),
+        )
+    }
+
+    /// All descendants of `pid` (children, grandchildren, ...), by parent links.
+    pub fn descendants(&self, pid: i32) -> Vec<i32> {
+        let Ok(pids) = self.pids() else {
+            return Vec::new();
+        };
+        let parents: Vec<(i32, i32)> = pids
+            .iter()
+            .filter_map(|p| self.ppid(*p).map(|pp| (*p, pp)))
+            .collect();
+        let mut out = Vec::new();
+        let mut frontier = vec![pid];
+        while let Some(parent) = frontier.pop() {
+            for (child, _) in parents.iter().filter(|(_, pp)| *pp == parent) {
+                if !out.contains(child) {
+                    out.push(*child);
+                    frontier.push(*child);
+                }
+            }
+        }
+        out
+    }
+
     pub fn system_files(&self) -> Result<SystemFiles, SampleError> {
         let fs = self.root.join("sys/fs");
         let file_nr = read_to_string(&fs.join("file-nr"))?;

@@ -1,0 +1,161 @@
+//! `fdwatch check`: a short burst of samples (plus the history kept in a
+//! state file), one verdict per process, monitoring-plugin output.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::signals;
+use super::targets::Targets;
+use crate::diagnose::{Level, Thresholds, Tracker};
+use crate::report::nagios::{self, Checked};
+use crate::report::prometheus;
+use crate::sample::{self, Census, ProcRoot, Sample, SampleError};
+use crate::state::LockedState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Nagios,
+    Json,
+    Prometheus,
+}
+
+pub struct CheckOptions {
+    pub targets: Targets,
+    pub samples: u64,
+    pub interval: Duration,
+    pub state: Option<PathBuf>,
+    pub format: Format,
+    /// For `--format prometheus`: the .prom file to write atomically.
+    pub output: Option<PathBuf>,
+    pub thresholds: Thresholds,
+    pub census: Census,
+}
+
+/// Run the check; returns the exit code (the worst level).
+pub fn run(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<u8> {
+    signals::install();
+    let pids = opts.targets.resolve(root)?;
+    // Burst: every target once per round.
+    let mut bursts: HashMap<i32, Result<Vec<Sample>, SampleError>> = HashMap::new();
+    let start = Instant::now();
+    for round in 0..opts.samples {
+        if round > 0
+            && !signals::sleep(
+                (start + opts.interval.mul_f64(round as f64))
+                    .saturating_duration_since(Instant::now()),
+            )
+        {
+            break;
+        }
+        for pid in &pids {
+            let entry = bursts.entry(*pid).or_insert_with(|| Ok(Vec::new()));
+            let Ok(list) = entry else { continue };
+            let expect = list.first().map(Sample::identity);
+            match sample::take(root, *pid, opts.census, expect.as_ref()) {
+                Ok(mut s) => {
+                    if let Some(prev) = list.last() {
+                        s.mark_new_inodes(prev);
+                    }
+                    list.push(s);
+                }
+                // Gone after some samples: judge on what was seen.
+                Err(e) if e.target_gone() && !list.is_empty() => {}
+                Err(e) => *entry = Err(e),
+            }
+        }
+    }
+
+    let mut notes = Vec::new();
+    let mut locked = match &opts.state {
+        Some(path) => {
+            let l = LockedState::open(path)?;
+            notes.extend(l.notes.iter().cloned());
+            Some(l)
+        }
+        None => None,
+    };
+    let mut checked = Vec::new();
+    for pid in &pids {
+        let comm = root.comm(*pid).unwrap_or_else(|| "?".into());
+        let outcome = match bursts.remove(pid) {
+            Some(Ok(burst)) if !burst.is_empty() => {
+                let mut tracker = Tracker::new();
+                if let Some(l) = &locked {
+                    if let Some(h) = l.state.history(*pid, burst[0].start_time) {
+                        for s in &h.samples {
+                            tracker.observe(s);
+                        }
+                    }
+                }
+                for s in &burst {
+                    tracker.observe(s);
+                }
+                if let Some(l) = locked.as_mut() {
+                    l.state.append(&burst);
+                }
+                let verdict = tracker.verdict(&opts.thresholds);
+                let last = burst.last().cloned().unwrap_or_else(|| burst[0].clone());
+                Ok((last, verdict))
+            }
+            Some(Err(e)) => Err(e.to_string()),
+            _ => Err("no sample taken".to_string()),
+        };
+        checked.push(Checked {
+            pid: *pid,
+            comm,
+            outcome,
+        });
+    }
+    if let Some(l) = locked.as_mut() {
+        // Histories of processes that are gone are not worth keeping.
+        l.state.forget_dead(|pid, start| {
+            root.identity(pid)
+                .map(|i| i.identity.start_time == start)
+                .unwrap_or(false)
+        });
+        l.save()?;
+    }
+
+    let level = nagios::worst(checked.iter().map(Checked::level));
+    match opts.format {
+        Format::Nagios => {
+            super::print_line(nagios::render(&checked, &opts.thresholds, &notes).trim_end())?;
+        }
+        Format::Json => {
+            let procs: Vec<serde_json::Value> = checked
+                .iter()
+                .map(|c| match &c.outcome {
+                    Ok((s, v)) => serde_json::json!({"pid": c.pid, "comm": c.comm, "level": v.level, "summary": nagios::summary(c), "verdict": v, "sample": s}),
+                    Err(e) => serde_json::json!({"pid": c.pid, "comm": c.comm, "level": Level::Unknown, "error": e}),
+                })
+                .collect();
+            let doc = serde_json::json!({"level": level, "processes": procs, "notes": notes});
+            super::print_line(&doc.to_string())?;
+        }
+        Format::Prometheus => {
+            let entries: Vec<(&Sample, &crate::diagnose::Verdict)> = checked
+                .iter()
+                .filter_map(|c| c.outcome.as_ref().ok())
+                .map(|(s, v)| (s, v))
+                .collect();
+            let text = prometheus::render(&entries);
+            match &opts.output {
+                Some(path) => prometheus::write_atomic(path, &text)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
+                None => {
+                    super::print_line(text.trim_end())?;
+                }
+            }
+        }
+    }
+    for c in &checked {
+        if let Err(e) = &c.outcome {
+            eprintln!("fdwatch: pid {}: {e}", c.pid);
+        }
+    }
+    for n in &notes {
+        eprintln!("fdwatch: {n}");
+    }
+    Ok(level.exit_code())
+}

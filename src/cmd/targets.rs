@@ -1,0 +1,108 @@
+//! Which processes a health check looks at: `--pid`, `--pidfile`, `--name`, `--exe`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+use crate::sample::ProcRoot;
+
+#[derive(Debug, Clone, Default)]
+pub struct Targets {
+    pub pid: Option<i32>,
+    pub pidfile: Option<PathBuf>,
+    /// Matches the command name (comm) or argv[0]'s base name; `*` and `?` glob.
+    pub name: Option<String>,
+    /// Matches the executable path exactly.
+    pub exe: Option<PathBuf>,
+}
+
+impl Targets {
+    pub fn describe(&self) -> String {
+        if let Some(p) = self.pid {
+            format!("--pid {p}")
+        } else if let Some(f) = &self.pidfile {
+            format!("--pidfile {}", f.display())
+        } else if let Some(n) = &self.name {
+            format!("--name {n}")
+        } else if let Some(e) = &self.exe {
+            format!("--exe {}", e.display())
+        } else {
+            "no target".into()
+        }
+    }
+
+    /// The PIDs to check. A selector that matches nothing is an error (UNKNOWN).
+    pub fn resolve(&self, root: &ProcRoot) -> anyhow::Result<Vec<i32>> {
+        if let Some(pid) = self.pid {
+            if pid <= 0 {
+                bail!("--pid must be a positive process id, got {pid}");
+            }
+            return Ok(vec![pid]);
+        }
+        if let Some(file) = &self.pidfile {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading pidfile {}", file.display()))?;
+            let pid: i32 = text
+                .split_whitespace()
+                .next()
+                .and_then(|w| w.parse().ok())
+                .filter(|p| *p > 0)
+                .with_context(|| format!("pidfile {} holds no pid", file.display()))?;
+            return Ok(vec![pid]);
+        }
+        let me = std::process::id() as i32;
+        let mut found = Vec::new();
+        for pid in root.pids()? {
+            if pid == me {
+                continue;
+            }
+            let hit = if let Some(pattern) = &self.name {
+                let comm = root.comm(pid).unwrap_or_default();
+                let argv0 = root.argv0(pid).unwrap_or_default();
+                let base = argv0.rsplit('/').next().unwrap_or("").to_string();
+                !argv0.is_empty() && (glob(pattern, &comm) || glob(pattern, &base))
+            } else if let Some(exe) = &self.exe {
+                root.exe(pid).is_some_and(|e| &e == exe)
+            } else {
+                bail!("give a target: --pid N, --pidfile FILE, --name PATTERN or --exe PATH");
+            };
+            if hit {
+                found.push(pid);
+            }
+        }
+        if found.is_empty() {
+            bail!("no process matches {}", self.describe());
+        }
+        Ok(found)
+    }
+}
+
+/// Shell-style `*` and `?` matching, whole string.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    fn m(p: &[char], t: &[char]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some('*'), _) => m(&p[1..], t) || (!t.is_empty() && m(p, &t[1..])),
+            (Some('?'), Some(_)) => m(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => m(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    m(&p, &t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn globs() {
+        assert!(glob("nginx", "nginx"));
+        assert!(!glob("nginx", "nginx2"));
+        assert!(glob("rpc-*", "rpc-msg"));
+        assert!(glob("?pc*", "rpc-msg"));
+        assert!(!glob("*x", "rpc"));
+    }
+}

@@ -1,0 +1,226 @@
+//! Monitoring-plugin output: one status line, performance data after `|`,
+//! long output on the following lines (Nagios, Icinga, Sensu, Zabbix).
+
+use crate::diagnose::format::{approx_duration, rate};
+use crate::diagnose::{Level, Thresholds, Verdict};
+use crate::sample::Sample;
+
+/// One checked process: its last sample and verdict, or why it could not be checked.
+pub struct Checked {
+    pub pid: i32,
+    pub comm: String,
+    pub outcome: Result<(Sample, Verdict), String>,
+}
+
+impl Checked {
+    pub fn level(&self) -> Level {
+        self.outcome
+            .as_ref()
+            .map(|(_, v)| v.level)
+            .unwrap_or(Level::Unknown)
+    }
+}
+
+/// Worst-of in the order CRITICAL > WARNING > UNKNOWN > OK (the plugins'
+/// `max_state_alt`): a readable CRITICAL outranks an unreadable process.
+pub fn worst(levels: impl Iterator<Item = Level>) -> Level {
+    let rank = |l: &Level| match l {
+        Level::Ok => 0,
+        Level::Unknown => 1,
+        Level::Warning => 2,
+        Level::Critical => 3,
+    };
+    levels.max_by_key(rank).unwrap_or(Level::Unknown)
+}
+
+/// `pid 4242 (rpc-msg) 812/1024 fds (79%), +3.1/min, EMFILE in ~1h05m: netlink ROUTE sockets growing`
+pub fn summary(c: &Checked) -> String {
+    let (s, v) = match &c.outcome {
+        Ok(ok) => ok,
+        Err(why) => return format!("pid {} ({}): {why}", c.pid, c.comm),
+    };
+    let mut out = match s.limits.soft {
+        Some(soft) => format!(
+            "pid {} ({}) {}/{} fds ({:.0}%)",
+            s.pid,
+            s.comm,
+            s.fds,
+            soft,
+            s.usage_ratio().unwrap_or(0.0) * 100.0
+        ),
+        None => format!("pid {} ({}) {} fds (no soft limit)", s.pid, s.comm, s.fds),
+    };
+    match &v.total {
+        Some(t) if t.growing => out.push_str(&format!(
+            ", {}{}",
+            if t.slope >= 0.0 { "+" } else { "" },
+            rate(t.slope)
+        )),
+        Some(_) => out.push_str(", not growing"),
+        None => out.push_str(&format!(", collecting ({} samples)", v.samples)),
+    }
+    if let Some(f) = &v.forecast {
+        let what = if f.limit_name.starts_with("soft") {
+            "EMFILE"
+        } else {
+            "ENFILE"
+        };
+        out.push_str(&format!(", {what} in {}", approx_duration(f.eta)));
+    }
+    if let Some(p) = v.patterns.first() {
+        out.push_str(&format!(": {}", p.summary));
+    } else if v.level > Level::Ok {
+        if let Some(r) = v.reasons.first() {
+            out.push_str(&format!(": {r}"));
+        }
+    }
+    out
+}
+
+/// A perfdata number in the C locale, no exponent.
+fn num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        let s = format!("{x:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+fn label(prefix: &str, name: &str) -> String {
+    // No '=' or quotes in labels; quote when anything but [A-Za-z0-9_] appears.
+    let l: String = format!("{prefix}{name}")
+        .chars()
+        .filter(|c| *c != '=' && *c != '\'')
+        .collect();
+    if l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        l
+    } else {
+        format!("'{l}'")
+    }
+}
+
+pub fn perfdata(c: &Checked, prefix: &str, th: &Thresholds) -> Vec<String> {
+    let Ok((s, v)) = &c.outcome else {
+        return vec![format!("{}=U", label(prefix, "fds"))];
+    };
+    let mut items = Vec::new();
+    match s.limits.soft {
+        Some(soft) => {
+            let sf = soft as f64;
+            items.push(format!(
+                "{}={};{};{};0;{}",
+                label(prefix, "fds"),
+                s.fds,
+                num((th.warn_usage * sf).floor()),
+                num((th.crit_usage * sf).floor()),
+                soft
+            ));
+            items.push(format!(
+                "{}={}%;{};{};0;100",
+                label(prefix, "usage"),
+                num((s.fds as f64 * 100.0 / sf * 10.0).round() / 10.0),
+                num(th.warn_usage * 100.0),
+                num(th.crit_usage * 100.0)
+            ));
+        }
+        None => items.push(format!("{}={};;;0;", label(prefix, "fds"), s.fds)),
+    }
+    items.push(match &v.total {
+        Some(t) => format!(
+            "{}={}",
+            label(prefix, "fds_per_min"),
+            num((t.slope * 60.0 * 1000.0).round() / 1000.0)
+        ),
+        None => format!("{}=U", label(prefix, "fds_per_min")),
+    });
+    let eta = v
+        .forecast
+        .as_ref()
+        .map(|f| format!("{}s", num(f.eta.round())))
+        .unwrap_or_else(|| "U".into());
+    items.push(format!(
+        "{}={eta};{}:;{}:;0;",
+        label(prefix, "eta"),
+        num(th.warn_eta),
+        num(th.crit_eta)
+    ));
+    for (kind, n) in &s.kinds {
+        items.push(format!("{}={n};;;0;", label(prefix, kind.name())));
+    }
+    items
+}
+
+/// The whole plugin output: status line with perfdata, then long output.
+pub fn render(checked: &[Checked], th: &Thresholds, notes: &[String]) -> String {
+    let level = worst(checked.iter().map(Checked::level));
+    let worst_one = checked.iter().find(|c| c.level() == level);
+    let head = match (checked.len(), worst_one) {
+        (1, Some(c)) => summary(c),
+        (n, Some(c)) => format!("{n} processes, worst: {}", summary(c)),
+        (_, None) => "no process checked".to_string(),
+    };
+    let perf: Vec<String> = if checked.len() == 1 {
+        perfdata(&checked[0], "", th)
+    } else {
+        checked
+            .iter()
+            .flat_map(|c| perfdata(c, &format!("pid{}_", c.pid), th))
+            .collect()
+    };
+    let mut out = format!("FDWATCH {} - {}", level.name(), head.replace('|', "/"));
+    if !perf.is_empty() {
+        out.push_str(" | ");
+        out.push_str(&perf.join(" "));
+    }
+    out.push('\n');
+    for c in checked {
+        if checked.len() > 1 {
+            out.push_str(&format!(
+                "{}: {}\n",
+                c.level().name(),
+                summary(c).replace('|', "/")
+            ));
+        }
+        if let Ok((_, v)) = &c.outcome {
+            for r in &v.reasons {
+                out.push_str(&format!("  {}\n", r.replace('|', "/")));
+            }
+        }
+    }
+    for n in notes {
+        out.push_str(&format!("note: {}\n", n.replace('|', "/")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_in_c_locale() {
+        assert_eq!(num(812.0), "812");
+        assert_eq!(num(3.14159), "3.1416");
+        assert_eq!(num(0.5), "0.5");
+        assert_eq!(num(1e-7), "0");
+        assert_eq!(label("", "fds"), "fds");
+        assert_eq!(label("pid1_", "a b"), "'pid1_a b'");
+    }
+
+    #[test]
+    fn worst_of() {
+        assert_eq!(
+            worst([Level::Ok, Level::Unknown].into_iter()),
+            Level::Unknown
+        );
+        assert_eq!(
+            worst([Level::Unknown, Level::Warning].into_iter()),
+            Level::Warning
+        );
+        assert_eq!(
+            worst([Level::Critical, Level::Unknown].into_iter()),
+            Level::Critical
+        );
+    }
+}

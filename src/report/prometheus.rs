@@ -1,0 +1,171 @@
+//! The Prometheus text exposition format: for the node_exporter textfile
+//! collector (`check --format prometheus`) and for `serve`.
+
+use std::fmt::Write;
+
+use crate::diagnose::Verdict;
+use crate::sample::Sample;
+
+/// Escape a label value: `\` `"` and newline.
+pub fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn family(out: &mut String, name: &str, help: &str, kind: &str, rows: &[(String, f64)]) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, v) in rows {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {}", fmt_value(*v));
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {}", fmt_value(*v));
+        }
+    }
+}
+
+fn fmt_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Render the metrics of the given processes. Metric names follow the
+/// Prometheus naming rules: one prefix, base units, `_ratio` for 0..1.
+pub fn render(entries: &[(&Sample, &Verdict)]) -> String {
+    let ids = |s: &Sample| format!("pid=\"{}\",comm=\"{}\"", s.pid, escape(&s.comm));
+    let mut out = String::new();
+    let rows = |f: &dyn Fn(&Sample, &Verdict) -> Option<f64>| -> Vec<(String, f64)> {
+        entries
+            .iter()
+            .filter_map(|(s, v)| f(s, v).map(|x| (ids(s), x)))
+            .collect()
+    };
+    family(
+        &mut out,
+        "fdwatch_open_fds",
+        "Open file descriptors of the process.",
+        "gauge",
+        &rows(&|s, _| Some(s.fds as f64)),
+    );
+    let by_kind: Vec<(String, f64)> = entries
+        .iter()
+        .flat_map(|(s, _)| {
+            s.kinds
+                .iter()
+                .map(move |(k, n)| (format!("{},kind=\"{}\"", ids(s), k.name()), *n as f64))
+        })
+        .collect();
+    family(
+        &mut out,
+        "fdwatch_open_fds_by_kind",
+        "Open file descriptors by kind (fdwatch's classified census).",
+        "gauge",
+        &by_kind,
+    );
+    family(
+        &mut out,
+        "fdwatch_fd_soft_limit",
+        "Soft RLIMIT_NOFILE of the process.",
+        "gauge",
+        &rows(&|s, _| s.limits.soft.map(|n| n as f64)),
+    );
+    family(
+        &mut out,
+        "fdwatch_fd_hard_limit",
+        "Hard RLIMIT_NOFILE of the process.",
+        "gauge",
+        &rows(&|s, _| s.limits.hard.map(|n| n as f64)),
+    );
+    family(
+        &mut out,
+        "fdwatch_fd_usage_ratio",
+        "Open fds over the soft limit (0..1).",
+        "gauge",
+        &rows(&|s, _| s.usage_ratio()),
+    );
+    family(
+        &mut out,
+        "fdwatch_fd_growth_per_second",
+        "Robust (Theil-Sen) slope of the open fd count, fds per second.",
+        "gauge",
+        &rows(&|_, v| v.total.as_ref().map(|t| t.slope)),
+    );
+    family(
+        &mut out,
+        "fdwatch_fd_exhaustion_seconds",
+        "Forecast seconds until the soft limit (or fs.file-max) is reached; absent when not growing.",
+        "gauge",
+        &rows(&|_, v| v.forecast.as_ref().map(|f| f.eta)),
+    );
+    family(
+        &mut out,
+        "fdwatch_verdict",
+        "fdwatch verdict: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+        "gauge",
+        &rows(&|_, v| Some(v.level as u8 as f64)),
+    );
+    if let Some((s, _)) = entries.first() {
+        family(
+            &mut out,
+            "fdwatch_system_files_allocated",
+            "Allocated file handles system-wide (fs.file-nr).",
+            "gauge",
+            &[(String::new(), s.system.allocated as f64)],
+        );
+        family(
+            &mut out,
+            "fdwatch_system_files_max",
+            "System-wide file handle limit (fs.file-max).",
+            "gauge",
+            &[(String::new(), s.system.max as f64)],
+        );
+    }
+    out
+}
+
+/// Write `text` to `path` for the textfile collector: a temporary file in the
+/// same directory, then rename, so the collector never reads half a file.
+pub fn write_atomic(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_and_values() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(fmt_value(3.0), "3");
+        assert_eq!(fmt_value(0.25), "0.25");
+        assert_eq!(fmt_value(f64::INFINITY), "+Inf");
+    }
+}
