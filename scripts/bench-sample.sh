@@ -111,18 +111,18 @@ bench() {
             --export-csv "$csv" -- "$(printf '%q ' "$@")" >/dev/null 2>&1 || {
             log "hyperfine failed for: $*"; exit 1; }
         # command,mean,stddev,median,user,system,min,max (seconds)
-        awk -F, -v l="$label" 'NR==2 {printf "%s\t%.3f\t%.3f\n", l, $2*1000, $3*1000}' "$csv" >>"$RESULTS"
+        awk -F, -v l="$label" 'NR==2 {printf "%s\t%.3f\t%.3f\t%.3f\n", l, $2*1000, $3*1000, $7*1000}' "$csv" >>"$RESULTS"
     else
-        local i t0 t1 ts=()
+        local i t0 t1 ts=() # mean, σ and min in ms
         for ((i = 0; i < WARMUP; i++)); do "${envp[@]}" "$@" >/dev/null 2>&1; done
         for ((i = 0; i < RUNS; i++)); do
             t0=$(date +%s%N); "${envp[@]}" "$@" >/dev/null 2>&1; t1=$(date +%s%N)
             ts+=($(( t1 - t0 )))
         done
         printf '%s\n' "${ts[@]}" | awk -v l="$label" '
-            {s += $1; q += $1 * $1; n++}
+            {s += $1; q += $1 * $1; n++; if (n == 1 || $1 < mn) mn = $1}
             END {m = s / n; v = n > 1 ? (q - n * m * m) / (n - 1) : 0; if (v < 0) v = 0;
-                 printf "%s\t%.3f\t%.3f\n", l, m / 1e6, sqrt(v) / 1e6}' >>"$RESULTS"
+                 printf "%s\t%.3f\t%.3f\t%.3f\n", l, m / 1e6, sqrt(v) / 1e6, mn / 1e6}' >>"$RESULTS"
     fi
 }
 mean_of() { awk -F'\t' -v l="$1" '$1 == l {print $2}' "$RESULTS"; }
@@ -194,6 +194,7 @@ for n in $SIZES; do
     floor_inproc=$("$FLOOR" "$P" 50 2>&1 >/dev/null | sed -n 's/.*loops, \(.*\) us\/census/\1/p')
     log "size $n: holder pid $P, $floor_count fds"
 
+    load0=$(cut -d' ' -f1-3 /proc/loadavg)
     # Correctness first (also warms the dentry caches).
     check_json=$("$FDWATCH" --pid "$P" --count 1 --json)
     check_json1=$(FDWATCH_CENSUS_THREADS=1 "$FDWATCH" --pid "$P" --count 1 --json)
@@ -214,10 +215,11 @@ for n in $SIZES; do
     COUNT_MEAN[$n]=$(mean_of "fdwatch --json --census count")
 
     printf '\n## %s fds (holder pid %s: %s fds counted by the floor)\n\n' "$n" "$P" "$floor_count"
-    printf '| command | mean ± σ [ms] | ÷ floor | ÷ fdwatch (threads) | ÷ fdwatch (1 thread) |\n'
-    printf '|---|---:|---:|---:|---:|\n'
+    printf '| command | mean ± σ [ms] | min [ms] | ÷ floor | ÷ fdwatch (threads) | ÷ fdwatch (1 thread) |\n'
+    printf '|---|---:|---:|---:|---:|---:|\n'
     awk -F'\t' -v fl="$floor" -v fu="$full" -v f1="$full1" '
-        {printf "| `%s` | %.2f ± %.2f | %.2fx | %.2fx | %.2fx |\n", $1, $2, $3, $2 / fl, $2 / fu, $2 / f1}' "$RESULTS"
+        {printf "| `%s` | %.2f ± %.2f | %.2f | %.2fx | %.2fx | %.2fx |\n", $1, $2, $3, $4, $2 / fl, $2 / fu, $2 / f1}' "$RESULTS"
+    printf '\nRatios are of means. Load average before / after this size: %s / %s\n' "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)"
     printf '\n- floor in-process (50 loops, no exec): %s µs per census\n' "$floor_inproc"
     printf -- '- peak RSS of a full sample: %s KiB (default threads), %s KiB (1 thread)\n' "${RSS[$n]}" "${RSS1[$n]}"
     check_sample "$n" "default threads" "$check_json" "$floor_count"
