@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# Census benchmark of fdwatch against its peers and the /proc cost floor.
+#
+#   scripts/bench-sample.sh            # from the repo root
+#
+# For each size (1k, 10k, and the hard RLIMIT_NOFILE minus a margin) it starts
+# one holder process (`fdwatch workload`) with equal fd shares of regular
+# files, pipes, unix socketpairs, unbound UDP and unbound netlink sockets, and
+# times against that same process, in the same run:
+#   fdwatch full census (default threads), the same with FDWATCH_CENSUS_THREADS=1,
+#   fdwatch --census count, lsfd -p, lsof -p -n -P, ls -l /proc/P/fd, and the
+#   floor (scripts/floor.c: getdents64 + one readlinkat per fd).
+# It also records fdwatch's peak RSS per size (bytes/fd from the differences)
+# and checks the sample is correct (fds == floor count, kinds == the mix).
+#
+# Knobs (environment): RUNS (10), WARMUP (3), MARGIN (1000), SIZES (default
+# "1000 10000 MAX"), OUT (target/bench), NO_INSTALL=1 to never apt-get.
+set -euo pipefail
+
+ROOT=$(git rev-parse --show-toplevel 2>/dev/null || pwd)
+cd "$ROOT"
+[[ -f Cargo.toml && -d src/sample ]] || { echo "run from the fdwatch repo root" >&2; exit 2; }
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+RUNS=${RUNS:-10}
+FAST_RUNS=${FAST_RUNS:-50} # count-only is ~2 ms: more runs for a stable minimum
+WARMUP=${WARMUP:-3}
+MARGIN=${MARGIN:-1000}
+OUT=${OUT:-$CARGO_TARGET_DIR/bench}
+mkdir -p "$OUT"
+FDWATCH=$CARGO_TARGET_DIR/release/fdwatch
+FLOOR=$OUT/floor
+MISMATCHES=0
+
+log() { printf '%s\n' "$*" >&2; }
+
+# ---- tools -----------------------------------------------------------------
+APT_UPDATED=0
+need() { # need CMD PACKAGE
+    command -v "$1" >/dev/null 2>&1 && return 0
+    [[ ${NO_INSTALL:-0} == 1 ]] && return 1
+    log "installing $2 (for $1)"
+    if [[ $APT_UPDATED == 0 ]]; then apt-get update -qq >/dev/null && APT_UPDATED=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1 || true
+    command -v "$1" >/dev/null 2>&1
+}
+HAVE_HYPERFINE=1
+need hyperfine hyperfine || { HAVE_HYPERFINE=0; log "no hyperfine: falling back to a date +%s%N loop"; }
+need lsof lsof || { log "lsof missing"; exit 2; }
+need lsfd util-linux || { log "lsfd missing (util-linux >= 2.38)"; exit 2; }
+[[ -x /usr/bin/time ]] || need /usr/bin/time time || { log "/usr/bin/time missing"; exit 2; }
+need cc gcc || { log "no C compiler"; exit 2; }
+
+# ---- build -----------------------------------------------------------------
+log "building fdwatch (cargo build --release) and the floor (cc -O2)"
+cargo build --release --quiet
+cc -O2 -Wall -o "$FLOOR" scripts/floor.c
+
+# ---- sizes -----------------------------------------------------------------
+HARD=$(ulimit -Hn)
+[[ $HARD == unlimited ]] && HARD=1048576
+ulimit -n "$HARD" # soft up to hard: allowed without privileges
+MAX=$(( (HARD - MARGIN) / 10 * 10 ))  # multiple of 10: five equal shares, pipes in pairs
+SIZES=${SIZES:-"1000 10000 $MAX"}
+
+# ---- holder ----------------------------------------------------------------
+HOLDER_PID=
+HOLDER_W=
+FIFO=$OUT/holder.stdin
+stop_holder() {
+    if [[ -n $HOLDER_W ]]; then exec {HOLDER_W}>&-; HOLDER_W=; fi # stdin EOF: it exits
+    if [[ -n $HOLDER_PID ]]; then
+        for _ in $(seq 50); do kill -0 "$HOLDER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill "$HOLDER_PID" 2>/dev/null || true
+        wait "$HOLDER_PID" 2>/dev/null || true
+        HOLDER_PID=
+    fi
+    rm -f "$FIFO"
+}
+trap stop_holder EXIT
+trap 'exit 130' INT TERM
+
+start_holder() { # start_holder N: N fds in five equal shares
+    local n=$1 s=$(( $1 / 5 ))
+    rm -f "$FIFO"
+    mkfifo "$FIFO"
+    "$FDWATCH" workload --hold "file:$s" --hold "pipe:$((s / 2))" --hold "socketpair:$((s / 2))" \
+        --hold "udp-unbound:$s" --hold "netlink-unbound:$s" \
+        <"$FIFO" >"$OUT/holder.out" 2>"$OUT/holder.err" &
+    HOLDER_PID=$!
+    exec {HOLDER_W}>"$FIFO"
+    for _ in $(seq 300); do
+        grep -q '^ready ' "$OUT/holder.out" && break
+        kill -0 "$HOLDER_PID" 2>/dev/null || { cat "$OUT/holder.err" >&2; log "holder died"; exit 1; }
+        sleep 0.1
+    done
+    local ready
+    ready=$(awk '/^ready /{print $2}' "$OUT/holder.out")
+    [[ $ready == "$HOLDER_PID" ]] || { log "holder not ready (got '$ready', want $HOLDER_PID)"; exit 1; }
+}
+
+# ---- timing ----------------------------------------------------------------
+# bench LABEL CMD...  -> appends "LABEL<TAB>mean_ms<TAB>sd_ms" to $RESULTS.
+# Set BENCH_ENV="VAR=value" to run CMD (and only CMD) with that variable.
+bench() {
+    local label=$1; shift
+    local -a envp=()
+    [[ -n ${BENCH_ENV:-} ]] && envp=(env "$BENCH_ENV")
+    if [[ $HAVE_HYPERFINE == 1 ]]; then
+        local csv=$OUT/hf.csv
+        "${envp[@]}" hyperfine -N --style none --warmup "$WARMUP" --runs "$RUNS" \
+            --export-csv "$csv" -- "$(printf '%q ' "$@")" >/dev/null 2>&1 || {
+            log "hyperfine failed for: $*"; exit 1; }
+        # command,mean,stddev,median,user,system,min,max (seconds)
+        awk -F, -v l="$label" 'NR==2 {printf "%s\t%.3f\t%.3f\t%.3f\n", l, $2*1000, $3*1000, $7*1000}' "$csv" >>"$RESULTS"
+    else
+        local i t0 t1 ts=() # mean, σ and min in ms
+        for ((i = 0; i < WARMUP; i++)); do "${envp[@]}" "$@" >/dev/null 2>&1; done
+        for ((i = 0; i < RUNS; i++)); do
+            t0=$(date +%s%N); "${envp[@]}" "$@" >/dev/null 2>&1; t1=$(date +%s%N)
+            ts+=($(( t1 - t0 )))
+        done
+        printf '%s\n' "${ts[@]}" | awk -v l="$label" '
+            {s += $1; q += $1 * $1; n++; if (n == 1 || $1 < mn) mn = $1}
+            END {m = s / n; v = n > 1 ? (q - n * m * m) / (n - 1) : 0; if (v < 0) v = 0;
+                 printf "%s\t%.3f\t%.3f\t%.3f\n", l, m / 1e6, sqrt(v) / 1e6, mn / 1e6}' >>"$RESULTS"
+    fi
+}
+mean_of() { awk -F'\t' -v l="$1" '$1 == l {print $2}' "$RESULTS"; }
+min_of() { awk -F'\t' -v l="$1" '$1 == l {print $4}' "$RESULTS"; }
+
+peak_rss_kib() { # median of 3 peak RSS (KiB) of a full sample; $1 = thread count or ""
+    local i v=()
+    for i in 1 2 3; do
+        if [[ -n $1 ]]; then
+            FDWATCH_CENSUS_THREADS=$1 /usr/bin/time -f %M -o "$OUT/rss" "$FDWATCH" --pid "$HOLDER_PID" --count 1 --json >/dev/null
+        else
+            /usr/bin/time -f %M -o "$OUT/rss" "$FDWATCH" --pid "$HOLDER_PID" --count 1 --json >/dev/null
+        fi
+        v+=("$(tail -n1 "$OUT/rss")")
+    done
+    printf '%s\n' "${v[@]}" | sort -n | sed -n 2p
+}
+
+# ---- correctness -----------------------------------------------------------
+mismatch() { MISMATCHES=$((MISMATCHES + 1)); printf '\n!!!!!!!! MISMATCH: %s !!!!!!!!\n\n' "$*"; }
+kind_of() { # kind_of JSON NAME -> count (0 if absent)
+    jq -r --arg k "$2" '.kinds[$k] // 0' <<<"$1"
+}
+check_sample() { # check_sample N THREADS_LABEL JSON FLOOR_COUNT
+    local n=$1 label=$2 json=$3 floor=$4 s=$(( $1 / 5 )) tol=10 k got fds sum
+    fds=$(jq -r .fds <<<"$json")
+    sum=$(jq -r '[.kinds[]] | add' <<<"$json")
+    [[ $fds == "$floor" ]] || mismatch "size $n ($label): fdwatch fds=$fds, floor counted $floor"
+    [[ $sum == "$fds" ]] || mismatch "size $n ($label): kinds sum to $sum, fds=$fds"
+    for k in regular pipe unix udp netlink; do
+        got=$(kind_of "$json" "$k")
+        (( got >= s && got <= s + tol )) || mismatch "size $n ($label): kinds.$k=$got, expected $s (+ at most $tol baseline fds)"
+    done
+    for k in socket_unresolved socket_other udp6; do
+        got=$(kind_of "$json" "$k")
+        (( got == 0 )) || mismatch "size $n ($label): kinds.$k=$got, expected 0"
+    done
+    got=$(jq -r '.netlink_protocols.unknown // 0' <<<"$json")
+    (( got == s )) || mismatch "size $n ($label): netlink_protocols.unknown=$got, expected $s (unbound netlink named through sockprotoname)"
+    printf -- '- correctness (%s): fds=%s (floor %s), kinds %s, netlink_protocols %s\n' \
+        "$label" "$fds" "$floor" "$(jq -c .kinds <<<"$json")" "$(jq -c .netlink_protocols <<<"$json")"
+}
+
+# ---- run -------------------------------------------------------------------
+ALL=$OUT/all.tsv
+: >"$ALL"
+declare -A RSS RSS1 COUNT_MEAN COUNT_MIN
+REPORT=$OUT/results.md
+# Everything below goes to the terminal and to $REPORT (no pipeline: the
+# EXIT trap must stay with this shell, so a failure still stops the holder).
+exec 3>&1
+exec > >(tee "$REPORT")
+TEE_PID=$!
+printf '# fdwatch census benchmark\n\n'
+printf -- '- machine: %s cores, kernel %s, %s, %s GiB RAM\n' "$(nproc)" "$(uname -r)" \
+    "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)" \
+    "$(awk '/^MemTotal/ {printf "%.0f", $2 / 1048576}' /proc/meminfo)"
+printf -- '- RLIMIT_NOFILE hard %s, sizes: %s (max = hard - %s)\n' "$HARD" "$SIZES" "$MARGIN"
+printf -- '- fdwatch %s (commit %s), %s, %s, %s\n' "$("$FDWATCH" --version 2>/dev/null | awk '{print $2}')" \
+    "$(git rev-parse --short HEAD)" "$(lsfd --version)" "lsof $(lsof -v 2>&1 | awk '/revision:/ {print $2; exit}')" \
+    "$([[ $HAVE_HYPERFINE == 1 ]] && hyperfine --version || echo 'bash date loop')"
+printf -- '- %s runs after %s warmup runs per command; times in ms, mean ± σ; each size is one holder process, all commands against it\n' "$RUNS" "$WARMUP"
+
+for n in $SIZES; do
+    start_holder "$n"
+    P=$HOLDER_PID
+    RESULTS=$OUT/size-$n.tsv
+    : >"$RESULTS"
+    floor_count=$("$FLOOR" "$P")
+    floor_inproc=$("$FLOOR" "$P" 50 2>&1 >/dev/null | sed -n 's/.*loops, \(.*\) us\/census/\1/p')
+    log "size $n: holder pid $P, $floor_count fds"
+
+    load0=$(cut -d' ' -f1-3 /proc/loadavg)
+    # Correctness first (also warms the dentry caches).
+    check_json=$("$FDWATCH" --pid "$P" --count 1 --json)
+    check_json1=$(FDWATCH_CENSUS_THREADS=1 "$FDWATCH" --pid "$P" --count 1 --json)
+
+    bench "fdwatch --json (default threads)" "$FDWATCH" --pid "$P" --count 1 --json
+    BENCH_ENV=FDWATCH_CENSUS_THREADS=1 bench "fdwatch --json (FDWATCH_CENSUS_THREADS=1)" "$FDWATCH" --pid "$P" --count 1 --json
+    RUNS=$FAST_RUNS bench "fdwatch --json --census count" "$FDWATCH" --pid "$P" --count 1 --json --census count
+    bench "lsfd -p" lsfd -p "$P"
+    bench "lsof -p -n -P" lsof -p "$P" -n -P
+    bench "ls -l /proc/P/fd" ls -l "/proc/$P/fd"
+    bench "floor (getdents64 + readlinkat)" "$FLOOR" "$P"
+
+    RSS[$n]=$(peak_rss_kib "")
+    RSS1[$n]=$(peak_rss_kib 1)
+    full=$(mean_of "fdwatch --json (default threads)")
+    full1=$(mean_of "fdwatch --json (FDWATCH_CENSUS_THREADS=1)")
+    floor=$(mean_of "floor (getdents64 + readlinkat)")
+    COUNT_MEAN[$n]=$(mean_of "fdwatch --json --census count")
+    COUNT_MIN[$n]=$(min_of "fdwatch --json --census count")
+
+    printf '\n## %s fds (holder pid %s: %s fds counted by the floor)\n\n' "$n" "$P" "$floor_count"
+    printf '| command | mean ± σ [ms] | min [ms] | ÷ floor | ÷ fdwatch (threads) | ÷ fdwatch (1 thread) |\n'
+    printf '|---|---:|---:|---:|---:|---:|\n'
+    awk -F'\t' -v fl="$floor" -v fu="$full" -v f1="$full1" '
+        {printf "| `%s` | %.2f ± %.2f | %.2f | %.2fx | %.2fx | %.2fx |\n", $1, $2, $3, $4, $2 / fl, $2 / fu, $2 / f1}' "$RESULTS"
+    printf '\nRatios are of means. Load average before / after this size: %s / %s\n' "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    printf '\n- floor in-process (50 loops, no exec): %s µs per census\n' "$floor_inproc"
+    printf -- '- peak RSS of a full sample: %s KiB (default threads), %s KiB (1 thread)\n' "${RSS[$n]}" "${RSS1[$n]}"
+    check_sample "$n" "default threads" "$check_json" "$floor_count"
+    check_sample "$n" "1 thread" "$check_json1" "$floor_count"
+    sed "s/^/$n\t/" "$RESULTS" >>"$ALL"
+    stop_holder
+done
+
+# ---- summary ---------------------------------------------------------------
+set -- $SIZES
+first=$1; last=${!#}
+printf '\n## Targets\n\n'
+pf() { if awk "BEGIN {exit !($1)}"; then echo PASS; else echo FAIL; fi; }
+for n in $SIZES; do
+    r1=$(awk -F'\t' -v n="$n" '$1 == n && $2 ~ /THREADS=1/ {a = $3} $1 == n && $2 ~ /^floor/ {b = $3} END {printf "%.2f", a / b}' "$ALL")
+    rt=$(awk -F'\t' -v n="$n" '$1 == n && $2 ~ /default threads/ {a = $3} $1 == n && $2 ~ /^floor/ {b = $3} END {printf "%.2f", a / b}' "$ALL")
+    lf=$(awk -F'\t' -v n="$n" '$1 == n && $2 ~ /default threads/ {a = $3} $1 == n && $2 ~ /^lsfd/ {b = $3} END {printf "%.2f", b / a}' "$ALL")
+    lo=$(awk -F'\t' -v n="$n" '$1 == n && $2 ~ /default threads/ {a = $3} $1 == n && $2 ~ /^lsof/ {b = $3} END {printf "%.2f", b / a}' "$ALL")
+    printf -- '- %s fds: (a) 1-thread census / floor = %sx (target <= 1.2x): %s; threaded census / floor = %sx (target < 1x): %s; context: lsfd / fdwatch = %sx, lsof / fdwatch = %sx (original target >= 10x): %s\n' \
+        "$n" "$r1" "$(pf "$r1 <= 1.2")" "$rt" "$(pf "$rt < 1")" "$lf" "$lo" "$(pf "$lf >= 10 && $lo >= 10")"
+done
+# Count-only is judged on the minimum of FAST_RUNS runs: the mean of a ~2 ms
+# command measures the machine's other load as much as the command.
+cmin=$(printf '%s\n' "${COUNT_MIN[@]}" | sort -g | head -n1)
+cmax=$(printf '%s\n' "${COUNT_MIN[@]}" | sort -g | tail -n1)
+cr=$(awk -v a="$cmax" -v b="$cmin" 'BEGIN {printf "%.2f", a / b}')
+printf -- '- (b) count-only (min of %s runs):' "$FAST_RUNS"
+for n in $SIZES; do printf ' %s ms at %s fds (mean %s);' "${COUNT_MIN[$n]}" "$n" "${COUNT_MEAN[$n]}"; done
+printf ' largest / smallest min = %sx (target: independent of the fd count, <= 1.25x): %s\n' "$cr" "$(pf "$cr <= 1.25")"
+printf -- '- (c) peak RSS of a full sample (KiB, default threads / 1 thread):'
+for n in $SIZES; do printf ' %s fds: %s / %s;' "$n" "${RSS[$n]}" "${RSS1[$n]}"; done
+printf '\n'
+prev=
+for n in $SIZES; do
+    if [[ -n $prev ]]; then
+        printf -- '  - %s -> %s fds: %s bytes/fd (default threads), %s bytes/fd (1 thread)\n' "$prev" "$n" \
+            "$(awk -v a="${RSS[$n]}" -v b="${RSS[$prev]}" -v d=$((n - prev)) 'BEGIN {printf "%.0f", (a - b) * 1024 / d}')" \
+            "$(awk -v a="${RSS1[$n]}" -v b="${RSS1[$prev]}" -v d=$((n - prev)) 'BEGIN {printf "%.0f", (a - b) * 1024 / d}')"
+    fi
+    prev=$n
+done
+printf -- '- correctness mismatches: %s\n' "$MISMATCHES"
+exec >&3 3>&-
+wait "$TEE_PID" 2>/dev/null || true
+
+[[ $MISMATCHES == 0 ]] || { log "MISMATCH: $MISMATCHES correctness check(s) failed"; exit 1; }
