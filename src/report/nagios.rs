@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn numbers_in_c_locale() {
         assert_eq!(num(812.0), "812");
-        assert_eq!(num(3.14159), "3.1416");
+        assert_eq!(num(1.234567), "1.2346");
         assert_eq!(num(0.5), "0.5");
         assert_eq!(num(1e-7), "0");
         assert_eq!(label("", "fds"), "fds");
