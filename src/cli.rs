@@ -266,6 +266,9 @@ pub struct WorkloadArgs {
     pub churn_for: Option<Duration>,
     #[arg(long, value_parser = parse_duration)]
     pub exit_after: Option<Duration>,
+    /// Keep running when stdin closes (default: stdin EOF ends the workload).
+    #[arg(long)]
+    pub ignore_stdin: bool,
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -141,6 +141,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 start_after: a.start_after,
                 churn_for: a.churn_for,
                 exit_after: a.exit_after,
+                ignore_stdin: a.ignore_stdin,
             })?;
             Ok(0)
         }

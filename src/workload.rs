@@ -103,6 +103,8 @@ pub struct WorkloadSpec {
     pub churn_for: Option<Duration>,
     /// Exit after this long (default: until killed or stdin closes).
     pub exit_after: Option<Duration>,
+    /// Do not stop when stdin closes.
+    pub ignore_stdin: bool,
 }
 
 /// Counts of what the generator did, exact (atomics bumped per syscall).
@@ -146,7 +148,7 @@ pub fn run(spec: &WorkloadSpec) -> anyhow::Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     // stdin closing (the parent went away) ends the workload.
-    {
+    if !spec.ignore_stdin {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 64];
