@@ -55,28 +55,7 @@ pub fn census(
         }
     }
 
-    let threads = census_threads();
-    let records: Vec<Result<FdRecord, Errno>> = if fds.len() >= PARALLEL_MIN_FDS && threads > 1 {
-        let chunk = fds.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = fds
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        part.iter()
-                            .map(|fd| classify(dirfd, *fd))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        })
-    } else {
-        fds.iter().map(|fd| classify(dirfd, *fd)).collect()
-    };
+    let records: Vec<Result<FdRecord, Errno>> = par_map(&fds, |fd| classify(dirfd, *fd));
 
     let mut kept: Vec<FdRecord> = Vec::with_capacity(records.len());
     for (fd, rec) in fds.iter().zip(records) {
@@ -249,7 +228,12 @@ fn fstat_fd(dirfd: RawFd, fd: i32) -> Option<libc::stat> {
 }
 
 /// Resolve socket inodes against the netns tables, then name the rest with
-/// `system.sockprotoname`. Updates each record's kind; returns details by inode.
+/// `system.sockprotoname`. Updates each record's kind and the sample's socket details.
+///
+/// Order matters for cost: the tables are read once each, fully, and only
+/// while needed. The TCP tables cost a walk of the whole established hash
+/// (milliseconds on a big machine, even when empty), so they are read only
+/// when a probe or the naming pass finds a TCP socket in the target.
 fn resolve_sockets(
     root: &ProcRoot,
     pid: i32,
@@ -257,74 +241,217 @@ fn resolve_sockets(
     records: &mut [FdRecord],
     sample: &mut Sample,
 ) {
-    let wanted: HashSet<u64> = records
-        .iter()
-        .filter(|r| r.kind == FdKind::SocketUnresolved)
-        .map(|r| r.ino)
-        .collect();
+    let unresolved = |records: &[FdRecord]| -> HashSet<u64> {
+        records
+            .iter()
+            .filter(|r| r.kind == FdKind::SocketUnresolved)
+            .map(|r| r.ino)
+            .collect()
+    };
+    let mut wanted = unresolved(records);
     if wanted.is_empty() {
         return;
     }
-    let mut found: HashMap<u64, SocketInfo> = HashMap::with_capacity(wanted.len());
     let net_dir = root.pid_dir(pid).join("net");
-    let want = |ino: u64| wanted.contains(&ino);
-    for table in Table::ALL {
-        if found.len() >= wanted.len() {
-            break;
-        }
+    let mut buf: Vec<u8> = Vec::new();
+    let mut found: HashMap<u64, SocketInfo> = HashMap::with_capacity(wanted.len());
+    let mut read = |table: Table, wanted: &HashSet<u64>, found: &mut HashMap<u64, SocketInfo>| {
         // A missing table (no IPv6, no packet support) resolves nothing: not an error.
-        if let Ok(text) = std::fs::read_to_string(net_dir.join(table.file_name())) {
-            net::parse_table(table, &text, &want, &mut found);
+        if read_table(&net_dir.join(table.file_name()), &mut buf).is_ok() {
+            if let Ok(text) = std::str::from_utf8(&buf) {
+                net::parse_table(table, text, &|ino| wanted.contains(&ino), found);
+            }
+        }
+    };
+    for table in [Table::Unix, Table::Netlink, Table::Udp, Table::Udp6] {
+        if found.len() < wanted.len() {
+            read(table, &wanted, &mut found);
         }
     }
+    apply_found(records, &found, sample);
 
-    let mut remotes: HashMap<String, u64> = HashMap::new();
-    for r in records
-        .iter_mut()
+    // Probe a few of the rest: if TCP (or raw, packet) sockets are among them,
+    // read those tables now, before naming every socket one by one.
+    let mut read_tables: Vec<Table> = Vec::new();
+    let rest: Vec<i32> = records
+        .iter()
         .filter(|r| r.kind == FdKind::SocketUnresolved)
-    {
-        match found.get(&r.ino) {
-            Some(info) => {
-                r.kind = info.kind;
-                if let Some(state) = info.tcp_state {
-                    *sample
-                        .tcp_states
-                        .entry(net::tcp_state_name(state).to_string())
-                        .or_default() += 1;
-                }
-                if let Some(proto) = info.netlink_protocol {
-                    *sample
-                        .netlink_protocols
-                        .entry(net::netlink_protocol_name(proto))
-                        .or_default() += 1;
-                }
-                if let Some(remote) = &info.remote {
-                    *remotes.entry(remote.clone()).or_default() += 1;
+        .map(|r| r.fd)
+        .collect();
+    let probe: Vec<FdKind> = rest
+        .iter()
+        .step_by((rest.len() / 8).max(1))
+        .take(8)
+        .filter_map(|fd| sockprotoname(dirfd, *fd))
+        .collect();
+    let tables_for = |kinds: &[FdKind]| -> Vec<Table> {
+        [
+            Table::Tcp,
+            Table::Tcp6,
+            Table::Raw,
+            Table::Raw6,
+            Table::Packet,
+        ]
+        .into_iter()
+        .filter(|t| kinds.contains(&t.kind()))
+        .collect()
+    };
+    for pass in 0..2 {
+        let tables: Vec<Table> = if pass == 0 {
+            tables_for(&probe)
+        } else {
+            // Name every socket still in no table, then read what they call for.
+            let fds: Vec<i32> = records
+                .iter()
+                .filter(|r| r.kind == FdKind::SocketUnresolved)
+                .map(|r| r.fd)
+                .collect();
+            let names = par_map(&fds, |fd| sockprotoname(dirfd, *fd));
+            let mut named = Vec::new();
+            let mut nameless = false;
+            let mut it = names.into_iter();
+            for r in records
+                .iter_mut()
+                .filter(|r| r.kind == FdKind::SocketUnresolved)
+            {
+                match it.next() {
+                    Some(Some(kind)) => {
+                        r.kind = kind;
+                        named.push(kind);
+                    }
+                    _ => nameless = true,
                 }
             }
-            None => {
-                r.kind = sockprotoname(dirfd, r.fd)
-                    .map(|n| FdKind::from_sockprotoname(&n))
-                    .unwrap_or(FdKind::SocketUnresolved);
-                if r.kind == FdKind::Netlink {
-                    // Never bound: in no table, so /proc cannot tell its protocol.
-                    *sample
-                        .netlink_protocols
-                        .entry("unknown".to_string())
-                        .or_default() += 1;
-                }
+            if nameless {
+                // Could not be named (no xattr support): any table may hold them.
+                named.extend([
+                    FdKind::Tcp,
+                    FdKind::Tcp6,
+                    FdKind::Raw,
+                    FdKind::Raw6,
+                    FdKind::Packet,
+                ]);
             }
+            tables_for(&named)
+        };
+        let tables: Vec<Table> = tables
+            .into_iter()
+            .filter(|t| !read_tables.contains(t))
+            .collect();
+        if tables.is_empty() {
+            continue;
         }
+        wanted = records
+            .iter()
+            .filter(|r| {
+                r.kind == FdKind::SocketUnresolved || tables.iter().any(|t| t.kind() == r.kind)
+            })
+            .map(|r| r.ino)
+            .collect();
+        let mut more = HashMap::new();
+        for t in &tables {
+            read(*t, &wanted, &mut more);
+        }
+        read_tables.extend(tables);
+        apply_found(records, &more, sample);
+        found.extend(more);
+    }
+    let mut remotes: HashMap<String, u64> = HashMap::new();
+    for r in records.iter().filter(|r| r.kind.is_socket()) {
+        if let Some(remote) = found.get(&r.ino).and_then(|i| i.remote.as_ref()) {
+            *remotes.entry(remote.clone()).or_default() += 1;
+        }
+    }
+    // Netlink sockets in no table were never bound: /proc cannot tell their protocol.
+    let unbound_netlink = records
+        .iter()
+        .filter(|r| r.kind == FdKind::Netlink && !found.contains_key(&r.ino))
+        .count() as u64;
+    if unbound_netlink > 0 {
+        *sample
+            .netlink_protocols
+            .entry("unknown".to_string())
+            .or_default() += unbound_netlink;
     }
     sample.remote_endpoints = top_counted(remotes.into_iter(), TOP_N, 1);
 }
 
+/// Give records found in a table their kind, and count their details.
+fn apply_found(records: &mut [FdRecord], found: &HashMap<u64, SocketInfo>, sample: &mut Sample) {
+    if found.is_empty() {
+        return;
+    }
+    for r in records.iter_mut().filter(|r| r.kind.is_socket()) {
+        let Some(info) = found.get(&r.ino) else {
+            continue;
+        };
+        if r.kind != FdKind::SocketUnresolved && r.kind != info.kind {
+            continue;
+        }
+        let first_time = r.kind == FdKind::SocketUnresolved;
+        r.kind = info.kind;
+        // A socket named by getxattr and now found in its table: count its details once.
+        if first_time || info.tcp_state.is_some() || info.netlink_protocol.is_some() {
+            if let Some(state) = info.tcp_state {
+                *sample
+                    .tcp_states
+                    .entry(net::tcp_state_name(state).to_string())
+                    .or_default() += 1;
+            }
+            if let Some(proto) = info.netlink_protocol {
+                *sample
+                    .netlink_protocols
+                    .entry(net::netlink_protocol_name(proto))
+                    .or_default() += 1;
+            }
+        }
+    }
+}
+
+/// Read a whole /proc table in as few `read()`s as possible: each read of a
+/// seq_file restarts the kernel's walk of its hash, so small reads cost dearly.
+fn read_table(path: &std::path::Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    use std::io::Read;
+    buf.clear();
+    if buf.capacity() < 256 * 1024 {
+        buf.reserve(256 * 1024);
+    }
+    let mut f = std::fs::File::open(path)?;
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.capacity());
+        }
+        let spare = buf.capacity() - buf.len();
+        let start = buf.len();
+        buf.resize(start + spare, 0);
+        let n = f.read(&mut buf[start..])?;
+        buf.truncate(start + n);
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
 /// `getxattr("/proc/<pid>/fd/<n>", "system.sockprotoname")`: names the
 /// protocol of a socket that no table lists, with readlink's permission.
-fn sockprotoname(dirfd: RawFd, fd: i32) -> Option<Vec<u8>> {
-    // getxattr has no *at form; /proc/self/fd/<dirfd>/<fd> reaches the same file.
-    let path = format!("/proc/self/fd/{dirfd}/{fd}\0");
+fn sockprotoname(dirfd: RawFd, fd: i32) -> Option<FdKind> {
+    // getxattr has no *at form; /proc/self/fd/<dirfd>/<fd> reaches the same
+    // file. Built on the stack: this runs once per unbound socket.
+    let mut path = [0u8; 48];
+    let prefix = b"/proc/self/fd/";
+    path[..prefix.len()].copy_from_slice(prefix);
+    let mut at = prefix.len();
+    let mut num = [0u8; 16];
+    let n = fd_name(dirfd, &mut num);
+    path[at..at + n].copy_from_slice(&num[..n]);
+    at += n;
+    path[at] = b'/';
+    at += 1;
+    let n = fd_name(fd, &mut num);
+    path[at..at + n].copy_from_slice(&num[..n]);
+    path[at + n] = 0;
     let mut buf = [0u8; 64];
+    // SAFETY: path is NUL-terminated, buf is writable for its length.
     let len = unsafe {
         libc::getxattr(
             path.as_ptr().cast(),
@@ -337,8 +464,29 @@ fn sockprotoname(dirfd: RawFd, fd: i32) -> Option<Vec<u8>> {
         return None;
     }
     let name = &buf[..len as usize];
-    let name = name.strip_suffix(b"\0").unwrap_or(name);
-    Some(name.to_vec())
+    Some(FdKind::from_sockprotoname(
+        name.strip_suffix(b"\0").unwrap_or(name),
+    ))
+}
+
+/// Map `f` over `items`, spread over the census threads when there are many.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = census_threads();
+    if items.len() < PARALLEL_MIN_FDS || threads < 2 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|_| Vec::new()))
+            .collect()
+    })
 }
 
 fn aggregate(dirfd: RawFd, records: &[FdRecord], sample: &mut Sample) {
