@@ -252,6 +252,9 @@ pub struct WorkloadArgs {
     /// Open and close KIND:RATE per second (repeatable), spread over --threads.
     #[arg(long, value_name = "KIND:RATE")]
     pub churn: Vec<KindCount>,
+    /// A pool that fills to PEAK over PERIOD and is then released (repeatable).
+    #[arg(long, value_name = "KIND:PEAK:PERIOD")]
+    pub sawtooth: Vec<crate::workload::Sawtooth>,
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Extra churn threads started after --late-after.

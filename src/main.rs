@@ -135,6 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 hold: a.hold,
                 leak: a.leak,
                 churn: a.churn,
+                sawtooth: a.sawtooth,
                 threads: a.threads,
                 late_threads: a.late_threads,
                 late_after: a.late_after,

@@ -93,6 +93,8 @@ pub struct WorkloadSpec {
     pub leak: Vec<KindCount>,
     /// Open and close this many per second, spread over `threads`.
     pub churn: Vec<KindCount>,
+    /// Pools: open up to a peak over a period, then close them all, again and again.
+    pub sawtooth: Vec<Sawtooth>,
     pub threads: usize,
     /// Churn threads started after `late_after`, to test late-thread tracking.
     pub late_threads: usize,
@@ -105,6 +107,30 @@ pub struct WorkloadSpec {
     pub exit_after: Option<Duration>,
     /// Do not stop when stdin closes.
     pub ignore_stdin: bool,
+}
+
+/// `KIND:PEAK:PERIOD`: a pool that fills to PEAK fds over PERIOD, then is released.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sawtooth {
+    pub kind: OpenKind,
+    pub peak: u64,
+    pub period: Duration,
+}
+
+impl std::str::FromStr for Sawtooth {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut parts = s.splitn(3, ':');
+        let (Some(k), Some(peak), Some(period)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(format!("expected KIND:PEAK:PERIOD, got '{s}'"));
+        };
+        let kc: KindCount = format!("{k}:{peak}").parse()?;
+        let period = humantime::parse_duration(period).map_err(|e| format!("'{period}': {e}"))?;
+        if kc.n < 1.0 || period.is_zero() {
+            return Err("a sawtooth needs PEAK >= 1 and a PERIOD > 0".into());
+        }
+        Ok(Sawtooth { kind: kc.kind, peak: kc.n as u64, period })
+    }
 }
 
 /// Counts of what the generator did, exact (atomics bumped per syscall).
@@ -192,6 +218,23 @@ pub fn run(spec: &WorkloadSpec) -> anyhow::Result<()> {
         for _ in 0..spec.late_threads {
             handles.push(spawn_churn(spec.late_after, 1.0 / total_threads as f64));
         }
+    }
+    for saw in spec.sawtooth.clone() {
+        let (state, counters, churning) = (state.clone(), counters.clone(), churning.clone());
+        handles.push(std::thread::spawn(move || {
+            let step = saw.period / saw.peak as u32;
+            let mut pool: Vec<RawFd> = Vec::new();
+            while churning.load(Ordering::SeqCst) {
+                if pool.len() as u64 >= saw.peak {
+                    for fd in pool.drain(..) {
+                        close_counted(fd, &counters);
+                    }
+                } else if let Ok(fds) = state.open_fds(saw.kind, &counters) {
+                    pool.extend(fds);
+                }
+                std::thread::sleep(step);
+            }
+        }));
     }
     if !spec.leak.is_empty() {
         let (state, counters, churning, leak, emfile) = (
