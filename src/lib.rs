@@ -10,5 +10,6 @@ pub mod cmd;
 pub mod diagnose;
 pub mod report;
 pub mod sample;
+pub mod syscalls;
 pub mod trend;
 pub mod workload;
