@@ -11,5 +11,6 @@ pub mod diagnose;
 pub mod report;
 pub mod sample;
 pub mod state;
+pub mod syscalls;
 pub mod trend;
 pub mod workload;

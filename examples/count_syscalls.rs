@@ -1,0 +1,50 @@
+//! Hold a `SyscallCounter` on a process, as `fdwatch` would, and print what it
+//! counted: `cargo run --release --example count_syscalls -- PID SECONDS`.
+//!
+//! Reads once a second (fdwatch's default interval) and prints the final
+//! cumulative counts as one JSON line on stdout; stops early if PID exits.
+
+use std::time::{Duration, Instant};
+
+use fdwatch::syscalls::{SyscallCounter, SyscallError};
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (Some(pid), Some(secs)) = (
+        args.first().and_then(|a| a.parse::<i32>().ok()),
+        args.get(1).and_then(|a| a.parse::<f64>().ok()),
+    ) else {
+        eprintln!("usage: count_syscalls PID SECONDS");
+        return 3.into();
+    };
+    let (mut counter, notes) = match SyscallCounter::attach(pid) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("count_syscalls: {e}");
+            return 3.into();
+        }
+    };
+    for n in notes {
+        eprintln!("count_syscalls: {n}");
+    }
+    let start = Instant::now();
+    let mut last = counter.read().unwrap_or_default();
+    while start.elapsed().as_secs_f64() < secs {
+        std::thread::sleep(Duration::from_secs(1).min(Duration::from_secs_f64(
+            (secs - start.elapsed().as_secs_f64()).max(0.0),
+        )));
+        match counter.read() {
+            Ok(c) => last = c,
+            Err(SyscallError::Exited { .. }) => break,
+            Err(e) => {
+                eprintln!("count_syscalls: {e}");
+                return 3.into();
+            }
+        }
+    }
+    println!(
+        "{}",
+        serde_json::to_string(&last).unwrap_or_else(|e| e.to_string())
+    );
+    0.into()
+}
