@@ -63,8 +63,19 @@ pub struct WatchArgs {
     /// `full` classifies every fd; `count` only counts them (one stat() per sample).
     #[arg(long, value_enum, default_value_t = CensusArg::Full)]
     pub census: CensusArg,
+    /// Exact syscall counts through perf tracepoints (root or CAP_PERFMON):
+    /// `auto` where allowed (else one line why), `on` or fail, `off`.
+    #[arg(long, value_enum, default_value_t = SyscallsArg::Auto)]
+    pub syscalls: SyscallsArg,
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SyscallsArg {
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -4,9 +4,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use fdwatch::cli::{
-    CensusArg, CheckArgs, CheckFormat, Cli, Command, FailOn, GateArgs, ThresholdArgs, WatchArgs,
+    CensusArg, CheckArgs, CheckFormat, Cli, Command, FailOn, GateArgs, SyscallsArg, ThresholdArgs,
+    WatchArgs,
 };
-use fdwatch::cmd::watch::{Output, WatchOptions};
+use fdwatch::cmd::watch::{Output, SyscallMode, WatchOptions};
 use fdwatch::cmd::{check, ci, demo, targets::Targets, watch};
 use fdwatch::diagnose::Thresholds;
 use fdwatch::sample::{Census, ProcRoot, SampleError};
@@ -235,6 +236,11 @@ fn run_watch(args: WatchArgs) -> anyhow::Result<u8> {
             record: args.record,
             census: census(args.census),
             thresholds: thresholds(&args.thresholds)?,
+            syscalls: match args.syscalls {
+                SyscallsArg::Auto => SyscallMode::Auto,
+                SyscallsArg::On => SyscallMode::On,
+                SyscallsArg::Off => SyscallMode::Off,
+            },
             until: None,
         },
     )?;

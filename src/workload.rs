@@ -129,7 +129,11 @@ impl std::str::FromStr for Sawtooth {
         if kc.n < 1.0 || period.is_zero() {
             return Err("a sawtooth needs PEAK >= 1 and a PERIOD > 0".into());
         }
-        Ok(Sawtooth { kind: kc.kind, peak: kc.n as u64, period })
+        Ok(Sawtooth {
+            kind: kc.kind,
+            peak: kc.n as u64,
+            period,
+        })
     }
 }
 

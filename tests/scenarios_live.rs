@@ -6,21 +6,56 @@ mod common;
 use common::*;
 
 fn watch(w: &Workload, count: u32, interval: &str) -> Vec<serde_json::Value> {
-    let out = fdwatch(&["--pid", &w.pid_str(), "--count", &count.to_string(), "--interval", interval, "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    let out = fdwatch(&[
+        "--pid",
+        &w.pid_str(),
+        "--count",
+        &count.to_string(),
+        "--interval",
+        interval,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn levels(lines: &[serde_json::Value]) -> Vec<String> {
-    lines.iter().map(|l| l["verdict"]["level"].as_str().unwrap().to_string()).collect()
+    lines
+        .iter()
+        .map(|l| l["verdict"]["level"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
 fn steady_mix_never_warns() {
-    let w = Workload::start(&["--hold", "file:30", "--hold", "pipe:5", "--hold", "netlink:3", "--hold", "tcp:2"]);
+    let w = Workload::start(&[
+        "--hold",
+        "file:30",
+        "--hold",
+        "pipe:5",
+        "--hold",
+        "netlink:3",
+        "--hold",
+        "tcp:2",
+    ]);
     let lines = watch(&w, 20, "100ms");
-    assert!(levels(&lines).iter().all(|l| l == "OK"), "{:?}", levels(&lines));
-    assert!(lines.last().unwrap()["verdict"]["forecast"].is_null());
+    assert!(
+        levels(&lines).iter().all(|l| l == "OK"),
+        "{:?}",
+        levels(&lines)
+    );
+    // The process itself is not growing (a forecast, if any, is the system-wide
+    // file table, which the other tests running in parallel move).
+    let f = &lines.last().unwrap()["verdict"]["forecast"];
+    assert!(f.is_null() || f["limit_name"] == "fs.file-max", "{f}");
 }
 
 #[test]
@@ -29,15 +64,24 @@ fn linear_leak_detected_with_eta_within_20_percent() {
     let soft = 700.0;
     let w = Workload::start(&["--soft-limit", "700", "--leak", "netlink:20"]);
     let lines = watch(&w, 16, "250ms");
-    let first_warn = levels(&lines).iter().position(|l| l != "OK").expect("leak detected");
+    let first_warn = levels(&lines)
+        .iter()
+        .position(|l| l != "OK")
+        .expect("leak detected");
     assert!(first_warn <= 8, "detected at sample {first_warn}");
     let start_fds = lines[0]["fds"].as_f64().unwrap();
     let quarter = start_fds + (soft - start_fds) / 4.0;
     let mut checked = 0;
-    for l in lines.iter().filter(|l| l["fds"].as_f64().unwrap() >= quarter.min(start_fds + 40.0)) {
+    for l in lines
+        .iter()
+        .filter(|l| l["fds"].as_f64().unwrap() >= quarter.min(start_fds + 40.0))
+    {
         let eta = l["verdict"]["forecast"]["eta"].as_f64().expect("forecast");
         let truth = (soft - l["fds"].as_f64().unwrap()) / rate;
-        assert!((eta - truth).abs() <= 0.2 * truth, "eta {eta:.1}s vs truth {truth:.1}s");
+        assert!(
+            (eta - truth).abs() <= 0.2 * truth,
+            "eta {eta:.1}s vs truth {truth:.1}s"
+        );
         checked += 1;
     }
     assert!(checked >= 3, "checked {checked} samples");
@@ -49,19 +93,41 @@ fn sawtooth_pool_without_leak_never_warns() {
     let w = Workload::start(&["--sawtooth", "pipe:30:1500ms"]);
     let lines = watch(&w, 40, "150ms");
     let lv = levels(&lines);
-    assert!(lv.iter().all(|l| l == "OK"), "false alarm on a sawtooth: {lv:?}");
+    assert!(
+        lv.iter().all(|l| l == "OK"),
+        "false alarm on a sawtooth: {lv:?}"
+    );
     let fds: Vec<i64> = lines.iter().map(|l| l["fds"].as_i64().unwrap()).collect();
-    assert!(fds.iter().max().unwrap() - fds.iter().min().unwrap() >= 30, "the sawtooth is real: {fds:?}");
+    assert!(
+        fds.iter().max().unwrap() - fds.iter().min().unwrap() >= 30,
+        "the sawtooth is real: {fds:?}"
+    );
 }
 
 #[test]
 fn sawtooth_with_slow_leak_is_detected() {
-    let w = Workload::start(&["--soft-limit", "500", "--sawtooth", "pipe:20:1s", "--leak", "file:8"]);
+    let w = Workload::start(&[
+        "--soft-limit",
+        "500",
+        "--sawtooth",
+        "pipe:20:1s",
+        "--leak",
+        "file:8",
+    ]);
     let lines = watch(&w, 40, "150ms");
     let lv = levels(&lines);
-    assert!(lv.iter().skip(20).any(|l| l != "OK"), "leak under a sawtooth missed: {lv:?}");
+    assert!(
+        lv.iter().skip(20).any(|l| l != "OK"),
+        "leak under a sawtooth missed: {lv:?}"
+    );
     let last = lines.last().unwrap();
-    let growing: Vec<&str> = last["verdict"]["series"].as_array().unwrap().iter().filter(|s| s["growing"] == true).map(|s| s["series"].as_str().unwrap()).collect();
+    let growing: Vec<&str> = last["verdict"]["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["growing"] == true)
+        .map(|s| s["series"].as_str().unwrap())
+        .collect();
     assert!(growing.contains(&"regular"), "{growing:?}");
 }
 
@@ -69,12 +135,24 @@ fn sawtooth_with_slow_leak_is_detected() {
 fn netlink_churn_without_leak_is_named_not_alarmed() {
     let w = Workload::start(&["--hold", "netlink:2", "--churn", "netlink:400"]);
     let lines = watch(&w, 12, "150ms");
-    assert!(levels(&lines).iter().all(|l| l == "OK"), "{:?}", levels(&lines));
-    let ids: Vec<&str> = lines.last().unwrap()["verdict"]["patterns"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert!(
+        levels(&lines).iter().all(|l| l == "OK"),
+        "{:?}",
+        levels(&lines)
+    );
+    let ids: Vec<&str> = lines.last().unwrap()["verdict"]["patterns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
     // Sampling sees a socket only when a sample lands while it is open: at
     // 400/s with sub-millisecond lifetimes some samples see none, so the
     // pattern must come from the inodes that were caught.
-    let caught: i64 = lines.iter().map(|l| l["new_inodes"]["netlink"].as_i64().unwrap_or(0)).sum();
+    let caught: i64 = lines
+        .iter()
+        .map(|l| l["new_inodes"]["netlink"].as_i64().unwrap_or(0))
+        .sum();
     if caught >= 3 {
         assert!(ids.contains(&"netlink_churn"), "{ids:?} (caught {caught})");
     } else {

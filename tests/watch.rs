@@ -394,3 +394,61 @@ fn path_with_newline_is_read_exactly() {
         .collect();
     assert!(paths.contains(&name.to_str().unwrap()), "{paths:?}");
 }
+
+/// With exact counting, the live view names netlink churn with exact rates.
+#[test]
+fn exact_syscall_rates_name_netlink_churn() {
+    if !require_root("exact syscall counting through perf tracepoints") {
+        return;
+    }
+    let w = Workload::start(&[
+        "--hold",
+        "netlink:2",
+        "--churn",
+        "netlink:1000",
+        "--threads",
+        "2",
+    ]);
+    let out = fdwatch(&[
+        "--pid",
+        &w.pid_str(),
+        "--count",
+        "7",
+        "--interval",
+        "300ms",
+        "--json",
+        "--syscalls",
+        "on",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = lines.last().unwrap();
+    let rate = last["rates"]["syscalls"]["socket_netlink"]
+        .as_f64()
+        .expect("exact rates");
+    assert!(
+        (rate - 1000.0).abs() < 150.0,
+        "netlink socket() {rate}/s vs 1000/s"
+    );
+    let v = &last["verdict"];
+    assert_eq!(v["level"], "OK", "churn is not a leak: {v}");
+    let p = v["patterns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "netlink_churn")
+        .expect("netlink_churn pattern");
+    assert!(p["summary"].as_str().unwrap().contains("(exact)"), "{p}");
+    assert!(
+        p["cause"].as_str().unwrap().contains("InterfaceAddrs"),
+        "{p}"
+    );
+}

@@ -106,6 +106,7 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<watch::WatchEnd> {
                 crit_eta: 20.0,
                 ..Thresholds::default()
             },
+            syscalls: super::watch::SyscallMode::Auto,
             until: Some(Box::new(until)),
         },
     )?;

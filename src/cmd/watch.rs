@@ -12,6 +12,40 @@ use super::{print_line, signals};
 use crate::diagnose::{Level, Thresholds, Tracker};
 use crate::report::{json, screen, View};
 use crate::sample::{self, Census, ProcRoot, Sample, SampleError};
+use crate::syscalls::{SyscallCounter, SyscallError};
+
+/// Whether to count syscalls exactly (perf tracepoints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyscallMode {
+    /// Where allowed; otherwise say why once and carry on.
+    Auto,
+    /// Required: fail when not allowed.
+    On,
+    Off,
+}
+
+/// Attach the syscall counter per `mode`. Unavailable in `Auto`: one line on
+/// stderr saying why, and the watch carries on with the sampled view.
+pub fn attach_syscalls(pid: i32, mode: SyscallMode) -> anyhow::Result<Option<SyscallCounter>> {
+    if mode == SyscallMode::Off {
+        return Ok(None);
+    }
+    match SyscallCounter::attach(pid) {
+        Ok((counter, notes)) => {
+            for n in notes {
+                eprintln!("fdwatch: {n}");
+            }
+            Ok(Some(counter))
+        }
+        // The sampler reports a missing process with its own error.
+        Err(SyscallError::Exited { .. }) => Ok(None),
+        Err(e) if mode == SyscallMode::On => Err(e.into()),
+        Err(e) => {
+            eprintln!("fdwatch: {e}; carrying on with the sampled view");
+            Ok(None)
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
@@ -32,6 +66,7 @@ pub struct WatchOptions {
     pub record: Option<PathBuf>,
     pub census: Census,
     pub thresholds: Thresholds,
+    pub syscalls: SyscallMode,
     /// Extra stop condition, polled after each sample (the demo's "EMFILE hit + linger").
     pub until: Option<Box<dyn Fn() -> bool>>,
 }
@@ -68,7 +103,9 @@ impl Drop for AltScreen {
 
 pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     signals::install();
-    let first = sample::take(root, opts.pid, opts.census, None)?;
+    let mut counter = attach_syscalls(opts.pid, opts.syscalls)?;
+    let mut first = sample::take(root, opts.pid, opts.census, None)?;
+    first.syscalls = counter.as_mut().and_then(|c| c.read().ok());
     let identity = first.identity();
     let mut record = match &opts.record {
         Some(path) => Some(std::io::BufWriter::new(
@@ -157,7 +194,10 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
             break;
         }
         match sample::take(root, opts.pid, opts.census, Some(&identity)) {
-            Ok(s) => current = Some(s),
+            Ok(mut s) => {
+                s.syscalls = counter.as_mut().and_then(|c| c.read().ok());
+                current = Some(s);
+            }
             Err(e) if e.target_gone() => {
                 end.target_gone = Some(gone_message(&e, &identity.comm, opts.pid, end.samples));
                 break;

@@ -49,6 +49,20 @@ pub fn slope_with_ci(slope: f64, lo: f64, hi: f64) -> String {
     format!("{:+.1}/{unit} (CI {:.1}–{:.1})", slope * k, lo * k, hi * k)
 }
 
+/// `4,180` (rounded, thousands separated): for rates a person reads.
+pub fn thousands(x: f64) -> String {
+    let n = x.round().max(0.0) as u64;
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// `12.0 KiB`, `3.4 MiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -90,6 +104,13 @@ mod tests {
         assert_eq!(rate(0.8 / 3600.0), "0.8/h");
         assert_eq!(slope_with_ci(12.0, 11.6, 12.4), "+12.0/s (CI 11.6–12.4)");
         assert_eq!(slope_with_ci(0.05, 0.04, 0.06), "+3.0/min (CI 2.4–3.6)");
+    }
+
+    #[test]
+    fn thousands_separated() {
+        assert_eq!(thousands(4180.4), "4,180");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1234567.0), "1,234,567");
     }
 
     #[test]

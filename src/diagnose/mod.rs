@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::sample::{FdKind, Sample};
+use crate::syscalls::{SyscallCounts, SyscallRates};
 use crate::trend::{self, Eta, History, SlopeFit};
 use format::{approx_duration, rate};
 
@@ -128,6 +129,9 @@ pub struct Verdict {
     /// Trends per kind and sub-series that have any, growing first.
     pub series: Vec<SeriesTrend>,
     pub patterns: Vec<Pattern>,
+    /// Exact syscall rates over the recent window (when counted).
+    #[serde(default)]
+    pub syscalls: Option<SyscallRates>,
     /// Samples seen since the history (re)started.
     pub samples: usize,
 }
@@ -142,6 +146,8 @@ pub struct Tracker {
     named: BTreeMap<String, History>,
     /// (seconds, new netlink inodes) per interval: churn evidence.
     netlink_churn: std::collections::VecDeque<(f64, u64, u64)>,
+    /// (mono time, cumulative counts) of the recent samples that had them.
+    syscalls: std::collections::VecDeque<(f64, SyscallCounts)>,
     first: Option<Sample>,
     last: Option<Sample>,
     samples: usize,
@@ -221,6 +227,12 @@ impl Tracker {
                 }
             }
         }
+        if let Some(c) = &s.syscalls {
+            self.syscalls.push_back((t, c.clone()));
+            if self.syscalls.len() > 31 {
+                self.syscalls.pop_front();
+            }
+        }
         self.deleted_bytes = s.deleted_bytes;
         if self.first.is_none() {
             self.first = Some(s.clone());
@@ -257,6 +269,7 @@ impl Tracker {
                 total: None,
                 series: vec![],
                 patterns: vec![],
+                syscalls: None,
                 samples: 0,
             };
         };
@@ -281,7 +294,8 @@ impl Tracker {
         });
 
         let forecast = self.forecast(last, total.as_ref());
-        let patterns = self.patterns(last, &series);
+        let syscalls = self.syscall_rates();
+        let patterns = self.patterns(last, &series, syscalls.as_ref());
 
         // Each reason carries the level it supports; the strongest come first.
         let mut reasons: Vec<(Level, String)> = Vec::new();
@@ -358,7 +372,7 @@ impl Tracker {
             ));
         } else if let Some(t) = &total {
             let text = if t.slope_lo <= 0.0 && t.slope_hi >= 0.0 {
-                format!("not growing: {} (CI includes 0)", format_slope(t))
+                format!("not growing: {} includes 0", format_slope(t))
             } else if t.slope < 0.0 {
                 format!("shrinking: {}", format_slope(t))
             } else {
@@ -382,8 +396,16 @@ impl Tracker {
             total,
             series,
             patterns,
+            syscalls,
             samples: self.samples,
         }
+    }
+
+    /// Exact rates over the recent window of counted samples.
+    fn syscall_rates(&self) -> Option<SyscallRates> {
+        let (t0, first) = self.syscalls.front()?;
+        let (t1, last) = self.syscalls.back()?;
+        (t1 > t0).then(|| last.per_second(first, t1 - t0))
     }
 
     /// Time to the soft limit, or to fs.file-max when that is nearer.
@@ -407,7 +429,12 @@ impl Tracker {
         best
     }
 
-    fn patterns(&self, last: &Sample, series: &[SeriesTrend]) -> Vec<Pattern> {
+    fn patterns(
+        &self,
+        last: &Sample,
+        series: &[SeriesTrend],
+        exact: Option<&SyscallRates>,
+    ) -> Vec<Pattern> {
         let mut out = Vec::new();
         let room = last.limits.soft.map(|s| s.saturating_sub(last.fds));
         let eta_note = |st: &SeriesTrend| match room {
@@ -455,9 +482,27 @@ impl Tracker {
                 explained.push("netlink");
             }
         }
-        // 2. Netlink churn: flat count, new inodes keep appearing.
+        // 2. Netlink churn: flat count, sockets opened and closed all the time.
         if growing("netlink").is_none() {
-            if let Some(p) = self.netlink_churn_pattern() {
+            let exact_churn = exact.filter(|r| r.socket_netlink >= 1.0).map(|r| {
+                let held = last.kind(FdKind::Netlink);
+                Pattern {
+                    id: "netlink_churn".into(),
+                    summary: format!("netlink sockets opened {}/s, close() {}/s (exact)", format::thousands(r.socket_netlink), format::thousands(r.close)),
+                    evidence: format!(
+                        "socket(AF_NETLINK) counted by perf tracepoints over the last {}; {held} netlink sockets held and not growing; close() counts every fd type",
+                        approx_duration(self.syscall_window()).trim_start_matches('~')
+                    ),
+                    cause: "interface address lookups in a hot path (e.g. Go net.InterfaceAddrs opens two NETLINK_ROUTE sockets per call); cache the result".into(),
+                }
+            });
+            if let Some(p) = exact_churn.or_else(|| {
+                if exact.is_none() {
+                    self.netlink_churn_pattern()
+                } else {
+                    None
+                }
+            }) {
                 out.push(p);
             }
         }
@@ -531,6 +576,21 @@ impl Tracker {
             });
             explained.extend(["tcp", "tcp6"]);
         }
+        // Exact counts confirm a leak: more opened than closed.
+        if let (Some(r), Some(first)) = (exact, out.first_mut()) {
+            if first.id != "netlink_churn" {
+                let opens = r.socket + r.openat + r.accept;
+                first.evidence.push_str(&format!(
+                    "; exact: socket() {}/s (netlink {}/s), openat {}/s, accept {}/s vs close() {}/s: net {:+.1}/s",
+                    format::thousands(r.socket),
+                    format::thousands(r.socket_netlink),
+                    format::thousands(r.openat),
+                    format::thousands(r.accept),
+                    format::thousands(r.close),
+                    opens - r.close
+                ));
+            }
+        }
         // Anything else that grows, named plainly.
         for st in series.iter().filter(|s| {
             s.growing && !s.series.contains(':') && !explained.contains(&s.series.as_str())
@@ -546,6 +606,13 @@ impl Tracker {
             });
         }
         out
+    }
+
+    fn syscall_window(&self) -> f64 {
+        match (self.syscalls.front(), self.syscalls.back()) {
+            (Some(a), Some(b)) => b.0 - a.0,
+            _ => 0.0,
+        }
     }
 
     fn netlink_churn_pattern(&self) -> Option<Pattern> {

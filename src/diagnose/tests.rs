@@ -32,6 +32,7 @@ fn sample(t: f64, kinds: &[(FdKind, u64)], soft: u64) -> Sample {
         deleted_bytes: 0,
         new_inodes: BTreeMap::new(),
         activity: Default::default(),
+        syscalls: None,
         vanished: 0,
         inodes: vec![],
     }

@@ -34,12 +34,15 @@ pub struct Change {
 }
 
 /// Per-second rates from the activity counters of two samples.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Rates {
     pub syscr_per_s: Option<f64>,
     pub syscw_per_s: Option<f64>,
     pub voluntary_ctxt_switches_per_s: Option<f64>,
     pub nonvoluntary_ctxt_switches_per_s: Option<f64>,
+    /// Exact syscall rates since the previous sample (when counted).
+    #[serde(default)]
+    pub syscalls: Option<crate::syscalls::SyscallRates>,
 }
 
 impl View<'_> {
@@ -91,6 +94,10 @@ impl View<'_> {
                 a.nonvoluntary_ctxt_switches,
                 b.nonvoluntary_ctxt_switches,
             ),
+            syscalls: match (&self.sample.syscalls, &prev.syscalls) {
+                (Some(now), Some(was)) if dt > 0.0 => Some(now.per_second(was, dt)),
+                _ => None,
+            },
         }
     }
 }

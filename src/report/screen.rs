@@ -57,13 +57,16 @@ pub fn screen(view: &View) -> String {
     let elapsed = s.mono_time - view.first.mono_time;
     let _ = writeln!(
         out,
-        "fdwatch — pid {} ({})   {}   sample {} over {}   census: {:?}",
+        "fdwatch — pid {} ({})   {}   sample {} over {}   census: {}",
         s.pid,
         s.comm,
         wall(s),
         view.index,
         approx_duration(elapsed).trim_start_matches('~'),
-        s.backend
+        serde_json::to_value(s.backend)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
     );
     let usage = s.usage_ratio();
     let _ = writeln!(
@@ -121,6 +124,13 @@ pub fn screen(view: &View) -> String {
             f(rates.syscw_per_s),
             f(rates.voluntary_ctxt_switches_per_s),
             f(rates.nonvoluntary_ctxt_switches_per_s)
+        );
+    }
+    if let Some(r) = &rates.syscalls {
+        let _ = writeln!(
+            out,
+            "syscalls (exact): {:.0}/s in all; opens: socket() {:.0}/s (netlink {:.0}, inet {:.0}, inet6 {:.0}, unix {:.0}), openat {:.0}/s, accept {:.0}/s; close {:.0}/s",
+            r.total, r.socket, r.socket_netlink, r.socket_inet, r.socket_inet6, r.socket_unix, r.openat, r.accept, r.close
         );
     }
     out.push('\n');

@@ -123,6 +123,10 @@ pub struct Sample {
     pub new_inodes: BTreeMap<FdKind, u64>,
     #[serde(default)]
     pub activity: Activity,
+    /// Exact cumulative syscall counts since fdwatch attached (perf
+    /// tracepoints; root or CAP_PERFMON). None when not counted.
+    #[serde(default)]
+    pub syscalls: Option<crate::syscalls::SyscallCounts>,
     /// fds listed by readdir that were closed before they could be read (a race, not an error).
     #[serde(default)]
     pub vanished: u64,
@@ -296,6 +300,7 @@ pub fn take(
         deleted_bytes: 0,
         new_inodes: BTreeMap::new(),
         activity,
+        syscalls: None,
         vanished: 0,
         inodes: Vec::new(),
     };
