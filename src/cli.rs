@@ -137,6 +137,9 @@ pub struct CheckArgs {
     pub output: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = CensusArg::Full)]
     pub census: CensusArg,
+    /// Exact syscall counts over the burst (root or CAP_PERFMON): auto, on, off.
+    #[arg(long, value_enum, default_value_t = SyscallsArg::Auto)]
+    pub syscalls: SyscallsArg,
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
 }

@@ -150,6 +150,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+fn syscall_mode(s: SyscallsArg) -> SyscallMode {
+    match s {
+        SyscallsArg::Auto => SyscallMode::Auto,
+        SyscallsArg::On => SyscallMode::On,
+        SyscallsArg::Off => SyscallMode::Off,
+    }
+}
+
 fn census(c: CensusArg) -> Census {
     match c {
         CensusArg::Full => Census::Full,
@@ -199,6 +207,7 @@ fn run_check(args: CheckArgs) -> u8 {
             output: args.output,
             thresholds: th,
             census: census(args.census),
+            syscalls: syscall_mode(args.syscalls),
         },
         Err(e) => return unknown(&e, args.format),
     };
@@ -236,11 +245,7 @@ fn run_watch(args: WatchArgs) -> anyhow::Result<u8> {
             record: args.record,
             census: census(args.census),
             thresholds: thresholds(&args.thresholds)?,
-            syscalls: match args.syscalls {
-                SyscallsArg::Auto => SyscallMode::Auto,
-                SyscallsArg::On => SyscallMode::On,
-                SyscallsArg::Off => SyscallMode::Off,
-            },
+            syscalls: syscall_mode(args.syscalls),
             until: None,
         },
     )?;

@@ -218,6 +218,9 @@ impl StateFile {
         };
         let h = &mut self.processes[idx];
         h.samples.extend(samples.iter().cloned());
+        // Runs that overlapped append out of order: keep the history in time order.
+        h.samples
+            .sort_by(|a, b| a.mono_time.total_cmp(&b.mono_time));
         if h.samples.len() > MAX_SAMPLES_PER_PROCESS {
             thin(&mut h.samples, MAX_SAMPLES_PER_PROCESS);
         }

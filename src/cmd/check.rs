@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use super::signals;
 use super::targets::Targets;
+use super::watch::{attach_syscalls, SyscallMode};
 use crate::diagnose::{Level, Thresholds, Tracker};
 use crate::report::nagios::{self, Checked};
 use crate::report::prometheus;
 use crate::sample::{self, Census, ProcRoot, Sample, SampleError};
 use crate::state::LockedState;
+use crate::syscalls::SyscallCounter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -30,12 +32,25 @@ pub struct CheckOptions {
     pub output: Option<PathBuf>,
     pub thresholds: Thresholds,
     pub census: Census,
+    pub syscalls: SyscallMode,
 }
 
 /// Run the check; returns the exit code (the worst level).
 pub fn run(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<u8> {
     signals::install();
     let pids = opts.targets.resolve(root)?;
+    let mut counters: HashMap<i32, SyscallCounter> = HashMap::new();
+    for (i, pid) in pids.iter().enumerate() {
+        // Say why counting is unavailable once, not once per process.
+        let mode = if i > 0 && counters.is_empty() {
+            SyscallMode::Off
+        } else {
+            opts.syscalls
+        };
+        if let Some(c) = attach_syscalls(*pid, mode)? {
+            counters.insert(*pid, c);
+        }
+    }
     // Burst: every target once per round.
     let mut bursts: HashMap<i32, Result<Vec<Sample>, SampleError>> = HashMap::new();
     let start = Instant::now();
@@ -54,6 +69,7 @@ pub fn run(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<u8> {
             let expect = list.first().map(Sample::identity);
             match sample::take(root, *pid, opts.census, expect.as_ref()) {
                 Ok(mut s) => {
+                    s.syscalls = counters.get_mut(pid).and_then(|c| c.read().ok());
                     if let Some(prev) = list.last() {
                         s.mark_new_inodes(prev);
                     }
@@ -78,6 +94,7 @@ pub fn run(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<u8> {
     let mut checked = Vec::new();
     for pid in &pids {
         let comm = root.comm(*pid).unwrap_or_else(|| "?".into());
+        let mut rates = None;
         let outcome = match bursts.remove(pid) {
             Some(Ok(burst)) if !burst.is_empty() => {
                 let mut tracker = Tracker::new();
@@ -96,6 +113,7 @@ pub fn run(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<u8> {
                 }
                 let verdict = tracker.verdict(&opts.thresholds);
                 let last = burst.last().cloned().unwrap_or_else(|| burst[0].clone());
+                rates = (burst.len() > 1).then(|| crate::report::rates_between(&burst[0], &last));
                 Ok((last, verdict))
             }
             Some(Err(e)) => Err(e.to_string()),
@@ -105,6 +123,7 @@ pub fn run(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<u8> {
             pid: *pid,
             comm,
             outcome,
+            rates,
         });
     }
     if let Some(l) = locked.as_mut() {

@@ -20,6 +20,8 @@ use format::{approx_duration, rate};
 pub const MIN_POINTS: usize = 5;
 /// A sub-series must have grown by at least this many fds over its fit to count as growing.
 const MIN_RISE: f64 = 3.0;
+/// Seconds a system-wide (fs.file-nr) trend must span before it forecasts.
+const SYSTEM_MIN_SPAN: f64 = 60.0;
 /// At most this many paths / endpoints are tracked over time.
 const MAX_NAMED_SERIES: usize = 32;
 
@@ -341,10 +343,14 @@ impl Tracker {
                 .iter()
                 .find(|s| s.growing && s.series.contains(':'))
                 .or_else(|| series.iter().find(|s| s.growing));
-            let what = match (driver, &total) {
-                (Some(d), _) => describe_growth(d),
-                (None, Some(t)) => describe_growth(t),
-                (None, None) => "open fds growing".into(),
+            let system = self
+                .system_trend()
+                .filter(|_| f.limit_name == "fs.file-max");
+            let what = match (system, driver, &total) {
+                (Some(sys), _, _) => describe_growth(&sys),
+                (None, Some(d), _) => describe_growth(d),
+                (None, None, Some(t)) => describe_growth(t),
+                (None, None, None) => "open fds growing".into(),
             };
             let limit_word = if f.limit_name.starts_with("soft") {
                 "EMFILE"
@@ -416,7 +422,7 @@ impl Tracker {
                 best = Some(make_forecast("soft RLIMIT_NOFILE", soft, e));
             }
         }
-        if let Some(sys) = series_trend("system", "system file handles", &self.system) {
+        if let Some(sys) = self.system_trend() {
             if last.system.max > 0 && last.system.max < i64::MAX as u64 {
                 if let Some(e) = eta_of(&sys, last.system.allocated as f64, last.system.max as f64)
                 {
@@ -427,6 +433,13 @@ impl Tracker {
             }
         }
         best
+    }
+
+    /// The system-wide file table moves with every process on the host: only a
+    /// trend held over a minute or more says anything about it.
+    fn system_trend(&self) -> Option<SeriesTrend> {
+        series_trend("system", "system file handles", &self.system)
+            .filter(|t| t.span >= SYSTEM_MIN_SPAN)
     }
 
     fn patterns(

@@ -170,3 +170,28 @@ fn restart_resets_history() {
     assert_eq!(tr.samples(), 1);
     assert!(tr.verdict(&Thresholds::default()).reasons[0].starts_with("collecting"));
 }
+
+#[test]
+fn system_file_table_forecast_needs_a_minute() {
+    let with_system = |n: usize, dt: f64| {
+        run((0..n).map(|i| {
+            let mut s = sample(i as f64 * dt, &[(FdKind::Regular, 10)], 1024);
+            s.system.max = 1_000_000;
+            s.system.allocated = 100_000 + 2_000 * i as u64;
+            s
+        }))
+    };
+    // 20 samples over 2 s: too short to say anything about the whole host.
+    assert!(with_system(20, 0.1).forecast.is_none());
+    // 20 samples over 95 s at +400/s: ENFILE in ~(1e6-138e3)/400 s.
+    let v = with_system(20, 5.0);
+    let f = v.forecast.expect("system forecast");
+    assert_eq!(f.limit_name, "fs.file-max");
+    assert!((f.eta - 862_000.0 / 400.0).abs() < 30.0, "{}", f.eta);
+    assert!(
+        v.reasons[0].contains("system file handles") && v.reasons[0].contains("ENFILE"),
+        "{:?}",
+        v.reasons
+    );
+    assert_eq!(v.level, Level::Warning);
+}

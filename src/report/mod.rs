@@ -74,30 +74,32 @@ impl View<'_> {
     }
 
     pub fn rates(&self) -> Rates {
-        let Some(prev) = self.previous else {
-            return Rates::default();
-        };
-        let dt = self.sample.mono_time - prev.mono_time;
-        let per_s = |a: Option<u64>, b: Option<u64>| match (a, b) {
-            (Some(now), Some(was)) if dt > 0.0 && now >= was => Some((now - was) as f64 / dt),
-            _ => None,
-        };
-        let (a, b) = (&self.sample.activity, &prev.activity);
-        Rates {
-            syscr_per_s: per_s(a.syscr, b.syscr),
-            syscw_per_s: per_s(a.syscw, b.syscw),
-            voluntary_ctxt_switches_per_s: per_s(
-                a.voluntary_ctxt_switches,
-                b.voluntary_ctxt_switches,
-            ),
-            nonvoluntary_ctxt_switches_per_s: per_s(
-                a.nonvoluntary_ctxt_switches,
-                b.nonvoluntary_ctxt_switches,
-            ),
-            syscalls: match (&self.sample.syscalls, &prev.syscalls) {
-                (Some(now), Some(was)) if dt > 0.0 => Some(now.per_second(was, dt)),
-                _ => None,
-            },
+        match self.previous {
+            Some(prev) => rates_between(prev, self.sample),
+            None => Rates::default(),
         }
+    }
+}
+
+/// Per-second rates of the activity and syscall counters between two samples.
+pub fn rates_between(prev: &Sample, cur: &Sample) -> Rates {
+    let dt = cur.mono_time - prev.mono_time;
+    let per_s = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(now), Some(was)) if dt > 0.0 && now >= was => Some((now - was) as f64 / dt),
+        _ => None,
+    };
+    let (a, b) = (&cur.activity, &prev.activity);
+    Rates {
+        syscr_per_s: per_s(a.syscr, b.syscr),
+        syscw_per_s: per_s(a.syscw, b.syscw),
+        voluntary_ctxt_switches_per_s: per_s(a.voluntary_ctxt_switches, b.voluntary_ctxt_switches),
+        nonvoluntary_ctxt_switches_per_s: per_s(
+            a.nonvoluntary_ctxt_switches,
+            b.nonvoluntary_ctxt_switches,
+        ),
+        syscalls: match (&cur.syscalls, &prev.syscalls) {
+            (Some(now), Some(was)) if dt > 0.0 => Some(now.per_second(was, dt)),
+            _ => None,
+        },
     }
 }

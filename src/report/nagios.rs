@@ -10,6 +10,8 @@ pub struct Checked {
     pub pid: i32,
     pub comm: String,
     pub outcome: Result<(Sample, Verdict), String>,
+    /// Activity (and exact syscall) rates over the burst.
+    pub rates: Option<crate::report::Rates>,
 }
 
 impl Checked {
@@ -147,6 +149,28 @@ pub fn perfdata(c: &Checked, prefix: &str, th: &Thresholds) -> Vec<String> {
     ));
     for (kind, n) in &s.kinds {
         items.push(format!("{}={n};;;0;", label(prefix, kind.name())));
+    }
+    if let Some(r) = &c.rates {
+        let rate = |name: &str, v: Option<f64>| {
+            format!(
+                "{}={}",
+                label(prefix, name),
+                v.map(|x| num((x * 10.0).round() / 10.0))
+                    .unwrap_or_else(|| "U".into())
+            )
+        };
+        items.push(rate("syscr_per_s", r.syscr_per_s));
+        items.push(rate("syscw_per_s", r.syscw_per_s));
+        let ctx = r
+            .voluntary_ctxt_switches_per_s
+            .zip(r.nonvoluntary_ctxt_switches_per_s)
+            .map(|(a, b)| a + b);
+        items.push(rate("ctxsw_per_s", ctx));
+        if let Some(sc) = &r.syscalls {
+            items.push(rate("syscalls_per_s", Some(sc.total)));
+            items.push(rate("netlink_socket_per_s", Some(sc.socket_netlink)));
+            items.push(rate("close_per_s", Some(sc.close)));
+        }
     }
     items
 }
