@@ -77,13 +77,17 @@ pub struct Eta {
 
 /// Theil–Sen uses at most this many points (evenly spaced by index), so at
 /// most `MAX_TS_POINTS * (MAX_TS_POINTS - 1) / 2` pairwise slopes.
-pub const MAX_TS_POINTS: usize = 300;
+pub const MAX_TS_POINTS: usize = 160;
 
 /// Default confidence level of [`analyze`]'s interval.
 pub const CONFIDENCE: f64 = 0.95;
 
 /// A regime change is accepted only once the new regime has this many points.
 pub const MIN_REGIME_POINTS: usize = 30;
+
+/// Points on the "before" side of a candidate regime change: a sawtooth
+/// whose period is shorter than this is never mistaken for a level change.
+pub const BEFORE_WINDOW: usize = 120;
 
 /// Verdict layers should not issue growth verdicts on less history than this
 /// (seconds): a sawtooth's first ramp is indistinguishable from a leak until
@@ -397,37 +401,53 @@ fn residuals(pts: &[Point], line: &Line, out: &mut Vec<f64>) {
 /// trigger it: its drops stay inside the band its own swings make.
 pub fn detect_regime_start(points: &[Point]) -> Option<usize> {
     let n = points.len();
-    const MIN_BEFORE: usize = 20;
-    if n < MIN_BEFORE + MIN_REGIME_POINTS {
+    if n < 2 * MIN_REGIME_POINTS {
         return None;
     }
-    let w = (n / 5).clamp(MIN_REGIME_POINTS, 90);
-    let first = MIN_BEFORE;
+    let w = (n / 5).clamp(MIN_REGIME_POINTS, 60);
+    let wb = (n / 2).min(BEFORE_WINDOW);
+    let first = wb;
     let last = n - MIN_REGIME_POINTS;
-    let stride = ((last - first) / 48).max(1);
+    let stride = ((last - first) / 32).max(1);
     let mut buf = Vec::with_capacity(w);
     let mut rb = Vec::with_capacity(w);
     let mut ra = Vec::with_capacity(w);
     let mut k = last;
     loop {
-        let before = &points[k.saturating_sub(w)..k];
+        let before = &points[k.saturating_sub(wb)..k];
         let after = &points[k..(k + w).min(n)];
         let tref = points[k].t;
         let lb = resistant_line(before, tref, &mut buf);
         let la = resistant_line(after, tref, &mut buf);
         residuals(before, &lb, &mut rb);
         residuals(after, &la, &mut ra);
-        let q10 = quantile_mut(&mut rb, 0.10).unwrap_or(0.0);
-        let q90 = quantile_mut(&mut rb, 0.90).unwrap_or(0.0);
-        let mad_b = mad_mut(&mut rb).unwrap_or(0.0);
-        let mad_a = mad_mut(&mut ra).unwrap_or(0.0);
-        let sigma = 1.4826 * mad_b.max(mad_a);
+        // The before side's band is its interquartile range, and its noise
+        // the IQR / 1.349 (σ for Gaussian noise): unlike the MAD it sees a
+        // sawtooth's drops even when the line fits the ramps, and it
+        // tolerates up to a quarter of the window being past a step.
+        let q25 = quantile_mut(&mut rb, 0.25).unwrap_or(0.0);
+        let q75 = quantile_mut(&mut rb, 0.75).unwrap_or(0.0);
+        let sigma_b = (q75 - q25) / 1.349;
+        let sigma_a = 1.4826 * mad_mut(&mut ra).unwrap_or(0.0);
+        let sigma = sigma_b.max(sigma_a);
         let jump = la.a - lb.a;
-        let significant = jump.abs() >= 2.0
-            && ((jump > 0.0 && jump > q90 + 3.0 * sigma)
-                || (jump < 0.0 && jump < q10 - 3.0 * sigma));
+        // New territory: the after side's median lies outside the before
+        // side's 5–95% range of values (a sawtooth's troughs never do; the
+        // quantiles tolerate a few points past the change in the window).
+        buf.clear();
+        buf.extend(after.iter().map(|p| p.v));
+        let after_med = median_mut(&mut buf).unwrap_or(0.0);
+        buf.clear();
+        buf.extend(before.iter().map(|p| p.v));
+        let bmin = quantile_mut(&mut buf, 0.05).unwrap_or(f64::NEG_INFINITY);
+        let bmax = quantile_mut(&mut buf, 0.95).unwrap_or(f64::INFINITY);
+        let novel = (jump > 0.0 && after_med > bmax) || (jump < 0.0 && after_med < bmin);
+        let significant = novel
+            && jump.abs() >= 2.0
+            && ((jump > 0.0 && jump > q75 + 3.0 * sigma)
+                || (jump < 0.0 && jump < q25 - 3.0 * sigma));
         if significant {
-            return Some(refine_split(points, k, w, &lb, &la));
+            return Some(refine_split(points, k, wb, w, &lb, &la));
         }
         if k < first + stride {
             return None;
@@ -438,9 +458,9 @@ pub fn detect_regime_start(points: &[Point]) -> Option<usize> {
 
 /// The split in `[k - w, k + w/2]` minimising Σ|v − before_line| before it
 /// plus Σ|v − after_line| from it on (within `[k - w, k + w)`).
-fn refine_split(points: &[Point], k: usize, w: usize, lb: &Line, la: &Line) -> usize {
+fn refine_split(points: &[Point], k: usize, wb: usize, w: usize, lb: &Line, la: &Line) -> usize {
     let n = points.len();
-    let s = k.saturating_sub(w);
+    let s = k.saturating_sub(wb);
     let e = (k + w).min(n);
     let seg = &points[s..e];
     // cost(j) = prefix_b[j] + suffix_a[j]
@@ -546,6 +566,30 @@ pub fn sawtooth_period(points: &[Point], fit: &SlopeFit) -> Option<f64> {
     Some(span(points) / downs as f64)
 }
 
+/// Acceleration check for the raw fit: while the most recent half of the
+/// points (at least 2 × [`MIN_REGIME_POINTS`]) has a slope interval entirely
+/// above the current fit's interval, the trend changed inside the window (a
+/// leak started after a flat stretch, too gradual to be a level change):
+/// use the recent half. At most two halvings.
+fn steepest_recent(seg: &[Point], mut fit: SlopeFit) -> SlopeFit {
+    let mut start = 0;
+    for _ in 0..2 {
+        let len = seg.len() - start;
+        if len < 4 * MIN_REGIME_POINTS {
+            break;
+        }
+        let half_start = start + len / 2;
+        match theil_sen_sorted(&seg[half_start..], CONFIDENCE) {
+            Some(h) if h.lo > fit.hi && h.slope > 0.0 => {
+                fit = h;
+                start = half_start;
+            }
+            _ => break,
+        }
+    }
+    fit
+}
+
 /// The robust, sawtooth-aware, regime-aware trend used by verdicts.
 ///
 /// 1. Non-finite points are dropped and the rest sorted by time.
@@ -581,7 +625,7 @@ pub fn analyze(points: &[Point]) -> Option<Trend> {
     let ols = ols(seg);
     let Some(period) = sawtooth_period(seg, &raw) else {
         return Some(Trend {
-            fit: raw,
+            fit: steepest_recent(seg, raw),
             model: Model::Linear,
             regime_start,
             ols,

@@ -408,3 +408,28 @@ fn analyze_cost() {
         );
     }
 }
+
+#[test]
+#[ignore = "timing"]
+fn component_cost() {
+    let mut nz = lcg_noise(11);
+    let mut h = History::default();
+    for i in 0..20_000 {
+        h.push(i as f64, (300.0 + 2.0 * nz()).round());
+    }
+    let pts = clean(&h.points());
+    let time = |name: &str, f: &dyn Fn() -> f64| {
+        let start = std::time::Instant::now();
+        let mut s = 0.0;
+        for _ in 0..500 {
+            s += f();
+        }
+        println!("{name}: {:.0} µs ({s})", start.elapsed().as_secs_f64() / 500.0 * 1e6);
+    };
+    time("theil_sen", &|| theil_sen_sorted(&pts, 0.95).unwrap().slope);
+    time("regime", &|| detect_regime_start(&pts).unwrap_or(0) as f64);
+    time("ols", &|| ols(&pts).unwrap().slope);
+    let f = theil_sen_sorted(&pts, 0.95).unwrap();
+    time("saw", &|| sawtooth_period(&pts, &f).unwrap_or(0.0));
+    time("clean", &|| clean(&pts).len() as f64);
+}
