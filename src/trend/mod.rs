@@ -414,7 +414,11 @@ pub fn detect_regime_start(points: &[Point]) -> Option<usize> {
     let mut ra = Vec::with_capacity(w);
     let mut k = last;
     loop {
-        let before = &points[k.saturating_sub(wb)..k];
+        // The before side's line, band and range come from its older two
+        // thirds: a change between candidates leaves up to a third of the
+        // window past the change, which must not bend the reference.
+        let before_all = &points[k.saturating_sub(wb)..k];
+        let before = &before_all[..(before_all.len() * 2 / 3).max(1)];
         let after = &points[k..(k + w).min(n)];
         let tref = points[k].t;
         let lb = resistant_line(before, tref, &mut buf);
@@ -429,6 +433,7 @@ pub fn detect_regime_start(points: &[Point]) -> Option<usize> {
         let q75 = quantile_mut(&mut rb, 0.75).unwrap_or(0.0);
         let sigma_b = (q75 - q25) / 1.349;
         let sigma_a = 1.4826 * mad_mut(&mut ra).unwrap_or(0.0);
+        let tol = (3.0 * sigma_a).max(1.0);
         let sigma = sigma_b.max(sigma_a);
         let jump = la.a - lb.a;
         // New territory: the after side's median lies outside the before
@@ -447,7 +452,7 @@ pub fn detect_regime_start(points: &[Point]) -> Option<usize> {
             && ((jump > 0.0 && jump > q75 + 3.0 * sigma)
                 || (jump < 0.0 && jump < q25 - 3.0 * sigma));
         if significant {
-            return Some(refine_split(points, k, wb, w, &lb, &la));
+            return Some(refine_split(points, k, wb, w, &lb, &la, tol));
         }
         if k < first + stride {
             return None;
@@ -456,9 +461,18 @@ pub fn detect_regime_start(points: &[Point]) -> Option<usize> {
     }
 }
 
-/// The split in `[k - w, k + w/2]` minimising Σ|v − before_line| before it
-/// plus Σ|v − after_line| from it on (within `[k - w, k + w)`).
-fn refine_split(points: &[Point], k: usize, wb: usize, w: usize, lb: &Line, la: &Line) -> usize {
+/// The split in `[k - wb, k + w/2]` minimising Σ|v − before_line| before it
+/// plus Σ|v − after_line| from it on (within `[k - wb, k + w)`), then moved
+/// past any points farther than `tol` from the after line.
+fn refine_split(
+    points: &[Point],
+    k: usize,
+    wb: usize,
+    w: usize,
+    lb: &Line,
+    la: &Line,
+    tol: f64,
+) -> usize {
     let n = points.len();
     let s = k.saturating_sub(wb);
     let e = (k + w).min(n);
@@ -480,7 +494,13 @@ fn refine_split(points: &[Point], k: usize, wb: usize, w: usize, lb: &Line, la: 
         cost_b += (p.v - lb.at(p.t)).abs();
         cost_a -= (p.v - la.at(p.t)).abs();
     }
-    best.1
+    // Skip transitional points (the ramp of a ramped step) that are not yet
+    // on the new regime's line.
+    let mut j = best.1;
+    while j < hi && (points[j].v - la.at(points[j].t)).abs() > tol {
+        j += 1;
+    }
+    j
 }
 
 /// The lower envelope: the minimum point (its own time and value) of each
@@ -524,7 +544,7 @@ fn lower_envelope_sorted(pts: &[Point], window: f64) -> Vec<Point> {
 
 /// Sawtooth test on the residuals of a raw fit. Returns the mean period
 /// (seconds) of the swings when the series is a sawtooth: the detrended
-/// series crosses from above +h to below −h (h = MAD/2) at least once, spends
+/// series crosses from above +h to below −h (h = MAD/2) at least 3 times, spends
 /// at least 8 samples per swing, and the swings' spread (1.4826·MAD) is at
 /// least 3× the sample-to-sample noise (1.4826·MAD of first differences / √2).
 pub fn sawtooth_period(points: &[Point], fit: &SlopeFit) -> Option<f64> {
@@ -560,7 +580,7 @@ pub fn sawtooth_period(points: &[Point], fit: &SlopeFit) -> Option<f64> {
             downs += 1;
         }
     }
-    if downs == 0 || n / downs < 8 {
+    if downs < 3 || n / downs < 8 {
         return None;
     }
     Some(span(points) / downs as f64)

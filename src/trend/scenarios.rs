@@ -464,7 +464,12 @@ mod debug {
     fn trace() {
         let want = std::env::var("SCEN").unwrap_or_default();
         for s in all().into_iter().filter(|s| s.name == want) {
-            let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+            let env = |k: &str, d: usize| {
+                std::env::var(k)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(d)
+            };
             let step = env("STEP", (s.points.len() / 40).max(1));
             let from = env("FROM", step);
             let to = env("TO", s.points.len()).min(s.points.len());

@@ -424,7 +424,10 @@ fn component_cost() {
         for _ in 0..500 {
             s += f();
         }
-        println!("{name}: {:.0} µs ({s})", start.elapsed().as_secs_f64() / 500.0 * 1e6);
+        println!(
+            "{name}: {:.0} µs ({s})",
+            start.elapsed().as_secs_f64() / 500.0 * 1e6
+        );
     };
     time("theil_sen", &|| theil_sen_sorted(&pts, 0.95).unwrap().slope);
     time("regime", &|| detect_regime_start(&pts).unwrap_or(0) as f64);
