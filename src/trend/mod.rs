@@ -77,7 +77,7 @@ pub struct Eta {
 
 /// Theil–Sen uses at most this many points (evenly spaced by index), so at
 /// most `MAX_TS_POINTS * (MAX_TS_POINTS - 1) / 2` pairwise slopes.
-pub const MAX_TS_POINTS: usize = 160;
+pub const MAX_TS_POINTS: usize = 120;
 
 /// Default confidence level of [`analyze`]'s interval.
 pub const CONFIDENCE: f64 = 0.95;
@@ -93,6 +93,11 @@ pub const BEFORE_WINDOW: usize = 120;
 /// (seconds): a sawtooth's first ramp is indistinguishable from a leak until
 /// its first drop. The scenario detector applies it; `analyze` does not.
 pub const WARMUP_S: f64 = 300.0;
+
+/// Order for values known to be finite (cheaper than `total_cmp`).
+fn cmp_finite(a: &f64, b: &f64) -> std::cmp::Ordering {
+    a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal)
+}
 
 /// Finite points sorted by time (stable).
 fn clean(points: &[Point]) -> Vec<Point> {
@@ -193,7 +198,7 @@ fn theil_sen_sorted(pts: &[Point], confidence: f64) -> Option<SlopeFit> {
 
     let mid = big_n / 2;
     let slope = {
-        let (left, m_val, _) = slopes.select_nth_unstable_by(mid, f64::total_cmp);
+        let (left, m_val, _) = slopes.select_nth_unstable_by(mid, cmp_finite);
         let m_val = *m_val;
         if big_n % 2 == 0 {
             let below = left.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -204,15 +209,13 @@ fn theil_sen_sorted(pts: &[Point], confidence: f64) -> Option<SlopeFit> {
     };
     // After the median selection, everything left of `mid` is <= and right is >=.
     let lo = if lo_idx < mid {
-        *slopes[..mid]
-            .select_nth_unstable_by(lo_idx, f64::total_cmp)
-            .1
+        *slopes[..mid].select_nth_unstable_by(lo_idx, cmp_finite).1
     } else {
         slopes[mid]
     };
     let hi = if hi_idx > mid {
         *slopes[mid + 1..]
-            .select_nth_unstable_by(hi_idx - mid - 1, f64::total_cmp)
+            .select_nth_unstable_by(hi_idx - mid - 1, cmp_finite)
             .1
     } else {
         slopes[mid]
@@ -389,16 +392,22 @@ fn residuals(pts: &[Point], line: &Line, out: &mut Vec<f64>) {
 /// shows no level change. `points` must be finite and sorted by time (as
 /// [`analyze`] prepares them).
 ///
-/// Candidates `k` are scanned from the newest (at least
-/// [`MIN_REGIME_POINTS`] before the end) to the oldest. At each, a resistant
-/// line is fitted to a window before `k` and one after `k` (up to 90 points
-/// each); `k` is a change when the after-line at `t_k` sits outside the
-/// before-window's residual band (10–90% quantiles) by more than 3 robust
-/// sigmas of the noier side, and by at least 2 fds. The newest such candidate
-/// wins; its exact position is then refined to the split that minimises the
-/// total absolute deviation from the two lines (so a ramped step starts the
-/// regime after the ramp, and a leak onset at the kink). A sawtooth does not
-/// trigger it: its drops stay inside the band its own swings make.
+/// About 32 candidates `k` are scanned from the newest (at least
+/// [`MIN_REGIME_POINTS`] before the end) to the oldest. The "before" reference
+/// is the older two thirds of the [`BEFORE_WINDOW`] points before `k` (so a
+/// change between two candidates cannot bend it); the "after" window is up to
+/// 60 points from `k`. `k` is a change when both hold:
+/// * new territory: the after window's median is outside the 5–95% range of
+///   the before values;
+/// * a jump: the after window's resistant line at `t_k` is beyond the
+///   before-line's residual IQR band by more than 3σ (σ from the before IQR
+///   or the after MAD, whichever is larger) and by at least 2 fds.
+///
+/// The newest change wins; its position is refined to the split minimising
+/// the total absolute deviation from the two lines, then moved past points
+/// not yet on the after line (so a ramped step starts its regime after the
+/// ramp). A sawtooth with a period shorter than the before window never
+/// triggers it: its troughs and peaks are inside the range its swings make.
 pub fn detect_regime_start(points: &[Point]) -> Option<usize> {
     let n = points.len();
     if n < 2 * MIN_REGIME_POINTS {
@@ -420,25 +429,9 @@ pub fn detect_regime_start(points: &[Point]) -> Option<usize> {
         let before_all = &points[k.saturating_sub(wb)..k];
         let before = &before_all[..(before_all.len() * 2 / 3).max(1)];
         let after = &points[k..(k + w).min(n)];
-        let tref = points[k].t;
-        let lb = resistant_line(before, tref, &mut buf);
-        let la = resistant_line(after, tref, &mut buf);
-        residuals(before, &lb, &mut rb);
-        residuals(after, &la, &mut ra);
-        // The before side's band is its interquartile range, and its noise
-        // the IQR / 1.349 (σ for Gaussian noise): unlike the MAD it sees a
-        // sawtooth's drops even when the line fits the ramps, and it
-        // tolerates up to a quarter of the window being past a step.
-        let q25 = quantile_mut(&mut rb, 0.25).unwrap_or(0.0);
-        let q75 = quantile_mut(&mut rb, 0.75).unwrap_or(0.0);
-        let sigma_b = (q75 - q25) / 1.349;
-        let sigma_a = 1.4826 * mad_mut(&mut ra).unwrap_or(0.0);
-        let tol = (3.0 * sigma_a).max(1.0);
-        let sigma = sigma_b.max(sigma_a);
-        let jump = la.a - lb.a;
-        // New territory: the after side's median lies outside the before
-        // side's 5–95% range of values (a sawtooth's troughs never do; the
-        // quantiles tolerate a few points past the change in the window).
+        // New territory first (cheap): the after side's median lies outside
+        // the before side's 5–95% range of values (a sawtooth's troughs never
+        // do; the quantiles tolerate a few points past the change).
         buf.clear();
         buf.extend(after.iter().map(|p| p.v));
         let after_med = median_mut(&mut buf).unwrap_or(0.0);
@@ -446,12 +439,32 @@ pub fn detect_regime_start(points: &[Point]) -> Option<usize> {
         buf.extend(before.iter().map(|p| p.v));
         let bmin = quantile_mut(&mut buf, 0.05).unwrap_or(f64::NEG_INFINITY);
         let bmax = quantile_mut(&mut buf, 0.95).unwrap_or(f64::INFINITY);
-        let novel = (jump > 0.0 && after_med > bmax) || (jump < 0.0 && after_med < bmin);
-        let significant = novel
-            && jump.abs() >= 2.0
-            && ((jump > 0.0 && jump > q75 + 3.0 * sigma)
-                || (jump < 0.0 && jump < q25 - 3.0 * sigma));
-        if significant {
+        let up = after_med > bmax;
+        let down = after_med < bmin;
+        let mut significant = false;
+        let (mut lb, mut la, mut tol) = (None, None, 1.0);
+        if up || down {
+            let tref = points[k].t;
+            let l_b = resistant_line(before, tref, &mut buf);
+            let l_a = resistant_line(after, tref, &mut buf);
+            residuals(before, &l_b, &mut rb);
+            residuals(after, &l_a, &mut ra);
+            // The before side's band is its interquartile range, and its
+            // noise the IQR / 1.349 (σ for Gaussian noise): unlike the MAD it
+            // sees a sawtooth's drops even when the line fits the ramps.
+            let q25 = quantile_mut(&mut rb, 0.25).unwrap_or(0.0);
+            let q75 = quantile_mut(&mut rb, 0.75).unwrap_or(0.0);
+            let sigma_b = (q75 - q25) / 1.349;
+            let sigma_a = 1.4826 * mad_mut(&mut ra).unwrap_or(0.0);
+            let sigma = sigma_b.max(sigma_a);
+            let jump = l_a.a - l_b.a;
+            significant = jump.abs() >= 2.0
+                && ((up && jump > q75 + 3.0 * sigma) || (down && jump < q25 - 3.0 * sigma));
+            tol = (3.0 * sigma_a).max(1.0);
+            lb = Some(l_b);
+            la = Some(l_a);
+        }
+        if let (true, Some(lb), Some(la)) = (significant, lb, la) {
             return Some(refine_split(points, k, wb, w, &lb, &la, tol));
         }
         if k < first + stride {
@@ -586,28 +599,28 @@ pub fn sawtooth_period(points: &[Point], fit: &SlopeFit) -> Option<f64> {
     Some(span(points) / downs as f64)
 }
 
-/// Acceleration check for the raw fit: while the most recent half of the
-/// points (at least 2 × [`MIN_REGIME_POINTS`]) has a slope interval entirely
-/// above the current fit's interval, the trend changed inside the window (a
-/// leak started after a flat stretch, too gradual to be a level change):
-/// use the recent half. At most two halvings.
-fn steepest_recent(seg: &[Point], mut fit: SlopeFit) -> SlopeFit {
-    let mut start = 0;
-    for _ in 0..2 {
-        let len = seg.len() - start;
-        if len < 4 * MIN_REGIME_POINTS {
-            break;
-        }
-        let half_start = start + len / 2;
-        match theil_sen_sorted(&seg[half_start..], CONFIDENCE) {
-            Some(h) if h.lo > fit.hi && h.slope > 0.0 => {
-                fit = h;
-                start = half_start;
-            }
-            _ => break,
-        }
+/// Slope-change check for the raw fit (a leak that starts, or stops, too
+/// gradually to be a level change). Fits the most recent quarter of the
+/// regime (at least 2 × [`MIN_REGIME_POINTS`] points), then keeps the longest
+/// of {whole regime, recent half, recent quarter} whose slope lies inside the
+/// recent quarter's interval: the longest stretch consistent with what the
+/// series does now.
+fn recent_consistent(seg: &[Point], full: SlopeFit) -> SlopeFit {
+    let n = seg.len();
+    if n / 4 < 2 * MIN_REGIME_POINTS {
+        return full;
     }
-    fit
+    let Some(recent) = theil_sen_sorted(&seg[n - n / 4..], CONFIDENCE) else {
+        return full;
+    };
+    let inside = |f: &SlopeFit| f.slope >= recent.lo && f.slope <= recent.hi;
+    if inside(&full) {
+        return full;
+    }
+    match theil_sen_sorted(&seg[n / 2..], CONFIDENCE) {
+        Some(half) if inside(&half) => half,
+        _ => recent,
+    }
 }
 
 /// The robust, sawtooth-aware, regime-aware trend used by verdicts.
@@ -645,7 +658,7 @@ pub fn analyze(points: &[Point]) -> Option<Trend> {
     let ols = ols(seg);
     let Some(period) = sawtooth_period(seg, &raw) else {
         return Some(Trend {
-            fit: steepest_recent(seg, raw),
+            fit: recent_consistent(seg, raw),
             model: Model::Linear,
             regime_start,
             ols,
