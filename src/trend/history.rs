@@ -234,7 +234,7 @@ mod tests {
                 assert_eq!(h.len(), want, "({r},{d},{n})");
             }
             assert_eq!(h.points().len(), h.len());
-            assert_eq!(h.is_empty(), h.len() == 0);
+            assert_eq!(h.is_empty(), h.points().is_empty());
         }
     }
 

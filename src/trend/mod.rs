@@ -94,6 +94,11 @@ pub const BEFORE_WINDOW: usize = 120;
 /// its first drop. The scenario detector applies it; `analyze` does not.
 pub const WARMUP_S: f64 = 300.0;
 
+/// `x > 0` (false for NaN).
+fn is_pos(x: f64) -> bool {
+    x > 0.0
+}
+
 /// Order for values known to be finite (cheaper than `total_cmp`).
 fn cmp_finite(a: &f64, b: &f64) -> std::cmp::Ordering {
     a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal)
@@ -142,7 +147,7 @@ pub fn theil_sen(points: &[Point], confidence: f64) -> Option<SlopeFit> {
 
 fn theil_sen_sorted(pts: &[Point], confidence: f64) -> Option<SlopeFit> {
     let n = pts.len();
-    if n < 3 || !(span(pts) > 0.0) {
+    if n < 3 || !is_pos(span(pts)) {
         return None;
     }
     let conf = if confidence.is_finite() && confidence > 0.0 && confidence < 1.0 {
@@ -245,7 +250,7 @@ fn theil_sen_sorted(pts: &[Point], confidence: f64) -> Option<SlopeFit> {
 pub fn ols(points: &[Point]) -> Option<SlopeFit> {
     let pts = clean(points);
     let n = pts.len();
-    if n < 3 || !(span(&pts) > 0.0) {
+    if n < 3 || !is_pos(span(&pts)) {
         return None;
     }
     let (slope, level_now) = ols_line(&pts)?;
@@ -293,7 +298,7 @@ pub(crate) fn ols_line(pts: &[Point]) -> Option<(f64, f64)> {
         sxx += dt * dt;
         sxy += dt * (p.v - vbar);
     }
-    if !(sxx > 0.0) {
+    if !is_pos(sxx) {
         return None;
     }
     let slope = sxy / sxx;
@@ -530,7 +535,7 @@ fn lower_envelope_sorted(pts: &[Point], window: f64) -> Vec<Point> {
     let Some(first) = pts.first() else {
         return out;
     };
-    if !(window > 0.0) || !window.is_finite() {
+    if !is_pos(window) || !window.is_finite() {
         return pts.to_vec();
     }
     let t0 = first.t;
@@ -573,7 +578,7 @@ pub fn sawtooth_period(points: &[Point], fit: &SlopeFit) -> Option<f64> {
         .collect();
     let mut tmp = r.clone();
     let mad_r = mad_mut(&mut tmp)?;
-    if !(mad_r > 0.0) {
+    if !is_pos(mad_r) {
         return None;
     }
     let mut d: Vec<f64> = points.windows(2).map(|w| w[1].v - w[0].v).collect();
@@ -643,7 +648,7 @@ fn recent_consistent(seg: &[Point], full: SlopeFit) -> SlopeFit {
 /// `None` for fewer than 3 finite points or a zero time span.
 pub fn analyze(points: &[Point]) -> Option<Trend> {
     let pts = clean(points);
-    if pts.len() < 3 || !(span(&pts) > 0.0) {
+    if pts.len() < 3 || !is_pos(span(&pts)) {
         return None;
     }
     let mut start = detect_regime_start(&pts).unwrap_or(0);

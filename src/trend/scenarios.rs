@@ -187,7 +187,7 @@ pub fn fdwatch_detector(points: &[Point], limit: f64) -> Option<f64> {
         *pushed = points.len();
         h.points()
     });
-    if !(last.t - first.t >= WARMUP_S) {
+    if (last.t - first.t).is_nan() || last.t - first.t < WARMUP_S {
         return None;
     }
     let trend = analyze(&pts)?;
@@ -225,7 +225,7 @@ pub struct Score {
 }
 
 /// Evaluate at most this many prefixes per scenario (every k-th point).
-pub const MAX_EVALS: usize = 250;
+pub const MAX_EVALS: usize = 120;
 
 /// Walk the series and call the detector on every k-th prefix
 /// (k = ⌈n / [`MAX_EVALS`]⌉; leak scenarios stop at exhaustion).
@@ -239,8 +239,19 @@ pub fn score(s: &Scenario, detector: &Detector, th: &Thresholds) -> Score {
 
 /// [`score`] with the detector's name filled in.
 pub fn score_named(s: &Scenario, name: &str, detector: &Detector, th: &Thresholds) -> Score {
+    score_every(s, name, detector, th, s.points.len().div_ceil(MAX_EVALS))
+}
+
+/// [`score_named`] evaluating every `step`-th prefix (1 = every point).
+pub fn score_every(
+    s: &Scenario,
+    name: &str,
+    detector: &Detector,
+    th: &Thresholds,
+    step: usize,
+) -> Score {
     let n = s.points.len();
-    let step = n.div_ceil(MAX_EVALS).max(1);
+    let step = step.max(1);
     let leak_start = if s.leak { s.leak_start_t } else { None };
     let t_quarter = match (leak_start, s.true_exhaustion_t) {
         (Some(a), Some(x)) => Some(a + 0.25 * (x - a)),
@@ -329,13 +340,26 @@ pub const BASELINE: &str = "predict_linear[1h]";
 
 /// Every scenario scored by fdwatch and by `predict_linear` over 1 h and 10 min.
 pub fn run_all(th: &Thresholds) -> Vec<Score> {
+    run_all_every(th, None)
+}
+
+/// [`run_all`] evaluating every `step`-th prefix (`None`: at most
+/// [`MAX_EVALS`] per scenario).
+pub fn run_all_every(th: &Thresholds, step: Option<usize>) -> Vec<Score> {
     let baseline_1h = predict_linear_detector(3600.0);
     let baseline_10m = predict_linear_detector(600.0);
     let mut out = Vec::new();
     for s in all() {
-        out.push(score_named(&s, "fdwatch", &fdwatch_detector, th));
-        out.push(score_named(&s, BASELINE, &baseline_1h, th));
-        out.push(score_named(&s, "predict_linear[10m]", &baseline_10m, th));
+        let step = step.unwrap_or(s.points.len().div_ceil(MAX_EVALS));
+        out.push(score_every(&s, "fdwatch", &fdwatch_detector, th, step));
+        out.push(score_every(&s, BASELINE, &baseline_1h, th, step));
+        out.push(score_every(
+            &s,
+            "predict_linear[10m]",
+            &baseline_10m,
+            th,
+            step,
+        ));
     }
     out
 }
@@ -344,6 +368,59 @@ pub fn run_all(th: &Thresholds) -> Vec<Score> {
 mod tests {
     use super::*;
     use std::sync::OnceLock;
+
+    /// Every target at once, on any resolution: the failures as text.
+    fn check_targets(scenarios: &[Scenario], scores: &[Score]) -> Vec<String> {
+        let mut bad = Vec::new();
+        for s in scenarios {
+            let ours = find(scores, s.name, "fdwatch");
+            if !s.leak {
+                if ours.false_alarms > 0 {
+                    bad.push(format!("{}: {} false alarms", s.name, ours.false_alarms));
+                }
+                continue;
+            }
+            let err = ours.eta_rel_error_at_quarter_headroom;
+            if ours.detected_at.is_none() || !err.is_some_and(|e| e.abs() <= 0.20) {
+                bad.push(format!(
+                    "{}: detected {:?}, ETA error {err:?}",
+                    s.name, ours.detected_at
+                ));
+            }
+            let base = find(scores, s.name, BASELINE).detected_at;
+            if let (Some(o), Some(b)) = (ours.detected_at, base) {
+                if o > b {
+                    bad.push(format!("{}: fdwatch at {o}, baseline at {b}", s.name));
+                }
+            }
+        }
+        let total = |d: &str| -> usize {
+            scores
+                .iter()
+                .filter(|s| s.detector == d)
+                .map(|s| s.false_alarms)
+                .sum()
+        };
+        if total("fdwatch") >= total(BASELINE) {
+            bad.push(format!(
+                "false alarms {} vs {}",
+                total("fdwatch"),
+                total(BASELINE)
+            ));
+        }
+        bad
+    }
+
+    /// Every prefix, in release: `cargo test --release -- --ignored full_resolution`.
+    #[test]
+    #[ignore = "slow in debug: evaluates every prefix"]
+    fn full_resolution() {
+        let scenarios = all();
+        let scores = run_all_every(&Thresholds::default(), Some(1));
+        println!("{}", markdown_table(&scores));
+        let bad = check_targets(&scenarios, &scores);
+        assert!(bad.is_empty(), "{bad:#?}");
+    }
 
     fn results() -> &'static (Vec<Scenario>, Vec<Score>) {
         static R: OnceLock<(Vec<Scenario>, Vec<Score>)> = OnceLock::new();

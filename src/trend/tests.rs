@@ -140,7 +140,8 @@ fn eta_table() {
         n: 10,
     };
     // (name, fit, current, limit, expected (seconds, earliest, latest))
-    let cases: Vec<(&str, SlopeFit, f64, f64, Option<(f64, f64, f64)>)> = vec![
+    type Case = (&'static str, SlopeFit, f64, f64, Option<(f64, f64, f64)>);
+    let cases: Vec<Case> = vec![
         (
             "basic",
             fit(2.0, 1.0, 4.0, 100.0),
@@ -380,7 +381,8 @@ fn lower_envelope_table() {
 #[ignore = "timing: run explicitly in release"]
 fn analyze_cost() {
     let mut nz = lcg_noise(11);
-    let shapes: Vec<(&str, Box<dyn Fn(f64, f64) -> f64>)> = vec![
+    type Shape = (&'static str, Box<dyn Fn(f64, f64) -> f64>);
+    let shapes: Vec<Shape> = vec![
         ("linear leak", Box::new(|t, n| 100.0 + 0.05 * t + 3.0 * n)),
         (
             "sawtooth leak",
