@@ -94,14 +94,19 @@ pub const BEFORE_WINDOW: usize = 120;
 /// its first drop. The scenario detector applies it; `analyze` does not.
 pub const WARMUP_S: f64 = 300.0;
 
+/// Order-preserving map of a finite f64 to i64 (IEEE total order).
+fn order_key(x: f64) -> i64 {
+    let b = x.to_bits() as i64;
+    b ^ ((((b >> 63) as u64) >> 1) as i64)
+}
+
+fn from_key(k: i64) -> f64 {
+    f64::from_bits((k ^ ((((k >> 63) as u64) >> 1) as i64)) as u64)
+}
+
 /// `x > 0` (false for NaN).
 fn is_pos(x: f64) -> bool {
     x > 0.0
-}
-
-/// Order for values known to be finite (cheaper than `total_cmp`).
-fn cmp_finite(a: &f64, b: &f64) -> std::cmp::Ordering {
-    a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal)
 }
 
 /// Finite points sorted by time (stable).
@@ -158,7 +163,9 @@ fn theil_sen_sorted(pts: &[Point], confidence: f64) -> Option<SlopeFit> {
     let t0 = pts[0].t;
     let sub = subsample(pts, MAX_TS_POINTS);
     let m = sub.len();
-    let mut slopes = Vec::with_capacity(m * (m - 1) / 2);
+    // Slopes as order-preserving integer keys: selecting on i64 is several
+    // times cheaper than on f64 with a comparison closure.
+    let mut slopes: Vec<i64> = Vec::with_capacity(m * (m - 1) / 2);
     for i in 0..m {
         let (ti, vi) = (sub[i].t, sub[i].v);
         for pj in &sub[i + 1..] {
@@ -166,7 +173,7 @@ fn theil_sen_sorted(pts: &[Point], confidence: f64) -> Option<SlopeFit> {
             if dt > 0.0 {
                 let s = (pj.v - vi) / dt;
                 if s.is_finite() {
-                    slopes.push(s);
+                    slopes.push(order_key(s));
                 }
             }
         }
@@ -203,10 +210,10 @@ fn theil_sen_sorted(pts: &[Point], confidence: f64) -> Option<SlopeFit> {
 
     let mid = big_n / 2;
     let slope = {
-        let (left, m_val, _) = slopes.select_nth_unstable_by(mid, cmp_finite);
-        let m_val = *m_val;
-        if big_n % 2 == 0 {
-            let below = left.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let (left, m_val, _) = slopes.select_nth_unstable(mid);
+        let m_val = from_key(*m_val);
+        if big_n.is_multiple_of(2) {
+            let below = left.iter().copied().max().map_or(m_val, from_key);
             (below + m_val) / 2.0
         } else {
             m_val
@@ -214,16 +221,14 @@ fn theil_sen_sorted(pts: &[Point], confidence: f64) -> Option<SlopeFit> {
     };
     // After the median selection, everything left of `mid` is <= and right is >=.
     let lo = if lo_idx < mid {
-        *slopes[..mid].select_nth_unstable_by(lo_idx, cmp_finite).1
+        from_key(*slopes[..mid].select_nth_unstable(lo_idx).1)
     } else {
-        slopes[mid]
+        from_key(slopes[mid])
     };
     let hi = if hi_idx > mid {
-        *slopes[mid + 1..]
-            .select_nth_unstable_by(hi_idx - mid - 1, cmp_finite)
-            .1
+        from_key(*slopes[mid + 1..].select_nth_unstable(hi_idx - mid - 1).1)
     } else {
-        slopes[mid]
+        from_key(slopes[mid])
     };
     let mut offs: Vec<f64> = pts.iter().map(|p| p.v - slope * (p.t - t0)).collect();
     let intercept = median_mut(&mut offs)?;
@@ -404,9 +409,10 @@ fn residuals(pts: &[Point], line: &Line, out: &mut Vec<f64>) {
 /// 60 points from `k`. `k` is a change when both hold:
 /// * new territory: the after window's median is outside the 5–95% range of
 ///   the before values;
-/// * a jump: the after window's resistant line at `t_k` is beyond the
-///   before-line's residual IQR band by more than 3σ (σ from the before IQR
-///   or the after MAD, whichever is larger) and by at least 2 fds.
+/// * a jump: the median of the after points' deviations from the before
+///   line is beyond that line's residual IQR band by more than 3σ (σ from the
+///   before IQR or the after window's MAD around its own resistant line,
+///   whichever is larger) and by at least 2 fds.
 ///
 /// The newest change wins; its position is refined to the split minimising
 /// the total absolute deviation from the two lines, then moved past points
@@ -447,7 +453,7 @@ pub fn detect_regime_start(points: &[Point]) -> Option<usize> {
         let up = after_med > bmax;
         let down = after_med < bmin;
         let mut significant = false;
-        let (mut lb, mut la, mut tol) = (None, None, 1.0);
+        let (mut lb, mut la, mut level) = (None, None, (after_med, 0.0));
         if up || down {
             let tref = points[k].t;
             let l_b = resistant_line(before, tref, &mut buf);
@@ -462,15 +468,26 @@ pub fn detect_regime_start(points: &[Point]) -> Option<usize> {
             let sigma_b = (q75 - q25) / 1.349;
             let sigma_a = 1.4826 * mad_mut(&mut ra).unwrap_or(0.0);
             let sigma = sigma_b.max(sigma_a);
-            let jump = l_a.a - l_b.a;
+            // The jump: where the after points sit relative to the before
+            // line's extrapolation (median), not the after line's intercept,
+            // which is fragile where raw and downsampled points mix.
+            buf.clear();
+            buf.extend(after.iter().map(|p| p.v - l_b.at(p.t)));
+            let jump = median_mut(&mut buf).unwrap_or(0.0);
             significant = jump.abs() >= 2.0
                 && ((up && jump > q75 + 3.0 * sigma) || (down && jump < q25 - 3.0 * sigma));
-            tol = (3.0 * sigma_a).max(1.0);
+            // The new level: median of the newest half of the after window
+            // (the older half may still hold the transition).
+            buf.clear();
+            buf.extend(after[after.len() / 2..].iter().map(|p| p.v));
+            level = (median_mut(&mut buf).unwrap_or(after_med), jump);
             lb = Some(l_b);
             la = Some(l_a);
         }
         if let (true, Some(lb), Some(la)) = (significant, lb, la) {
-            return Some(refine_split(points, k, wb, w, &lb, &la, tol));
+            let j = refine_split(points, k, wb, w, &lb, &la, level);
+            // Not established yet: too few points on the new level.
+            return (n - j >= MIN_REGIME_POINTS / 2).then_some(j);
         }
         if k < first + stride {
             return None;
@@ -481,7 +498,8 @@ pub fn detect_regime_start(points: &[Point]) -> Option<usize> {
 
 /// The split in `[k - wb, k + w/2]` minimising Σ|v − before_line| before it
 /// plus Σ|v − after_line| from it on (within `[k - wb, k + w)`), then moved
-/// past any points farther than `tol` from the after line.
+/// past the transition: points not yet within a quarter of the jump of the
+/// new level (`level` = (after median, jump)), e.g. the ramp of a ramped step.
 fn refine_split(
     points: &[Point],
     k: usize,
@@ -489,7 +507,7 @@ fn refine_split(
     w: usize,
     lb: &Line,
     la: &Line,
-    tol: f64,
+    level: (f64, f64),
 ) -> usize {
     let n = points.len();
     let s = k.saturating_sub(wb);
@@ -512,10 +530,9 @@ fn refine_split(
         cost_b += (p.v - lb.at(p.t)).abs();
         cost_a -= (p.v - la.at(p.t)).abs();
     }
-    // Skip transitional points (the ramp of a ramped step) that are not yet
-    // on the new regime's line.
+    let (new_level, jump) = level;
     let mut j = best.1;
-    while j < hi && (points[j].v - la.at(points[j].t)).abs() > tol {
+    while j < hi && (points[j].v - new_level).abs() > jump.abs() / 4.0 {
         j += 1;
     }
     j
@@ -638,7 +655,8 @@ fn recent_consistent(seg: &[Point], full: SlopeFit) -> SlopeFit {
 ///    ([`sawtooth_period`] finds slow swings much larger than the sample
 ///    noise), the series is explained by "a floor plus excursions above it",
 ///    so the trend is Theil–Sen on the [`lower_envelope`] with windows of 1.5
-///    swing periods (each window holds a trough). Its `level_now` is the
+///    swing periods (each window holds a trough), widened to 3 sample gaps
+///    where the history is downsampled (each window holds a bucket minimum). Its `level_now` is the
 ///    envelope line at the last time plus the 98th percentile of the raw
 ///    excess above the envelope line: the level the peaks reach. With fewer
 ///    than 3 envelope windows the envelope fit is uninformative (interval
@@ -669,7 +687,10 @@ pub fn analyze(points: &[Point]) -> Option<Trend> {
             ols,
         });
     };
-    let env = lower_envelope_sorted(seg, 1.5 * period);
+    // Windows of 1.5 swing periods, and at least 3 sample gaps so that each
+    // window over the downsampled history holds a whole bucket (its minimum).
+    let max_gap = seg.windows(2).map(|w| w[1].t - w[0].t).fold(0.0, f64::max);
+    let env = lower_envelope_sorted(seg, (1.5 * period).max(3.0 * max_gap));
     let t_last = raw.t_last;
     let fit = match theil_sen_sorted(&env, CONFIDENCE) {
         Some(e) => {

@@ -375,6 +375,17 @@ fn lower_envelope_table() {
     assert_eq!(lower_envelope(&pts, f64::NAN).len(), 40);
 }
 
+/// CPU time of the calling thread (test-only; `libc` is already a dependency).
+fn thread_cpu_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
 /// Cost of one `analyze` on a full default History (1,200 points).
 /// `cargo test --release -- --ignored --nocapture analyze_cost`
 #[test]
@@ -392,49 +403,27 @@ fn analyze_cost() {
     ];
     for (name, f) in shapes {
         let mut h = History::default();
-        for i in 0..20_000 {
-            let t = i as f64;
+        // Long enough to have merged buckets, then until the History is
+        // (nearly) at its 1,200-point capacity.
+        let mut i = 0u32;
+        while i < 20_000 || h.len() < 1_195 {
+            let t = f64::from(i);
             h.push(t, f(t, nz()).round());
+            i += 1;
         }
         let pts = h.points();
         let iters = 2000;
         let start = std::time::Instant::now();
+        let cpu0 = thread_cpu_s();
         let mut sink = 0.0;
         for _ in 0..iters {
             sink += analyze(std::hint::black_box(&pts)).map_or(0.0, |t| t.fit.slope);
         }
         let per = start.elapsed().as_secs_f64() / iters as f64 * 1e6;
+        let cpu = (thread_cpu_s() - cpu0) / iters as f64 * 1e6;
         println!(
-            "analyze on {} points ({name}): {per:.0} µs (sink {sink:.3})",
+            "analyze on {} points ({name}): {per:.0} µs wall, {cpu:.0} µs thread CPU (sink {sink:.3})",
             pts.len()
         );
     }
-}
-
-#[test]
-#[ignore = "timing"]
-fn component_cost() {
-    let mut nz = lcg_noise(11);
-    let mut h = History::default();
-    for i in 0..20_000 {
-        h.push(i as f64, (300.0 + 2.0 * nz()).round());
-    }
-    let pts = clean(&h.points());
-    let time = |name: &str, f: &dyn Fn() -> f64| {
-        let start = std::time::Instant::now();
-        let mut s = 0.0;
-        for _ in 0..500 {
-            s += f();
-        }
-        println!(
-            "{name}: {:.0} µs ({s})",
-            start.elapsed().as_secs_f64() / 500.0 * 1e6
-        );
-    };
-    time("theil_sen", &|| theil_sen_sorted(&pts, 0.95).unwrap().slope);
-    time("regime", &|| detect_regime_start(&pts).unwrap_or(0) as f64);
-    time("ols", &|| ols(&pts).unwrap().slope);
-    let f = theil_sen_sorted(&pts, 0.95).unwrap();
-    time("saw", &|| sawtooth_period(&pts, &f).unwrap_or(0.0));
-    time("clean", &|| clean(&pts).len() as f64);
 }
