@@ -579,9 +579,10 @@ fn lower_envelope_sorted(pts: &[Point], window: f64) -> Vec<Point> {
 
 /// Sawtooth test on the residuals of a raw fit. Returns the mean period
 /// (seconds) of the swings when the series is a sawtooth: the detrended
-/// series crosses from above +h to below −h (h = MAD/2) at least 3 times, spends
-/// at least 8 samples per swing, and the swings' spread (1.4826·MAD) is at
-/// least 3× the sample-to-sample noise (1.4826·MAD of first differences / √2).
+/// series crosses from above +h to below −h (h = MAD/2) at least 3 times, the
+/// mean swing lasts at least 8 sampling intervals, and the swings' spread (1.4826·MAD) is at
+/// least 3× the sample-to-sample noise (1.4826·MAD of first differences / √2,
+/// on the newest half of the points: the raw part of a [`History`]).
 pub fn sawtooth_period(points: &[Point], fit: &SlopeFit) -> Option<f64> {
     let n = points.len();
     if n < 8 {
@@ -598,7 +599,12 @@ pub fn sawtooth_period(points: &[Point], fit: &SlopeFit) -> Option<f64> {
     if !is_pos(mad_r) {
         return None;
     }
-    let mut d: Vec<f64> = points.windows(2).map(|w| w[1].v - w[0].v).collect();
+    // Sample-to-sample noise from the newest half only: that is the raw part
+    // of a History (its downsampled part alternates bucket minima and means).
+    let mut d: Vec<f64> = points[n / 2..]
+        .windows(2)
+        .map(|w| w[1].v - w[0].v)
+        .collect();
     let mad_d = mad_mut(&mut d).unwrap_or(0.0);
     let noise = 1.4826 * mad_d / std::f64::consts::SQRT_2;
     if 1.4826 * mad_r < 3.0 * noise {
@@ -615,10 +621,18 @@ pub fn sawtooth_period(points: &[Point], fit: &SlopeFit) -> Option<f64> {
             downs += 1;
         }
     }
-    if downs < 3 || n / downs < 8 {
+    if downs < 3 {
         return None;
     }
-    Some(span(points) / downs as f64)
+    // At least 8 sampling intervals per swing, the interval measured on the
+    // newest half (a History's downsampled part adds crossings and gaps).
+    let mut dts: Vec<f64> = points[n / 2..]
+        .windows(2)
+        .map(|w| w[1].t - w[0].t)
+        .collect();
+    let dt = median_mut(&mut dts).unwrap_or(0.0);
+    let period = span(points) / downs as f64;
+    (period >= 8.0 * dt).then_some(period)
 }
 
 /// Slope-change check for the raw fit (a leak that starts, or stops, too

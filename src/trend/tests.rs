@@ -427,3 +427,21 @@ fn analyze_cost() {
         );
     }
 }
+
+/// A long watch: the History is downsampled; the lower envelope of a leaking
+/// sawtooth must still be found and fitted without bias.
+#[test]
+fn analyze_long_downsampled_sawtooth_leak() {
+    let mut nz = lcg_noise(12);
+    let mut h = History::default();
+    let mut i = 0u32;
+    while i < 20_000 || h.len() < 1_195 {
+        let t = f64::from(i);
+        h.push(t, (200.0 + 3.0 * (t % 60.0) + 0.01 * t + nz()).round());
+        i += 1;
+    }
+    let tr = analyze(&h.points()).expect("trend");
+    assert_eq!(tr.model, Model::LowerEnvelope, "{tr:?}");
+    assert!((tr.fit.slope - 0.01).abs() < 0.001, "{tr:?}");
+    assert!(is_growing(&tr.fit));
+}
