@@ -670,11 +670,14 @@ fn recent_consistent(seg: &[Point], full: SlopeFit) -> SlopeFit {
 ///    noise), the series is explained by "a floor plus excursions above it",
 ///    so the trend is Theil–Sen on the [`lower_envelope`] with windows of 1.5
 ///    swing periods (each window holds a trough), widened to 3 sample gaps
-///    where the history is downsampled (each window holds a bucket minimum). Its `level_now` is the
-///    envelope line at the last time plus the 98th percentile of the raw
-///    excess above the envelope line: the level the peaks reach. With fewer
-///    than 3 envelope windows the envelope fit is uninformative (interval
-///    −∞..∞, never growing). Otherwise the raw fit is the trend.
+///    where the history is downsampled (each window holds a bucket minimum).
+///    Its `level_now` is the envelope line at the last time plus the 98th
+///    percentile of the raw excess above the envelope line: the level the
+///    peaks reach. With fewer than 3 envelope windows the envelope fit is
+///    uninformative (interval −∞..∞, never growing).
+///    Otherwise the raw fit is the trend, narrowed to the longest recent
+///    stretch consistent with the current slope (see `recent_consistent`:
+///    a leak that starts gradually after a flat stretch).
 /// 5. OLS on the same regime is attached as the baseline.
 ///
 /// `None` for fewer than 3 finite points or a zero time span.

@@ -233,6 +233,7 @@ pub const MAX_EVALS: usize = 120;
 /// WARNING = usage ≥ `warn_usage` or ETA ≤ `warn_eta_s`. A quarter of the
 /// headroom (limit − level at leak start) is used a quarter of the way from
 /// the leak start to the true exhaustion (all leaks here are linear).
+/// `Score::detector` is left empty: use [`score_named`] to fill it.
 pub fn score(s: &Scenario, detector: &Detector, th: &Thresholds) -> Score {
     score_named(s, "", detector, th)
 }
