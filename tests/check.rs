@@ -57,12 +57,13 @@ fn warning_on_usage() {
 
 #[test]
 fn critical_on_fast_leak_names_netlink() {
-    let w = Workload::start(&["--soft-limit", "3000", "--leak", "netlink:25"]);
+    // 40/s towards 150: past the warm-up rule within ~1.2 s.
+    let w = Workload::start(&["--soft-limit", "150", "--leak", "netlink:40"]);
     let (code, out, _) = check(&[
         "--pid",
         &w.pid_str(),
         "--samples",
-        "8",
+        "12",
         "--interval",
         "150ms",
     ]);
@@ -134,7 +135,7 @@ fn state_builds_a_trend_across_runs() {
         "--pid",
         &w.pid_str(),
         "--samples",
-        "2",
+        "3",
         "--interval",
         "200ms",
         "--state",
@@ -145,7 +146,7 @@ fn state_builds_a_trend_across_runs() {
         "--pid",
         &w.pid_str(),
         "--samples",
-        "2",
+        "3",
         "--interval",
         "200ms",
         "--state",
@@ -155,18 +156,19 @@ fn state_builds_a_trend_across_runs() {
         "--pid",
         &w.pid_str(),
         "--samples",
-        "2",
+        "3",
         "--interval",
         "200ms",
         "--state",
         s,
     ]);
-    assert_eq!(state_samples(&state, w.pid), 6);
+    assert_eq!(state_samples(&state, w.pid), 9);
     assert!(
         third.contains("EMFILE in ~"),
-        "trend from 6 samples over three runs: {third}"
+        "trend from 9 samples over three runs: {third}"
     );
-    assert!(code >= 1, "{third}");
+    // Only 2 s watched and EMFILE minutes away: forecast, no alarm yet.
+    assert_eq!(code, 0, "{third}");
 }
 
 #[test]

@@ -198,7 +198,7 @@ fn plain_lines_record_and_count_only() {
 
 #[test]
 fn leak_is_seen_growing() {
-    let w = Workload::start(&["--soft-limit", "400", "--leak", "netlink:20"]);
+    let w = Workload::start(&["--soft-limit", "100", "--leak", "netlink:40"]);
     let out = fdwatch(&[
         "--pid",
         &w.pid_str(),
@@ -236,9 +236,9 @@ fn leak_is_seen_growing() {
         "{v}"
     );
     let eta = v["forecast"]["eta"].as_f64().unwrap();
-    // ~ (400 - held) / 20 per second.
+    // ~ (100 - held) / 40 per second.
     let held = last["fds"].as_f64().unwrap();
-    let truth = (400.0 - held) / 20.0;
+    let truth = (100.0 - held) / 40.0;
     assert!(
         (eta - truth).abs() <= 0.25 * truth + 1.0,
         "eta {eta} vs {truth}"

@@ -101,6 +101,14 @@ pub struct Forecast {
     pub eta: f64,
     pub eta_earliest: f64,
     pub eta_latest: Option<f64>,
+    /// False while the history is too short to tell a leak from a pool's first
+    /// ramp (trend::forecast_confirmed): the forecast is shown but raises no alarm.
+    #[serde(default = "yes")]
+    pub confirmed: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -332,7 +340,9 @@ impl Tracker {
             }
         }
         if let Some(f) = &forecast {
-            let lvl = if f.eta <= th.crit_eta {
+            let lvl = if !f.confirmed {
+                Level::Ok
+            } else if f.eta <= th.crit_eta {
                 Level::Critical
             } else if f.eta <= th.warn_eta {
                 Level::Warning
@@ -357,10 +367,19 @@ impl Tracker {
             } else {
                 "ENFILE (system file table full)"
             };
+            let watched = if f.confirmed {
+                String::new()
+            } else {
+                format!(
+                    " if it keeps on (watched {} of the {} it takes to tell a leak from a pool filling up)",
+                    approx_duration(self.history_span()).trim_start_matches('~'),
+                    approx_duration(trend::WARMUP_S).trim_start_matches('~')
+                )
+            };
             reasons.push((
                 lvl,
                 format!(
-                    "{what} — {limit_word} in {}{} ({} {})",
+                    "{what} — {limit_word} in {}{} ({} {}){watched}",
                     approx_duration(f.eta),
                     eta_range(f),
                     f.limit_name,
@@ -419,7 +438,13 @@ impl Tracker {
         let mut best: Option<Forecast> = None;
         if let (Some(soft), Some(t)) = (last.limits.soft, total) {
             if let Some(e) = eta_of(t, last.fds as f64, soft as f64) {
-                best = Some(make_forecast("soft RLIMIT_NOFILE", soft, e));
+                best = Some(make_forecast(
+                    "soft RLIMIT_NOFILE",
+                    soft,
+                    e,
+                    self.history_span(),
+                    t.span,
+                ));
             }
         }
         if let Some(sys) = self.system_trend() {
@@ -427,12 +452,26 @@ impl Tracker {
                 if let Some(e) = eta_of(&sys, last.system.allocated as f64, last.system.max as f64)
                 {
                     if best.as_ref().is_none_or(|b| e.seconds < b.eta) {
-                        best = Some(make_forecast("fs.file-max", last.system.max, e));
+                        best = Some(make_forecast(
+                            "fs.file-max",
+                            last.system.max,
+                            e,
+                            self.history_span(),
+                            sys.span,
+                        ));
                     }
                 }
             }
         }
         best
+    }
+
+    /// Seconds of history held for this process.
+    fn history_span(&self) -> f64 {
+        match (self.first.as_ref(), self.last.as_ref()) {
+            (Some(a), Some(b)) => (b.mono_time - a.mono_time).max(0.0),
+            _ => 0.0,
+        }
     }
 
     /// The system-wide file table moves with every process on the host: only a
@@ -654,13 +693,14 @@ impl Tracker {
     }
 }
 
-fn make_forecast(name: &str, limit: u64, e: Eta) -> Forecast {
+fn make_forecast(name: &str, limit: u64, e: Eta, history_span: f64, fit_span: f64) -> Forecast {
     Forecast {
         limit_name: name.into(),
         limit,
         eta: e.seconds,
         eta_earliest: e.earliest,
         eta_latest: e.latest.is_finite().then_some(e.latest),
+        confirmed: trend::forecast_confirmed(history_span, fit_span, e.seconds),
     }
 }
 

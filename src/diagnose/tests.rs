@@ -183,15 +183,37 @@ fn system_file_table_forecast_needs_a_minute() {
     };
     // 20 samples over 2 s: too short to say anything about the whole host.
     assert!(with_system(20, 0.1).forecast.is_none());
-    // 20 samples over 95 s at +400/s: ENFILE in ~(1e6-138e3)/400 s.
-    let v = with_system(20, 5.0);
+    // 20 samples over 95 s at +400/s: a forecast, but not yet an alarm.
+    let early = with_system(20, 5.0);
+    assert!(!early.forecast.as_ref().expect("system forecast").confirmed);
+    assert_eq!(early.level, Level::Ok);
+    // 70 samples over 345 s: ENFILE in ~(1e6-238e3)/400 s.
+    let v = with_system(70, 5.0);
     let f = v.forecast.expect("system forecast");
     assert_eq!(f.limit_name, "fs.file-max");
-    assert!((f.eta - 862_000.0 / 400.0).abs() < 30.0, "{}", f.eta);
+    assert!((f.eta - 762_000.0 / 400.0).abs() < 30.0, "{}", f.eta);
     assert!(
         v.reasons[0].contains("system file handles") && v.reasons[0].contains("ENFILE"),
         "{:?}",
         v.reasons
     );
     assert_eq!(v.level, Level::Warning);
+}
+
+#[test]
+fn a_pool_ramp_is_not_an_alarm_until_it_would_hit_the_limit() {
+    // +4 fds/s for 20 s towards a limit 1000 s away: could be a pool filling up.
+    let ramp = run((0..20).map(|i| sample(i as f64, &[(FdKind::Pipe, 10 + 4 * i)], 4096)));
+    let f = ramp.forecast.as_ref().expect("forecast shown");
+    assert!(!f.confirmed);
+    assert_eq!(ramp.level, Level::Ok);
+    assert!(
+        ramp.reasons[0].contains("if it keeps on"),
+        "{:?}",
+        ramp.reasons
+    );
+    // The same ramp ~30 s from the limit: it gets there before it could turn over.
+    let near = run((0..20).map(|i| sample(i as f64, &[(FdKind::Pipe, 10 + 4 * i)], 200)));
+    assert!(near.forecast.as_ref().unwrap().confirmed);
+    assert_eq!(near.level, Level::Critical);
 }

@@ -312,6 +312,15 @@ pub(crate) fn ols_line(pts: &[Point]) -> Option<(f64, f64)> {
 }
 
 /// Growing: the slope's interval excludes zero on the positive side.
+/// Whether a forecast may raise an alarm yet. A pool's first ramp looks
+/// exactly like a leak until it drops, so before [`WARMUP_S`] of history a
+/// forecast counts only when the limit is nearer than twice the time the
+/// growth has already been watched: a ramp that reaches the limit before it
+/// could plausibly turn over is dangerous whatever it is.
+pub fn forecast_confirmed(history_span: f64, fit_span: f64, eta_s: f64) -> bool {
+    history_span >= WARMUP_S || eta_s <= 2.0 * fit_span
+}
+
 pub fn is_growing(fit: &SlopeFit) -> bool {
     fit.lo > 0.0 && fit.slope > 0.0
 }

@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::fmt::Write as _;
 
-use super::{analyze, eta, ols_line, History, Point, WARMUP_S};
+use super::{analyze, eta, forecast_confirmed, ols_line, History, Point};
 
 /// One synthetic series.
 pub struct Scenario {
@@ -187,11 +187,17 @@ pub fn fdwatch_detector(points: &[Point], limit: f64) -> Option<f64> {
         *pushed = points.len();
         h.points()
     });
-    if (last.t - first.t).is_nan() || last.t - first.t < WARMUP_S {
+    if (last.t - first.t).is_nan() {
         return None;
     }
     let trend = analyze(&pts)?;
-    eta(&trend.fit, last.v, limit).map(|e| e.seconds)
+    let e = eta(&trend.fit, last.v, limit)?;
+    forecast_confirmed(
+        last.t - first.t,
+        trend.fit.t_last - trend.fit.from_t,
+        e.seconds,
+    )
+    .then_some(e.seconds)
 }
 
 /// The Prometheus baseline: OLS over the last `window_s` seconds, ETA =
