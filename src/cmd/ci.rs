@@ -194,20 +194,29 @@ impl Observation {
 }
 
 /// Sample `pid` (and with `children`, its descendants, summed into one).
+///
+/// Descendants are read first and the command last: a parent that exits
+/// hands its children to init and becomes a zombie in one step, so if the
+/// scan missed children because the command was exiting, the command's own
+/// sample (which rejects zombies) fails too, and no half-empty sample is kept.
 fn take(
     root: &ProcRoot,
     pid: i32,
     expect: Option<&Identity>,
     children: bool,
 ) -> Result<Sample, sample::SampleError> {
-    let mut s = sample::take(root, pid, Census::Full, expect)?;
+    let mut kids = Vec::new();
     if children {
         for child in root.descendants(pid) {
             // A child may exit between listing and reading: skip it.
             if let Ok(c) = sample::take(root, child, Census::Full, None) {
-                s.merge(&c);
+                kids.push(c);
             }
         }
+    }
+    let mut s = sample::take(root, pid, Census::Full, expect)?;
+    for c in &kids {
+        s.merge(c);
     }
     Ok(s)
 }
