@@ -303,7 +303,8 @@ impl Tracker {
                 .then(a.series.cmp(&b.series))
         });
 
-        let forecast = self.forecast(last, total.as_ref());
+        let system = self.system_trend();
+        let forecast = self.forecast(last, total.as_ref(), system.as_ref());
         let syscalls = self.syscall_rates();
         let patterns = self.patterns(last, &series, syscalls.as_ref());
 
@@ -353,9 +354,7 @@ impl Tracker {
                 .iter()
                 .find(|s| s.growing && s.series.contains(':'))
                 .or_else(|| series.iter().find(|s| s.growing));
-            let system = self
-                .system_trend()
-                .filter(|_| f.limit_name == "fs.file-max");
+            let system = system.clone().filter(|_| f.limit_name == "fs.file-max");
             let what = match (system, driver, &total) {
                 (Some(sys), _, _) => describe_growth(&sys),
                 (None, Some(d), _) => describe_growth(d),
@@ -434,7 +433,7 @@ impl Tracker {
     }
 
     /// Time to the soft limit, or to fs.file-max when that is nearer.
-    fn forecast(&self, last: &Sample, total: Option<&SeriesTrend>) -> Option<Forecast> {
+    fn forecast(&self, last: &Sample, total: Option<&SeriesTrend>, system: Option<&SeriesTrend>) -> Option<Forecast> {
         let mut best: Option<Forecast> = None;
         if let (Some(soft), Some(t)) = (last.limits.soft, total) {
             if let Some(e) = eta_of(t, last.fds as f64, soft as f64) {
@@ -447,7 +446,7 @@ impl Tracker {
                 ));
             }
         }
-        if let Some(sys) = self.system_trend() {
+        if let Some(sys) = system {
             if last.system.max > 0 && last.system.max < i64::MAX as u64 {
                 if let Some(e) = eta_of(&sys, last.system.allocated as f64, last.system.max as f64)
                 {
@@ -736,6 +735,22 @@ pub fn series_trend(key: &str, label: &str, h: &History) -> Option<SeriesTrend> 
         return None;
     }
     let points = h.points();
+    // Most series of a healthy process never move: no fit needed for a flat line.
+    if points.windows(2).all(|w| w[0].v == w[1].v) {
+        let (first, last) = (points[0], points[points.len() - 1]);
+        return Some(SeriesTrend {
+            series: key.to_string(),
+            label: label.to_string(),
+            now: last.v,
+            slope: 0.0,
+            slope_lo: 0.0,
+            slope_hi: 0.0,
+            growing: false,
+            model: "linear".into(),
+            span: (last.t - first.t).max(0.0),
+            ols_slope: Some(0.0),
+        });
+    }
     let tr = trend::analyze(&points)?;
     let fit = &tr.fit;
     let now = points.last().map(|p| p.v).unwrap_or(0.0);

@@ -217,3 +217,28 @@ fn a_pool_ramp_is_not_an_alarm_until_it_would_hit_the_limit() {
     assert!(near.forecast.as_ref().unwrap().confirmed);
     assert_eq!(near.level, Level::Critical);
 }
+
+/// Cost of one verdict on full histories (run with --ignored --nocapture in release).
+#[test]
+#[ignore = "a measurement, not a check: cargo test --release --lib verdict_cost -- --ignored --nocapture"]
+fn verdict_cost() {
+    let mut tr = Tracker::new();
+    let kinds = [FdKind::Regular, FdKind::Pipe, FdKind::Netlink, FdKind::Tcp, FdKind::Unix, FdKind::Eventfd, FdKind::Eventpoll, FdKind::Udp];
+    for i in 0..1500u64 {
+        let counts: Vec<(FdKind, u64)> =
+            kinds.iter().enumerate().map(|(k, kind)| (*kind, 10 + if k < 3 { i * (k as u64 + 1) / 7 + (i * 7919 % 5) } else { k as u64 })).collect();
+        let mut s = sample(i as f64, &counts, 1 << 20);
+        s.netlink_protocols.insert("ROUTE".into(), s.kind(FdKind::Netlink));
+        s.tcp_states.insert("ESTABLISHED".into(), s.kind(FdKind::Tcp));
+        tr.observe(&s);
+    }
+    let n = 50;
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(tr.verdict(&Thresholds::default()));
+    }
+    let per = start.elapsed() / n;
+    let v = tr.verdict(&Thresholds::default());
+    let moving = v.series.iter().filter(|s| s.slope != 0.0).count();
+    println!("verdict: {per:?} per sample ({} series, {moving} moving, full histories)", v.series.len() + 1);
+}
