@@ -1,0 +1,339 @@
+//! An SVG chart of one series: fd count over time (total and the kinds that
+//! matter), the soft and hard limits, the fitted trend with its interval and
+//! the forecast extended to the limit, and markers where WARNING and CRITICAL
+//! first fired and where the limit was hit.
+//!
+//! Formatting only: everything drawn comes from the samples and the replayed
+//! [`Timeline`]. plotters' SVG backend writes `<text>` elements and lets the
+//! viewer pick the font, so no font library or system font is needed.
+
+use std::path::Path;
+
+use anyhow::Context;
+use plotters::prelude::*;
+
+use super::timeline::{clock, Timeline};
+use crate::diagnose::format::{approx_duration, rate};
+use crate::diagnose::{Level, Verdict};
+use crate::sample::{FdKind, Sample};
+
+const WIDTH: u32 = 1100;
+const HEIGHT: u32 = 640;
+
+const TOTAL: RGBColor = RGBColor(31, 90, 180);
+const KIND_COLORS: [RGBColor; 3] = [
+    RGBColor(0, 150, 136),
+    RGBColor(142, 68, 173),
+    RGBColor(120, 120, 120),
+];
+const SOFT: RGBColor = RGBColor(200, 30, 30);
+const HARD: RGBColor = RGBColor(110, 0, 0);
+const TREND: RGBColor = RGBColor(20, 20, 20);
+const WARN: RGBColor = RGBColor(230, 140, 0);
+const CRIT: RGBColor = RGBColor(210, 0, 0);
+
+/// Draw `samples` (one process, time order) and their replayed verdicts to `path` as SVG.
+pub fn plot_samples(samples: &[Sample], timeline: &Timeline, path: &Path) -> anyhow::Result<()> {
+    let svg = render_svg(samples, timeline)?;
+    std::fs::write(path, svg).with_context(|| format!("writing the plot {}", path.display()))
+}
+
+/// Who the series is: `pid 4242 (rpc-msg)`, or the name alone for other tools' data.
+fn who(s: &Sample) -> String {
+    if s.pid > 0 {
+        format!("pid {} ({})", s.pid, s.comm)
+    } else {
+        s.comm.clone()
+    }
+}
+
+/// The kinds worth a line: growing ones first (fastest first), then the
+/// largest, three at most.
+fn kinds_to_draw(samples: &[Sample], verdict: Option<&Verdict>) -> Vec<FdKind> {
+    let Some(last) = samples.last() else {
+        return Vec::new();
+    };
+    let mut out: Vec<FdKind> = Vec::new();
+    if let Some(v) = verdict {
+        for st in v
+            .series
+            .iter()
+            .filter(|s| s.growing && !s.series.contains(':'))
+        {
+            if let Some(k) = last.kinds.keys().find(|k| k.name() == st.series) {
+                if !out.contains(k) {
+                    out.push(*k);
+                }
+            }
+        }
+    }
+    let mut by_size: Vec<(FdKind, u64)> = last.kinds.iter().map(|(k, n)| (*k, *n)).collect();
+    by_size.sort_by(|a, b| b.1.cmp(&a.1));
+    for (k, n) in by_size {
+        if out.len() >= 3 {
+            break;
+        }
+        if n > 0 && !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out.truncate(3);
+    out
+}
+
+/// The chart as an SVG document.
+pub fn render_svg(samples: &[Sample], timeline: &Timeline) -> anyhow::Result<String> {
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        anyhow::bail!("nothing to plot: no samples");
+    };
+    let verdict = timeline.last.as_ref();
+    let t0 = first.unix_time;
+    let t_last = last.unix_time;
+    let duration = (t_last - t0).max(1.0);
+    let forecast = verdict.and_then(|v| v.forecast.as_ref());
+    let trend = verdict.and_then(|v| v.total.as_ref());
+    let soft = last.limits.soft;
+    let hard = last.limits.hard;
+
+    // Show the forecast up to the limit when it is near; cut it otherwise.
+    let mut x_end = t_last;
+    if let Some(f) = forecast {
+        x_end = t_last + f.eta.min(duration);
+    }
+    let x_end = x_end + 0.03 * (x_end - t0).max(1.0);
+    let max_fds = samples.iter().map(|s| s.fds).max().unwrap_or(0) as f64;
+    let mut y_max = max_fds.max(soft.unwrap_or(0) as f64) * 1.1;
+    let hard_on_scale = hard.is_some_and(|h| (h as f64) <= y_max * 1.6);
+    if let Some(h) = hard.filter(|_| hard_on_scale) {
+        y_max = y_max.max(h as f64 * 1.05);
+    }
+    let y_max = y_max.max(10.0);
+    let long = (t0 / 86_400.0).floor() != (x_end / 86_400.0).floor();
+
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let level = timeline.level();
+        let title = format!("fdwatch analyze — {} — {}", who(last), level.name());
+        let sub = match (forecast, timeline.limit_hit) {
+            (_, Some(hit)) => format!(
+                "limit hit at {} UTC; first WARNING {}, first CRITICAL {}",
+                clock(hit, long),
+                timeline
+                    .first_warning
+                    .map(|t| clock(t, long))
+                    .unwrap_or("never".into()),
+                timeline
+                    .first_critical
+                    .map(|t| clock(t, long))
+                    .unwrap_or("never".into()),
+            ),
+            (Some(f), None) => format!(
+                "{} {} forecast in {} after {} UTC",
+                f.limit_name,
+                f.limit,
+                approx_duration(f.eta),
+                clock(t_last, long)
+            ),
+            (None, None) => verdict
+                .and_then(|v| v.reasons.first().cloned())
+                .unwrap_or_default(),
+        };
+        root.draw(&Text::new(
+            title,
+            (20, 12),
+            ("sans-serif", 22).into_font().color(&BLACK),
+        ))?;
+        root.draw(&Text::new(
+            sub,
+            (20, 40),
+            ("sans-serif", 14).into_font().color(&RGBColor(80, 80, 80)),
+        ))?;
+        let body = root.margin(62, 10, 10, 20);
+        let date = clock(t0, true);
+        let x_fmt = |t: &f64| clock(*t, long);
+        let mut chart = ChartBuilder::on(&body)
+            .x_label_area_size(48)
+            .y_label_area_size(64)
+            .build_cartesian_2d(t0..x_end, 0f64..y_max)?;
+        chart
+            .configure_mesh()
+            .x_labels(8)
+            .y_labels(8)
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&|v: &f64| format!("{v:.0}"))
+            .x_desc(format!("time (UTC, {})", date.get(..10).unwrap_or(&date)))
+            .y_desc("open file descriptors (fds)")
+            .light_line_style(RGBColor(236, 236, 236))
+            .label_style(("sans-serif", 13))
+            .draw()?;
+
+        // Level bands: where the live view would have said WARNING / CRITICAL.
+        for sp in &timeline.spans {
+            let color = match sp.level {
+                Level::Warning => WARN,
+                Level::Critical => CRIT,
+                _ => continue,
+            };
+            let until = sp.until.unwrap_or(t_last);
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(sp.from, 0.0), (until.max(sp.from), y_max)],
+                color.mix(0.08).filled(),
+            )))?;
+        }
+
+        // Limits.
+        if let Some(s) = soft {
+            chart
+                .draw_series(LineSeries::new(
+                    [(t0, s as f64), (x_end, s as f64)],
+                    SOFT.stroke_width(2),
+                ))?
+                .label(format!("soft limit {s} (EMFILE)"))
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 22, y)], SOFT.stroke_width(2)));
+        }
+        if let Some(h) = hard {
+            if hard_on_scale {
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        [(t0, h as f64), (x_end, h as f64)],
+                        8,
+                        5,
+                        HARD.stroke_width(2),
+                    ))?
+                    .label(format!("hard limit {h}"))
+                    .legend(|(x, y)| PathElement::new([(x, y), (x + 22, y)], HARD.stroke_width(2)));
+            } else {
+                chart
+                    .draw_series(std::iter::empty::<PathElement<(f64, f64)>>())?
+                    .label(format!("hard limit {h} (off scale)"))
+                    .legend(|(x, y)| PathElement::new([(x, y), (x + 22, y)], HARD.stroke_width(1)));
+            }
+        }
+
+        // Trend interval (a cone pivoting on the last fitted level) and the forecast.
+        if let Some(tr) = trend {
+            let from = (t_last - tr.span).max(t0);
+            let end = if forecast.is_some() { x_end } else { t_last };
+            let n = 48;
+            let at = |i: usize| from + (end - from) * i as f64 / n as f64;
+            let clip = |v: f64| v.clamp(0.0, y_max);
+            let band = |t: f64| {
+                let dt = t - t_last;
+                let (a, b) = (tr.now + tr.slope_lo * dt, tr.now + tr.slope_hi * dt);
+                (clip(a.min(b)), clip(a.max(b)))
+            };
+            let mut poly: Vec<(f64, f64)> = (0..=n).map(|i| (at(i), band(at(i)).1)).collect();
+            poly.extend((0..=n).rev().map(|i| (at(i), band(at(i)).0)));
+            chart
+                .draw_series(std::iter::once(Polygon::new(
+                    poly,
+                    TREND.mix(0.10).filled(),
+                )))?
+                .label(format!(
+                    "trend interval {}–{}",
+                    rate(tr.slope_lo),
+                    rate(tr.slope_hi)
+                ))
+                .legend(|(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 22, y + 5)], TREND.mix(0.15).filled())
+                });
+            let fit_line = |t: f64| (t, clip(tr.now + tr.slope * (t - t_last)));
+            chart
+                .draw_series(LineSeries::new(
+                    [fit_line(from), fit_line(t_last)],
+                    TREND.stroke_width(2),
+                ))?
+                .label(format!(
+                    "fitted trend {:+.2}/s ({})",
+                    tr.slope,
+                    tr.model.replace('_', " ")
+                ))
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 22, y)], TREND.stroke_width(2)));
+            if let Some(f) = forecast {
+                let hit_t = t_last + f.eta;
+                let end_t = hit_t.min(x_end);
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        [fit_line(t_last), fit_line(end_t)],
+                        7,
+                        5,
+                        TREND.stroke_width(2),
+                    ))?
+                    .label(format!(
+                        "forecast: {} {} in {}",
+                        f.limit_name,
+                        f.limit,
+                        approx_duration(f.eta)
+                    ))
+                    .legend(|(x, y)| PathElement::new([(x, y), (x + 8, y)], TREND.stroke_width(2)));
+                if hit_t <= x_end {
+                    chart.draw_series(std::iter::once(Cross::new(
+                        (hit_t, f.limit as f64),
+                        7,
+                        TREND.stroke_width(2),
+                    )))?;
+                }
+            }
+        }
+
+        // The kinds that matter, then the total on top.
+        for (i, k) in kinds_to_draw(samples, verdict).into_iter().enumerate() {
+            let c = KIND_COLORS[i % KIND_COLORS.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    samples.iter().map(|s| (s.unix_time, s.kind(k) as f64)),
+                    c.stroke_width(2),
+                ))?
+                .label(format!("{} ({})", k.label(), k.name()))
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 22, y)], c.stroke_width(2)));
+        }
+        chart
+            .draw_series(LineSeries::new(
+                samples.iter().map(|s| (s.unix_time, s.fds as f64)),
+                TOTAL.stroke_width(3),
+            ))?
+            .label("open fds (total)")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 22, y)], TOTAL.stroke_width(3)));
+
+        // Markers: first WARNING, first CRITICAL, limit hit.
+        let markers = [
+            (timeline.first_warning, WARN, "WARNING"),
+            (timeline.first_critical, CRIT, "CRITICAL"),
+            (timeline.limit_hit, BLACK, "limit hit"),
+        ];
+        for (row, (t, color, name)) in markers.iter().enumerate() {
+            let Some(t) = *t else { continue };
+            chart.draw_series(DashedLineSeries::new(
+                [(t, 0.0), (t, y_max)],
+                5,
+                4,
+                color.stroke_width(1),
+            ))?;
+            let y = y_max * (0.97 - 0.05 * row as f64);
+            chart.draw_series(std::iter::once(Text::new(
+                format!("{name} {}", clock(t, long)),
+                (t, y),
+                ("sans-serif", 13).into_font().color(color),
+            )))?;
+            let at = samples.iter().find(|s| s.unix_time >= t).unwrap_or(last);
+            chart.draw_series(std::iter::once(Circle::new(
+                (at.unix_time, at.fds as f64),
+                5,
+                color.filled(),
+            )))?;
+        }
+
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .margin(10)
+            .label_font(("sans-serif", 13))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(180, 180, 180))
+            .draw()?;
+        root.present()?;
+    }
+    Ok(buf)
+}
