@@ -8,6 +8,9 @@ use serde::Deserialize;
 
 use super::{minimal_sample, InputError, RawSeries};
 
+/// A series' labels without `__name__`: what pairs open fds with their limit.
+type Labels = BTreeMap<String, String>;
+
 #[derive(Deserialize)]
 struct Response {
     status: String,
@@ -56,8 +59,8 @@ pub(crate) fn parse(name: &str, text: &str) -> Result<Vec<RawSeries>, InputError
             data.result_type
         )));
     }
-    let mut open: Vec<(BTreeMap<String, String>, Vec<(f64, String)>)> = Vec::new();
-    let mut max: BTreeMap<BTreeMap<String, String>, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut open: Vec<(Labels, Vec<(f64, String)>)> = Vec::new();
+    let mut max: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
     for m in data.result {
         let mut labels = m.metric;
         let metric = labels.remove("__name__");

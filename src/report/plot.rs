@@ -68,7 +68,7 @@ fn kinds_to_draw(samples: &[Sample], verdict: Option<&Verdict>) -> Vec<FdKind> {
         }
     }
     let mut by_size: Vec<(FdKind, u64)> = last.kinds.iter().map(|(k, n)| (*k, *n)).collect();
-    by_size.sort_by(|a, b| b.1.cmp(&a.1));
+    by_size.sort_by_key(|k| std::cmp::Reverse(k.1));
     for (k, n) in by_size {
         if out.len() >= 3 {
             break;
@@ -98,7 +98,7 @@ pub fn render_svg(samples: &[Sample], timeline: &Timeline) -> anyhow::Result<Str
     // Show the forecast up to the limit when it is near; cut it otherwise.
     let mut x_end = t_last;
     if let Some(f) = forecast {
-        x_end = t_last + f.eta.min(duration);
+        x_end = t_last + f.eta.min(3.0 * duration);
     }
     let x_end = x_end + 0.03 * (x_end - t0).max(1.0);
     let max_fds = samples.iter().map(|s| s.fds).max().unwrap_or(0) as f64;
@@ -165,7 +165,7 @@ pub fn render_svg(samples: &[Sample], timeline: &Timeline) -> anyhow::Result<Str
             .y_label_formatter(&|v: &f64| format!("{v:.0}"))
             .x_desc(format!("time (UTC, {})", date.get(..10).unwrap_or(&date)))
             .y_desc("open file descriptors (fds)")
-            .light_line_style(RGBColor(236, 236, 236))
+            .light_line_style(RGBColor(246, 246, 246))
             .label_style(("sans-serif", 13))
             .draw()?;
 
@@ -298,8 +298,12 @@ pub fn render_svg(samples: &[Sample], timeline: &Timeline) -> anyhow::Result<Str
             .legend(|(x, y)| PathElement::new([(x, y), (x + 22, y)], TOTAL.stroke_width(3)));
 
         // Markers: first WARNING, first CRITICAL, limit hit.
+        // WARNING and CRITICAL at once (a jump): one marker says both.
+        let first_warning = timeline
+            .first_warning
+            .filter(|w| Some(*w) != timeline.first_critical);
         let markers = [
-            (timeline.first_warning, WARN, "WARNING"),
+            (first_warning, WARN, "WARNING"),
             (timeline.first_critical, CRIT, "CRITICAL"),
             (timeline.limit_hit, BLACK, "limit hit"),
         ];
@@ -311,9 +315,9 @@ pub fn render_svg(samples: &[Sample], timeline: &Timeline) -> anyhow::Result<Str
                 4,
                 color.stroke_width(1),
             ))?;
-            let y = y_max * (0.97 - 0.05 * row as f64);
+            let y = y_max * (0.99 - 0.045 * row as f64);
             chart.draw_series(std::iter::once(Text::new(
-                format!("{name} {}", clock(t, long)),
+                format!(" {name} {}", clock(t, long)),
                 (t, y),
                 ("sans-serif", 13).into_font().color(color),
             )))?;
@@ -327,7 +331,7 @@ pub fn render_svg(samples: &[Sample], timeline: &Timeline) -> anyhow::Result<Str
 
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(SeriesLabelPosition::LowerRight)
             .margin(10)
             .label_font(("sans-serif", 13))
             .background_style(WHITE.mix(0.85))

@@ -185,7 +185,11 @@ pub fn text(name: &str, samples: &[Sample], tl: &Timeline, notes: &[String]) -> 
                 t.model.replace('_', " "),
                 approx_duration(t.span).trim_start_matches('~'),
                 t.ols_slope
-                    .map(|o| format!("; least squares {:+.2}/s", o))
+                    .map(|o| format!(
+                        "; least squares {}{}",
+                        if o >= 0.0 { "+" } else { "" },
+                        crate::diagnose::format::rate(o)
+                    ))
                     .unwrap_or_default()
             )),
             None => out.push_str("  trend: too few samples for a trend\n"),
@@ -194,16 +198,28 @@ pub fn text(name: &str, samples: &[Sample], tl: &Timeline, notes: &[String]) -> 
             out.push_str(&format!("    {} {}\n", s.label, format_slope(s)));
         }
         match &v.forecast {
-            Some(f) => out.push_str(&format!(
-                "  forecast: {} {} in {} (between {} and {}) after the last sample\n",
-                f.limit_name,
-                f.limit,
-                approx_duration(f.eta),
-                approx_duration(f.eta_earliest).trim_start_matches('~'),
-                f.eta_latest
-                    .map(|l| approx_duration(l).trim_start_matches('~').to_string())
-                    .unwrap_or_else(|| "never".into()),
-            )),
+            Some(f) => {
+                let earliest = approx_duration(f.eta_earliest);
+                let latest = f
+                    .eta_latest
+                    .map(approx_duration)
+                    .unwrap_or_else(|| "never".into());
+                let range = if earliest == latest {
+                    String::new()
+                } else {
+                    format!(
+                        " (between {} and {})",
+                        earliest.trim_start_matches('~'),
+                        latest.trim_start_matches('~')
+                    )
+                };
+                out.push_str(&format!(
+                    "  forecast: {} {} in {}{range} after the last sample\n",
+                    f.limit_name,
+                    f.limit,
+                    approx_duration(f.eta),
+                ))
+            }
             None => out.push_str("  forecast: none (not growing toward a limit)\n"),
         }
         if !v.patterns.is_empty() {
