@@ -187,7 +187,7 @@ fn plot_is_well_formed_svg_with_series_limits_forecast_and_title() {
         "title: {texts:?}"
     );
     assert!(has("soft limit 300"), "limit legend: {texts:?}");
-    assert!(has("forecast: soft RLIMIT_NOFILE 300"), "{texts:?}");
+    assert!(has("forecast: limit in"), "{texts:?}");
     assert!(has("open fds (total)"), "{texts:?}");
     assert!(has("open file descriptors"), "y axis: {texts:?}");
     assert!(has("time (UTC"), "x axis: {texts:?}");

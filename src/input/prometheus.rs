@@ -92,11 +92,8 @@ pub(crate) fn parse(name: &str, text: &str) -> Result<Vec<RawSeries>, InputError
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        let comm = labels
-            .get("job")
-            .or_else(|| labels.get("instance"))
-            .cloned()
-            .unwrap_or_else(|| "process".into());
+        // No process name in a metric: its labels say which process it is.
+        let comm = shown.clone();
         let pid = labels.get("pid").and_then(|p| p.parse().ok()).unwrap_or(0);
         let mut notes = Vec::new();
         if limits.is_none() {

@@ -11,13 +11,16 @@ use std::path::Path;
 
 use anyhow::Context;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::timeline::{clock, Timeline};
 use crate::diagnose::format::{approx_duration, rate};
 use crate::diagnose::{Level, Verdict};
 use crate::sample::{FdKind, Sample};
 
-const WIDTH: u32 = 1100;
+const WIDTH: u32 = 1200;
+/// The legend's panel, right of the chart.
+const LEGEND_WIDTH: u32 = 290;
 const HEIGHT: u32 = 640;
 
 const TOTAL: RGBColor = RGBColor(31, 90, 180);
@@ -79,6 +82,62 @@ fn kinds_to_draw(samples: &[Sample], verdict: Option<&Verdict>) -> Vec<FdKind> {
     }
     out.truncate(3);
     out
+}
+
+/// How a legend entry is drawn: a line (colour, width, dashed) or a band.
+enum Swatch {
+    Line(RGBColor, u32, bool),
+    Band(RGBAColor),
+}
+
+/// The legend in its own panel, so it never hides data.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    entries: &[(String, Swatch)],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let font = ("sans-serif", 13).into_font().color(&BLACK);
+    for (i, (label, swatch)) in entries.iter().enumerate() {
+        let y = 14 + 22 * i as i32;
+        match swatch {
+            Swatch::Line(c, w, dashed) => {
+                if *dashed {
+                    for x in [12, 24] {
+                        area.draw(&PathElement::new([(x, y), (x + 7, y)], c.stroke_width(*w)))?;
+                    }
+                } else {
+                    area.draw(&PathElement::new([(12, y), (36, y)], c.stroke_width(*w)))?;
+                }
+            }
+            Swatch::Band(c) => {
+                area.draw(&Rectangle::new([(12, y - 6), (36, y + 6)], c.filled()))?;
+            }
+        }
+        area.draw(&Text::new(
+            label.clone(),
+            (44, y),
+            font.pos(Pos::new(HPos::Left, VPos::Center)),
+        ))?;
+    }
+    let bands = entries.len() as i32;
+    for (i, (c, what)) in [
+        (WARN, "WARNING (live verdict)"),
+        (CRIT, "CRITICAL (live verdict)"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let y = 14 + 22 * (bands + i as i32) + 8;
+        area.draw(&Rectangle::new(
+            [(12, y - 6), (36, y + 6)],
+            c.mix(0.15).filled(),
+        ))?;
+        area.draw(&Text::new(
+            *what,
+            (44, y),
+            font.pos(Pos::new(HPos::Left, VPos::Center)),
+        ))?;
+    }
+    Ok(())
 }
 
 /// The chart as an SVG document.
@@ -150,7 +209,10 @@ pub fn render_svg(samples: &[Sample], timeline: &Timeline) -> anyhow::Result<Str
             (20, 40),
             ("sans-serif", 14).into_font().color(&RGBColor(80, 80, 80)),
         ))?;
-        let body = root.margin(62, 10, 10, 20);
+        let (body, side) = root
+            .margin(62, 10, 10, 20)
+            .split_horizontally(WIDTH - LEGEND_WIDTH - 30);
+        let mut legend: Vec<(String, Swatch)> = Vec::new();
         let date = clock(t0, true);
         let x_fmt = |t: &f64| clock(*t, long);
         let mut chart = ChartBuilder::on(&body)
@@ -185,30 +247,29 @@ pub fn render_svg(samples: &[Sample], timeline: &Timeline) -> anyhow::Result<Str
 
         // Limits.
         if let Some(s) = soft {
-            chart
-                .draw_series(LineSeries::new(
-                    [(t0, s as f64), (x_end, s as f64)],
-                    SOFT.stroke_width(2),
-                ))?
-                .label(format!("soft limit {s} (EMFILE)"))
-                .legend(|(x, y)| PathElement::new([(x, y), (x + 22, y)], SOFT.stroke_width(2)));
+            chart.draw_series(LineSeries::new(
+                [(t0, s as f64), (x_end, s as f64)],
+                SOFT.stroke_width(2),
+            ))?;
+            legend.push((
+                format!("soft limit {s} (EMFILE)"),
+                Swatch::Line(SOFT, 2, false),
+            ));
         }
         if let Some(h) = hard {
             if hard_on_scale {
-                chart
-                    .draw_series(DashedLineSeries::new(
-                        [(t0, h as f64), (x_end, h as f64)],
-                        8,
-                        5,
-                        HARD.stroke_width(2),
-                    ))?
-                    .label(format!("hard limit {h}"))
-                    .legend(|(x, y)| PathElement::new([(x, y), (x + 22, y)], HARD.stroke_width(2)));
+                chart.draw_series(DashedLineSeries::new(
+                    [(t0, h as f64), (x_end, h as f64)],
+                    8,
+                    5,
+                    HARD.stroke_width(2),
+                ))?;
+                legend.push((format!("hard limit {h}"), Swatch::Line(HARD, 2, true)));
             } else {
-                chart
-                    .draw_series(std::iter::empty::<PathElement<(f64, f64)>>())?
-                    .label(format!("hard limit {h} (off scale)"))
-                    .legend(|(x, y)| PathElement::new([(x, y), (x + 22, y)], HARD.stroke_width(1)));
+                legend.push((
+                    format!("hard limit {h} (off scale)"),
+                    Swatch::Line(HARD, 1, true),
+                ));
             }
         }
 
@@ -226,48 +287,49 @@ pub fn render_svg(samples: &[Sample], timeline: &Timeline) -> anyhow::Result<Str
             };
             let mut poly: Vec<(f64, f64)> = (0..=n).map(|i| (at(i), band(at(i)).1)).collect();
             poly.extend((0..=n).rev().map(|i| (at(i), band(at(i)).0)));
-            chart
-                .draw_series(std::iter::once(Polygon::new(
-                    poly,
-                    TREND.mix(0.10).filled(),
-                )))?
-                .label(format!(
-                    "trend interval {}–{}",
-                    rate(tr.slope_lo),
-                    rate(tr.slope_hi)
-                ))
-                .legend(|(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 22, y + 5)], TREND.mix(0.15).filled())
-                });
+            chart.draw_series(std::iter::once(Polygon::new(
+                poly,
+                TREND.mix(0.12).filled(),
+            )))?;
             let fit_line = |t: f64| (t, clip(tr.now + tr.slope * (t - t_last)));
-            chart
-                .draw_series(LineSeries::new(
-                    [fit_line(from), fit_line(t_last)],
-                    TREND.stroke_width(2),
-                ))?
-                .label(format!(
-                    "fitted trend {:+.2}/s ({})",
-                    tr.slope,
+            chart.draw_series(LineSeries::new(
+                [fit_line(from), fit_line(t_last)],
+                TREND.stroke_width(2),
+            ))?;
+            let signed = |v: f64| format!("{}{}", if v >= 0.0 { "+" } else { "" }, rate(v));
+            legend.push((
+                format!(
+                    "fitted trend {} ({})",
+                    signed(tr.slope),
                     tr.model.replace('_', " ")
-                ))
-                .legend(|(x, y)| PathElement::new([(x, y), (x + 22, y)], TREND.stroke_width(2)));
+                ),
+                Swatch::Line(TREND, 2, false),
+            ));
+            legend.push((
+                format!(
+                    "its interval {} to {}",
+                    signed(tr.slope_lo),
+                    signed(tr.slope_hi)
+                ),
+                Swatch::Band(TREND.mix(0.15)),
+            ));
             if let Some(f) = forecast {
                 let hit_t = t_last + f.eta;
                 let end_t = hit_t.min(x_end);
-                chart
-                    .draw_series(DashedLineSeries::new(
-                        [fit_line(t_last), fit_line(end_t)],
-                        7,
-                        5,
-                        TREND.stroke_width(2),
-                    ))?
-                    .label(format!(
-                        "forecast: {} {} in {}",
-                        f.limit_name,
-                        f.limit,
-                        approx_duration(f.eta)
-                    ))
-                    .legend(|(x, y)| PathElement::new([(x, y), (x + 8, y)], TREND.stroke_width(2)));
+                chart.draw_series(DashedLineSeries::new(
+                    [fit_line(t_last), fit_line(end_t)],
+                    7,
+                    5,
+                    TREND.stroke_width(2),
+                ))?;
+                legend.push((
+                    if f.eta < 1.0 {
+                        "forecast: limit reached".to_string()
+                    } else {
+                        format!("forecast: limit in {}", approx_duration(f.eta))
+                    },
+                    Swatch::Line(TREND, 2, true),
+                ));
                 if hit_t <= x_end {
                     chart.draw_series(std::iter::once(Cross::new(
                         (hit_t, f.limit as f64),
@@ -281,21 +343,23 @@ pub fn render_svg(samples: &[Sample], timeline: &Timeline) -> anyhow::Result<Str
         // The kinds that matter, then the total on top.
         for (i, k) in kinds_to_draw(samples, verdict).into_iter().enumerate() {
             let c = KIND_COLORS[i % KIND_COLORS.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    samples.iter().map(|s| (s.unix_time, s.kind(k) as f64)),
-                    c.stroke_width(2),
-                ))?
-                .label(format!("{} ({})", k.label(), k.name()))
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 22, y)], c.stroke_width(2)));
+            chart.draw_series(LineSeries::new(
+                samples.iter().map(|s| (s.unix_time, s.kind(k) as f64)),
+                c.stroke_width(2),
+            ))?;
+            legend.push((
+                format!("{} ({})", k.label(), k.name()),
+                Swatch::Line(c, 2, false),
+            ));
         }
-        chart
-            .draw_series(LineSeries::new(
-                samples.iter().map(|s| (s.unix_time, s.fds as f64)),
-                TOTAL.stroke_width(3),
-            ))?
-            .label("open fds (total)")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 22, y)], TOTAL.stroke_width(3)));
+        chart.draw_series(LineSeries::new(
+            samples.iter().map(|s| (s.unix_time, s.fds as f64)),
+            TOTAL.stroke_width(3),
+        ))?;
+        legend.insert(
+            0,
+            ("open fds (total)".into(), Swatch::Line(TOTAL, 3, false)),
+        );
 
         // Markers: first WARNING, first CRITICAL, limit hit.
         // WARNING and CRITICAL at once (a jump): one marker says both.
@@ -316,11 +380,18 @@ pub fn render_svg(samples: &[Sample], timeline: &Timeline) -> anyhow::Result<Str
                 color.stroke_width(1),
             ))?;
             let y = y_max * (0.99 - 0.045 * row as f64);
-            chart.draw_series(std::iter::once(Text::new(
-                format!(" {name} {}", clock(t, long)),
-                (t, y),
-                ("sans-serif", 13).into_font().color(color),
-            )))?;
+            // Near the right edge the label goes left of its line.
+            let right = t > t0 + 0.75 * (x_end - t0);
+            let style = ("sans-serif", 13).into_font().color(color).pos(Pos::new(
+                if right { HPos::Right } else { HPos::Left },
+                VPos::Top,
+            ));
+            let label = if right {
+                format!("{name} {} ", clock(t, long))
+            } else {
+                format!(" {name} {}", clock(t, long))
+            };
+            chart.draw_series(std::iter::once(Text::new(label, (t, y), style)))?;
             let at = samples.iter().find(|s| s.unix_time >= t).unwrap_or(last);
             chart.draw_series(std::iter::once(Circle::new(
                 (at.unix_time, at.fds as f64),
@@ -329,14 +400,7 @@ pub fn render_svg(samples: &[Sample], timeline: &Timeline) -> anyhow::Result<Str
             )))?;
         }
 
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .margin(10)
-            .label_font(("sans-serif", 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .draw()?;
+        draw_legend(&side, &legend)?;
         root.present()?;
     }
     Ok(buf)

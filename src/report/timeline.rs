@@ -198,6 +198,10 @@ pub fn text(name: &str, samples: &[Sample], tl: &Timeline, notes: &[String]) -> 
             out.push_str(&format!("    {} {}\n", s.label, format_slope(s)));
         }
         match &v.forecast {
+            Some(f) if f.eta < 1.0 => out.push_str(&format!(
+                "  forecast: at the {} ({}) at the last sample\n",
+                f.limit_name, f.limit
+            )),
             Some(f) => {
                 let earliest = approx_duration(f.eta_earliest);
                 let latest = f
