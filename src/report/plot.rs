@@ -154,10 +154,16 @@ pub fn render_svg(samples: &[Sample], timeline: &Timeline) -> anyhow::Result<Str
     let soft = last.limits.soft;
     let hard = last.limits.hard;
 
-    // Show the forecast up to the limit when it is near; cut it otherwise.
+    // Show the forecast up to the limit when it is near (within ten times
+    // the data's length); when far, a stretch of it, so the data stays readable.
     let mut x_end = t_last;
     if let Some(f) = forecast {
-        x_end = t_last + f.eta.min(3.0 * duration);
+        x_end = t_last
+            + if f.eta <= 10.0 * duration {
+                f.eta
+            } else {
+                2.0 * duration
+            };
     }
     let x_end = x_end + 0.03 * (x_end - t0).max(1.0);
     let max_fds = samples.iter().map(|s| s.fds).max().unwrap_or(0) as f64;
@@ -273,29 +279,43 @@ pub fn render_svg(samples: &[Sample], timeline: &Timeline) -> anyhow::Result<Str
             }
         }
 
-        // Trend interval (a cone pivoting on the last fitted level) and the forecast.
+        // The fitted line: the verdict's slope through the median of the
+        // points it covers (Theil–Sen's intercept), with its interval as a
+        // cone about the middle of the fit; the forecast starts from the last
+        // count, as the verdict's does, with the interval as a cone ahead.
         if let Some(tr) = trend {
             let from = (t_last - tr.span).max(t0);
-            let end = if forecast.is_some() { x_end } else { t_last };
-            let n = 48;
-            let at = |i: usize| from + (end - from) * i as f64 / n as f64;
             let clip = |v: f64| v.clamp(0.0, y_max);
-            let band = |t: f64| {
-                let dt = t - t_last;
-                let (a, b) = (tr.now + tr.slope_lo * dt, tr.now + tr.slope_hi * dt);
-                (clip(a.min(b)), clip(a.max(b)))
+            let mut offsets: Vec<f64> = samples
+                .iter()
+                .filter(|s| s.unix_time >= from)
+                .map(|s| s.fds as f64 - tr.slope * (s.unix_time - t_last))
+                .collect();
+            offsets.sort_by(f64::total_cmp);
+            let level = offsets.get(offsets.len() / 2).copied().unwrap_or(tr.now);
+            let fitted = |t: f64| level + tr.slope * (t - t_last);
+            let cone = |pivot_t: f64, pivot_v: f64, a: f64, b: f64| {
+                let n = 32;
+                let at = |i: usize| a + (b - a) * i as f64 / n as f64;
+                let band = |t: f64| {
+                    let dt = t - pivot_t;
+                    let (lo, hi) = (pivot_v + tr.slope_lo * dt, pivot_v + tr.slope_hi * dt);
+                    (clip(lo.min(hi)), clip(lo.max(hi)))
+                };
+                let mut poly: Vec<(f64, f64)> = (0..=n).map(|i| (at(i), band(at(i)).1)).collect();
+                poly.extend((0..=n).rev().map(|i| (at(i), band(at(i)).0)));
+                Polygon::new(poly, TREND.mix(0.12).filled())
             };
-            let mut poly: Vec<(f64, f64)> = (0..=n).map(|i| (at(i), band(at(i)).1)).collect();
-            poly.extend((0..=n).rev().map(|i| (at(i), band(at(i)).0)));
-            chart.draw_series(std::iter::once(Polygon::new(
-                poly,
-                TREND.mix(0.12).filled(),
-            )))?;
-            let fit_line = |t: f64| (t, clip(tr.now + tr.slope * (t - t_last)));
+            let mid = (from + t_last) / 2.0;
+            chart.draw_series(std::iter::once(cone(mid, fitted(mid), from, t_last)))?;
+            if forecast.is_some() {
+                chart.draw_series(std::iter::once(cone(t_last, tr.now, t_last, x_end)))?;
+            }
             chart.draw_series(LineSeries::new(
-                [fit_line(from), fit_line(t_last)],
+                [(from, clip(fitted(from))), (t_last, clip(fitted(t_last)))],
                 TREND.stroke_width(2),
             ))?;
+            let fit_line = |t: f64| (t, clip(tr.now + tr.slope * (t - t_last)));
             let signed = |v: f64| format!("{}{}", if v >= 0.0 { "+" } else { "" }, rate(v));
             legend.push((
                 format!(
