@@ -71,7 +71,7 @@ pub enum InputError {
         line: usize,
         detail: String,
     },
-    #[error("{path}: no samples")]
+    #[error("{path}: empty, no samples")]
     Empty { path: String },
 }
 
@@ -115,6 +115,9 @@ pub fn read(path: &Path, format: Option<Format>) -> Result<Input, InputError> {
 
 /// Parse text already read; `name` is used in messages and series names.
 pub fn parse(name: &str, text: &str, format: Option<Format>) -> Result<Input, InputError> {
+    if text.trim().is_empty() {
+        return Err(InputError::Empty { path: name.into() });
+    }
     let format = match format {
         Some(f) => f,
         None => detect(text).ok_or_else(|| InputError::WrongKind {
@@ -186,13 +189,7 @@ pub(crate) struct RawSeries {
 
 /// A minimal sample (fds and limits only) for inputs from other tools, which
 /// have no monotonic clock: unix time stands in for it.
-pub(crate) fn minimal_sample(
-    pid: i32,
-    comm: &str,
-    unix_time: f64,
-    fds: u64,
-    soft: Option<u64>,
-) -> Sample {
+pub fn minimal_sample(pid: i32, comm: &str, unix_time: f64, fds: u64, soft: Option<u64>) -> Sample {
     Sample {
         schema: SCHEMA_VERSION,
         backend: Backend::Count,

@@ -251,3 +251,74 @@ pub fn text(name: &str, samples: &[Sample], tl: &Timeline, notes: &[String]) -> 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::Verdict;
+
+    fn verdict(level: Level, reason: &str) -> Verdict {
+        Verdict {
+            level,
+            reasons: vec![reason.into()],
+            fds: 0,
+            soft_limit: None,
+            usage: None,
+            forecast: None,
+            total: None,
+            series: vec![],
+            patterns: vec![],
+            samples: 0,
+        }
+    }
+
+    #[test]
+    fn levels_compress_into_spans_with_markers() {
+        // 2026-11-26T10:42:00Z onwards, one sample every 10 s.
+        let t0 = 1_795_689_720.0;
+        let levels = [
+            Level::Ok,
+            Level::Ok,
+            Level::Warning,
+            Level::Warning,
+            Level::Critical,
+            Level::Critical,
+        ];
+        let mut tl = Timeline::new();
+        for (i, lvl) in levels.iter().enumerate() {
+            let mut s = crate::input::minimal_sample(
+                1,
+                "x",
+                t0 + 10.0 * i as f64,
+                95 + i as u64,
+                Some(100),
+            );
+            s.mono_time = i as f64;
+            tl.push(&s, &verdict(*lvl, &format!("reason {i}")));
+        }
+        assert_eq!(tl.steps.len(), 6);
+        assert_eq!(tl.spans.len(), 3);
+        assert_eq!(tl.spans[1].reason, "reason 2");
+        assert_eq!(tl.spans[1].until, Some(t0 + 40.0));
+        assert_eq!(tl.first_warning, Some(t0 + 20.0));
+        assert_eq!(tl.first_critical, Some(t0 + 40.0));
+        assert_eq!(tl.limit_hit, Some(t0 + 50.0), "100 fds of 100");
+        assert_eq!(tl.level(), Level::Critical);
+        assert_eq!(
+            tl.summary_lines(),
+            [
+                "OK until 10:42:20",
+                "WARNING from 10:42:20 — reason 2",
+                "CRITICAL from 10:42:40 — reason 4",
+                "limit hit at 10:42:50 (100 fds)",
+                "warning lead time: 30s before the limit",
+            ]
+        );
+    }
+
+    #[test]
+    fn clock_is_utc() {
+        assert_eq!(clock(1_795_689_725.4, false), "10:42:05");
+        assert_eq!(clock(1_795_689_725.4, true), "2026-11-26T10:42:05Z");
+    }
+}
