@@ -20,7 +20,11 @@ pub(crate) fn parse(
     for (n, line) in lines {
         match serde_json::from_str::<Record>(line) {
             Ok(r) => samples.push(r.sample),
-            Err(e) if Some(n) == last_line && e.is_eof() => {
+            Err(e)
+                if Some(n) == last_line
+                    && line.starts_with('{')
+                    && (e.is_eof() || !text.ends_with('\n')) =>
+            {
                 // A recording cut short by a crash or a kill: the rest is good.
                 warnings.push(format!(
                     "{name}: line {n} is truncated (the recording was cut short?); skipped it"
