@@ -34,6 +34,8 @@ pub enum Command {
     Run(RunArgs),
     /// CI step: watch a running process for a while, fail if it leaks.
     Assert(AssertArgs),
+    /// Replay recordings (--record, state files, CSV, Prometheus range queries): the verdict over time, trend, forecast, patterns.
+    Analyze(AnalyzeArgs),
     /// Start a bundled workload that leaks netlink ROUTE sockets under a lowered limit, and watch it.
     Demo(DemoArgs),
     /// The bundled workload generator (used by `demo` and the tests).
@@ -205,6 +207,39 @@ pub struct AssertArgs {
     pub interval: Duration,
     #[command(flatten)]
     pub gate: GateArgs,
+}
+
+/// Input formats of `analyze`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormat {
+    /// Detect from the content.
+    Auto,
+    /// fdwatch JSON Lines (--json output, --record files).
+    Jsonl,
+    /// An fdwatch check --state file.
+    State,
+    /// unix_time,fds[,soft_limit], header optional.
+    Csv,
+    /// The JSON of a Prometheus /api/v1/query_range on process_open_fds (and process_max_fds).
+    Prometheus,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AnalyzeArgs {
+    /// Recordings to analyse.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Input format (default: detected from each file's content).
+    #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
+    pub format: InputFormat,
+    /// One JSON document on stdout (docs/analyze.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Draw the (worst) series to an SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -4,11 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use fdwatch::cli::{
-    CensusArg, CheckArgs, CheckFormat, Cli, Command, FailOn, GateArgs, SyscallsArg, ThresholdArgs,
-    WatchArgs,
+    AnalyzeArgs, CensusArg, CheckArgs, CheckFormat, Cli, Command, FailOn, GateArgs, SyscallsArg,
+    ThresholdArgs, WatchArgs,
 };
 use fdwatch::cmd::watch::{Output, SyscallMode, WatchOptions};
-use fdwatch::cmd::{check, ci, demo, targets::Targets, watch};
+use fdwatch::cmd::{analyze, check, ci, demo, targets::Targets, watch};
 use fdwatch::diagnose::Thresholds;
 use fdwatch::sample::{Census, ProcRoot, SampleError};
 use fdwatch::workload;
@@ -120,6 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             )?
             .clamp(0, 255) as u8)
         }
+        Some(Command::Analyze(args)) => run_analyze(args),
         Some(Command::Demo(args)) => {
             demo::run(demo::DemoOptions {
                 rate: args.rate,
@@ -156,6 +157,24 @@ fn syscall_mode(s: SyscallsArg) -> SyscallMode {
         SyscallsArg::On => SyscallMode::On,
         SyscallsArg::Off => SyscallMode::Off,
     }
+}
+
+fn run_analyze(args: AnalyzeArgs) -> anyhow::Result<u8> {
+    use fdwatch::cli::InputFormat;
+    use fdwatch::input::Format;
+    analyze::run(analyze::AnalyzeOptions {
+        files: args.files,
+        format: match args.format {
+            InputFormat::Auto => None,
+            InputFormat::Jsonl => Some(Format::Jsonl),
+            InputFormat::State => Some(Format::State),
+            InputFormat::Csv => Some(Format::Csv),
+            InputFormat::Prometheus => Some(Format::Prometheus),
+        },
+        json: args.json,
+        plot: args.plot,
+        thresholds: thresholds(&args.thresholds)?,
+    })
 }
 
 fn census(c: CensusArg) -> Census {

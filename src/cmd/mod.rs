@@ -1,6 +1,7 @@
 //! One small driver loop per mode. Drivers wire `sample` → `diagnose` →
 //! `report`; they hold no logic of their own beyond pacing and I/O.
 
+pub mod analyze;
 pub mod check;
 pub mod ci;
 pub mod demo;

@@ -4,8 +4,10 @@
 pub mod ci;
 pub mod json;
 pub mod nagios;
+pub mod plot;
 pub mod prometheus;
 pub mod screen;
+pub mod timeline;
 
 use std::collections::BTreeMap;
 
