@@ -254,8 +254,9 @@ pub fn run(spec: &WorkloadSpec) -> anyhow::Result<()> {
                     if e.raw_os_error() == Some(libc::EMFILE)
                         && !emfile.swap(true, Ordering::SeqCst)
                     {
-                        let n = std::fs::read_dir("/proc/self/fd")
-                            .map(|d| d.count())
+                        // stat, not readdir: no fd is free to open the directory.
+                        let n = std::fs::metadata("/proc/self/fd")
+                            .map(|m| m.len())
                             .unwrap_or(0);
                         out(&format!("emfile {n}"));
                         eprintln!(

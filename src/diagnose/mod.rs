@@ -433,7 +433,12 @@ impl Tracker {
     }
 
     /// Time to the soft limit, or to fs.file-max when that is nearer.
-    fn forecast(&self, last: &Sample, total: Option<&SeriesTrend>, system: Option<&SeriesTrend>) -> Option<Forecast> {
+    fn forecast(
+        &self,
+        last: &Sample,
+        total: Option<&SeriesTrend>,
+        system: Option<&SeriesTrend>,
+    ) -> Option<Forecast> {
         let mut best: Option<Forecast> = None;
         if let (Some(soft), Some(t)) = (last.limits.soft, total) {
             if let Some(e) = eta_of(t, last.fds as f64, soft as f64) {
@@ -448,8 +453,7 @@ impl Tracker {
         }
         if let Some(sys) = system {
             if last.system.max > 0 && last.system.max < i64::MAX as u64 {
-                if let Some(e) = eta_of(&sys, last.system.allocated as f64, last.system.max as f64)
-                {
+                if let Some(e) = eta_of(sys, last.system.allocated as f64, last.system.max as f64) {
                     if best.as_ref().is_none_or(|b| e.seconds < b.eta) {
                         best = Some(make_forecast(
                             "fs.file-max",

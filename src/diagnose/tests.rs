@@ -1,41 +1,24 @@
 //! Verdicts on synthetic sample sequences (no OS).
 
 use super::*;
-use crate::sample::{Backend, Counted, FdLimits, SystemFiles, SCHEMA_VERSION};
+use crate::sample::{Counted, FdLimits, SystemFiles};
 
 fn sample(t: f64, kinds: &[(FdKind, u64)], soft: u64) -> Sample {
     let kinds: BTreeMap<FdKind, u64> = kinds.iter().copied().collect();
-    Sample {
-        schema: SCHEMA_VERSION,
-        backend: Backend::Proc,
-        pid: 42,
-        comm: "x".into(),
-        start_time: 7,
-        unix_time: 1_700_000_000.0 + t,
-        mono_time: t,
-        fds: kinds.values().sum(),
-        limits: FdLimits {
-            soft: Some(soft),
-            hard: Some(soft * 4),
-        },
-        system: SystemFiles {
-            allocated: 1000,
-            unused: 0,
-            max: 1 << 40,
-            nr_open: 1 << 20,
-        },
-        kinds,
-        tcp_states: BTreeMap::new(),
-        netlink_protocols: BTreeMap::new(),
-        repeated_paths: vec![],
-        remote_endpoints: vec![],
-        deleted_bytes: 0,
-        new_inodes: BTreeMap::new(),
-        activity: Default::default(),
-        syscalls: None,
-        vanished: 0,
-        inodes: vec![],
-    }
+    let mut s = Sample::new(42, "x", 7, 1_700_000_000.0 + t, t);
+    s.fds = kinds.values().sum();
+    s.kinds = kinds;
+    s.limits = FdLimits {
+        soft: Some(soft),
+        hard: Some(soft * 4),
+    };
+    s.system = SystemFiles {
+        allocated: 1000,
+        unused: 0,
+        max: 1 << 40,
+        nr_open: 1 << 20,
+    };
+    s
 }
 
 fn run(samples: impl IntoIterator<Item = Sample>) -> Verdict {
@@ -223,13 +206,36 @@ fn a_pool_ramp_is_not_an_alarm_until_it_would_hit_the_limit() {
 #[ignore = "a measurement, not a check: cargo test --release --lib verdict_cost -- --ignored --nocapture"]
 fn verdict_cost() {
     let mut tr = Tracker::new();
-    let kinds = [FdKind::Regular, FdKind::Pipe, FdKind::Netlink, FdKind::Tcp, FdKind::Unix, FdKind::Eventfd, FdKind::Eventpoll, FdKind::Udp];
+    let kinds = [
+        FdKind::Regular,
+        FdKind::Pipe,
+        FdKind::Netlink,
+        FdKind::Tcp,
+        FdKind::Unix,
+        FdKind::Eventfd,
+        FdKind::Eventpoll,
+        FdKind::Udp,
+    ];
     for i in 0..1500u64 {
-        let counts: Vec<(FdKind, u64)> =
-            kinds.iter().enumerate().map(|(k, kind)| (*kind, 10 + if k < 3 { i * (k as u64 + 1) / 7 + (i * 7919 % 5) } else { k as u64 })).collect();
+        let counts: Vec<(FdKind, u64)> = kinds
+            .iter()
+            .enumerate()
+            .map(|(k, kind)| {
+                (
+                    *kind,
+                    10 + if k < 3 {
+                        i * (k as u64 + 1) / 7 + (i * 7919 % 5)
+                    } else {
+                        k as u64
+                    },
+                )
+            })
+            .collect();
         let mut s = sample(i as f64, &counts, 1 << 20);
-        s.netlink_protocols.insert("ROUTE".into(), s.kind(FdKind::Netlink));
-        s.tcp_states.insert("ESTABLISHED".into(), s.kind(FdKind::Tcp));
+        s.netlink_protocols
+            .insert("ROUTE".into(), s.kind(FdKind::Netlink));
+        s.tcp_states
+            .insert("ESTABLISHED".into(), s.kind(FdKind::Tcp));
         tr.observe(&s);
     }
     let n = 50;
@@ -240,5 +246,8 @@ fn verdict_cost() {
     let per = start.elapsed() / n;
     let v = tr.verdict(&Thresholds::default());
     let moving = v.series.iter().filter(|s| s.slope != 0.0).count();
-    println!("verdict: {per:?} per sample ({} series, {moving} moving, full histories)", v.series.len() + 1);
+    println!(
+        "verdict: {per:?} per sample ({} series, {moving} moving, full histories)",
+        v.series.len() + 1
+    );
 }

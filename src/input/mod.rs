@@ -15,7 +15,7 @@ mod state;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::sample::{Backend, FdLimits, Sample, SystemFiles, SCHEMA_VERSION};
+use crate::sample::{Backend, FdLimits, Sample};
 
 /// The input formats `analyze` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,28 +190,11 @@ pub(crate) struct RawSeries {
 /// A minimal sample (fds and limits only) for inputs from other tools, which
 /// have no monotonic clock: unix time stands in for it.
 pub fn minimal_sample(pid: i32, comm: &str, unix_time: f64, fds: u64, soft: Option<u64>) -> Sample {
-    Sample {
-        schema: SCHEMA_VERSION,
-        backend: Backend::Count,
-        pid,
-        comm: comm.into(),
-        start_time: 0,
-        unix_time,
-        mono_time: unix_time,
-        fds,
-        limits: FdLimits { soft, hard: None },
-        system: SystemFiles::default(),
-        kinds: BTreeMap::new(),
-        tcp_states: BTreeMap::new(),
-        netlink_protocols: BTreeMap::new(),
-        repeated_paths: Vec::new(),
-        remote_endpoints: Vec::new(),
-        deleted_bytes: 0,
-        new_inodes: BTreeMap::new(),
-        activity: Default::default(),
-        vanished: 0,
-        inodes: Vec::new(),
-    }
+    let mut s = Sample::new(pid, comm, 0, unix_time, unix_time);
+    s.backend = Backend::Count;
+    s.fds = fds;
+    s.limits = FdLimits { soft, hard: None };
+    s
 }
 
 /// Sort stably by the trend clock, drop exact duplicates, find the longest gap.

@@ -268,6 +268,7 @@ mod tests {
             total: None,
             series: vec![],
             patterns: vec![],
+            syscalls: None,
             samples: 0,
         }
     }

@@ -137,6 +137,33 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// An empty census of one process at one time (no fds counted yet).
+    pub fn new(pid: i32, comm: &str, start_time: u64, unix_time: f64, mono_time: f64) -> Sample {
+        Sample {
+            schema: SCHEMA_VERSION,
+            backend: Backend::Proc,
+            pid,
+            comm: comm.to_string(),
+            start_time,
+            unix_time,
+            mono_time,
+            fds: 0,
+            limits: FdLimits::default(),
+            system: SystemFiles::default(),
+            kinds: BTreeMap::new(),
+            tcp_states: BTreeMap::new(),
+            netlink_protocols: BTreeMap::new(),
+            repeated_paths: Vec::new(),
+            remote_endpoints: Vec::new(),
+            deleted_bytes: 0,
+            new_inodes: BTreeMap::new(),
+            activity: Activity::default(),
+            syscalls: None,
+            vanished: 0,
+            inodes: Vec::new(),
+        }
+    }
+
     /// Add another process's census into this one (a command and its
     /// descendants, seen as one). Limits and identity stay this sample's.
     pub fn merge(&mut self, other: &Sample) {
@@ -281,29 +308,16 @@ pub fn take(
     let limits = root.fd_limits(pid, &ident.identity)?;
     let system = root.system_files()?;
     let activity = root.activity(pid);
-    let mut sample = Sample {
-        schema: SCHEMA_VERSION,
-        backend: Backend::Proc,
+    let mut sample = Sample::new(
         pid,
-        comm: ident.identity.comm.clone(),
-        start_time: ident.identity.start_time,
+        &ident.identity.comm,
+        ident.identity.start_time,
         unix_time,
         mono_time,
-        fds: 0,
-        limits,
-        system,
-        kinds: BTreeMap::new(),
-        tcp_states: BTreeMap::new(),
-        netlink_protocols: BTreeMap::new(),
-        repeated_paths: Vec::new(),
-        remote_endpoints: Vec::new(),
-        deleted_bytes: 0,
-        new_inodes: BTreeMap::new(),
-        activity,
-        syscalls: None,
-        vanished: 0,
-        inodes: Vec::new(),
-    };
+    );
+    sample.limits = limits;
+    sample.system = system;
+    sample.activity = activity;
     match census {
         Census::CountOnly => {
             sample.backend = Backend::Count;
