@@ -56,6 +56,9 @@ pub struct WatchArgs {
     /// Append every sample to FILE as JSON Lines (for `analyze` later).
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// At the end, draw the recorded run as an SVG (needs --record).
+    #[arg(long, value_name = "FILE.svg", requires = "record")]
+    pub plot: Option<PathBuf>,
     /// One plain line per sample even on a terminal.
     #[arg(long, conflicts_with = "json")]
     pub plain: bool,
@@ -175,6 +178,9 @@ pub struct GateArgs {
     /// Write a JUnit XML test case to FILE (GitLab/Jenkins test reports).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// At the end, draw the run as an SVG: fds over time, limits, trend, verdicts.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
 }

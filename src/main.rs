@@ -200,6 +200,7 @@ fn gate(g: &GateArgs) -> anyhow::Result<ci::Gate> {
         },
         report: g.report.clone(),
         junit: g.junit.clone(),
+        plot: g.plot.clone(),
         thresholds: thresholds(&g.thresholds)?,
     })
 }
@@ -262,6 +263,7 @@ fn run_watch(args: WatchArgs) -> anyhow::Result<u8> {
             duration: args.pace.duration,
             output: output(args.json, args.plain, args.screen),
             record: args.record,
+            plot: args.plot,
             census: census(args.census),
             thresholds: thresholds(&args.thresholds)?,
             syscalls: syscall_mode(args.syscalls),

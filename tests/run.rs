@@ -229,3 +229,20 @@ fn assert_on_a_running_service() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn run_draws_its_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("run.svg");
+    let (code, err) = run_workload(
+        &["--interval", "100ms", "--plot", svg.to_str().unwrap()],
+        &["--leak", "pipe:10"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.starts_with("<svg") && text.contains("open fds (total)"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+}

@@ -452,3 +452,44 @@ fn exact_syscall_rates_name_netlink_churn() {
         "{p}"
     );
 }
+
+#[test]
+fn record_and_plot_at_the_end() {
+    let w = Workload::start(&["--soft-limit", "300", "--leak", "pipe:10"]);
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec.jsonl");
+    let svg = dir.path().join("run.svg");
+    let out = fdwatch(&[
+        "--pid",
+        &w.pid_str(),
+        "--count",
+        "6",
+        "--interval",
+        "100ms",
+        "--record",
+        rec.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.starts_with("<svg") && text.contains(&format!("pid {}", w.pid)),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+    // --plot without --record is a usage error.
+    let out = fdwatch(&[
+        "--pid",
+        &w.pid_str(),
+        "--count",
+        "1",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+}

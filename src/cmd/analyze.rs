@@ -33,6 +33,29 @@ pub fn replay(samples: &[Sample], th: &Thresholds) -> timeline::Timeline {
     tl
 }
 
+/// Plot the samples of one process (pid and start time) found in a recording:
+/// `watch --record FILE --plot SVG` draws its own run this way at the end.
+pub fn plot_recording(
+    record: &std::path::Path,
+    pid: i32,
+    start_time: u64,
+    th: &Thresholds,
+    svg: &std::path::Path,
+) -> anyhow::Result<()> {
+    let input = crate::input::read(record, Some(Format::Jsonl))?;
+    let series = input
+        .series
+        .iter()
+        .rev()
+        .find(|s| {
+            s.samples
+                .first()
+                .is_some_and(|f| f.pid == pid && f.start_time == start_time)
+        })
+        .ok_or_else(|| anyhow::anyhow!("{}: no samples of pid {pid} to plot", record.display()))?;
+    crate::report::plot::plot_samples(&series.samples, &replay(&series.samples, th), svg)
+}
+
 /// One analysed series.
 pub struct Analysis {
     pub source: String,

@@ -29,6 +29,8 @@ pub struct Gate {
     pub fail_on: Option<Level>,
     pub report: Option<PathBuf>,
     pub junit: Option<PathBuf>,
+    /// Draw the run as an SVG at the end.
+    pub plot: Option<PathBuf>,
     pub thresholds: Thresholds,
 }
 
@@ -82,6 +84,8 @@ struct Observation {
     peak: u64,
     samples: u64,
     error: Option<String>,
+    /// Every sample, kept only when a plot is asked for.
+    kept: Option<Vec<Sample>>,
 }
 
 impl Observation {
@@ -97,6 +101,9 @@ impl Observation {
         }
         if self.warm.is_none() && since_start >= warmup {
             self.warm = Some(s.clone());
+        }
+        if let Some(kept) = self.kept.as_mut() {
+            kept.push(s.clone());
         }
         self.last = Some(s);
     }
@@ -245,7 +252,10 @@ pub fn run(
         .spawn()
         .with_context(|| format!("starting {program}"))?;
     let pid = child.id() as i32;
-    let mut obs = Observation::default();
+    let mut obs = Observation {
+        kept: gate.plot.as_ref().map(|_| Vec::new()),
+        ..Default::default()
+    };
     let mut identity: Option<Identity> = None;
     let status = loop {
         for sig in signals::take_forwarded() {
@@ -276,6 +286,7 @@ pub fn run(
     let name = format!("run: {}", command.join(" "));
     let outcome = obs.outcome(name, start.elapsed(), gate, Some(exit_code_of(status)));
     ci_report::emit(&outcome, gate.report.as_deref(), gate.junit.as_deref())?;
+    plot(&obs, gate)?;
     Ok(outcome.exit_code)
 }
 
@@ -290,7 +301,10 @@ pub fn assert(
     let first = sample::take(root, pid, Census::Full, None)?;
     let identity = first.identity();
     let start = Instant::now();
-    let mut obs = Observation::default();
+    let mut obs = Observation {
+        kept: gate.plot.as_ref().map(|_| Vec::new()),
+        ..Default::default()
+    };
     obs.observe(first, Duration::ZERO, gate.warmup);
     let mut gone = None;
     while start.elapsed() < watch_for {
@@ -324,5 +338,17 @@ pub fn assert(
         outcome.exit_code = outcome.exit_code.max(2);
     }
     ci_report::emit(&outcome, gate.report.as_deref(), gate.junit.as_deref())?;
+    plot(&obs, gate)?;
     Ok(outcome.exit_code)
+}
+
+fn plot(obs: &Observation, gate: &Gate) -> anyhow::Result<()> {
+    if let (Some(svg), Some(samples)) = (&gate.plot, &obs.kept) {
+        if !samples.is_empty() {
+            let timeline = super::analyze::replay(samples, &gate.thresholds);
+            crate::report::plot::plot_samples(samples, &timeline, svg)
+                .with_context(|| format!("drawing {}", svg.display()))?;
+        }
+    }
+    Ok(())
 }

@@ -98,6 +98,7 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<watch::WatchEnd> {
             duration: Some(Duration::from_secs(600)),
             output: opts.output,
             record: None,
+            plot: None,
             census: Census::Full,
             // The leak takes about a minute: thresholds scaled to it, so the
             // screen goes OK → WARNING → CRITICAL → EMFILE in one sitting.

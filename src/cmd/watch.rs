@@ -64,6 +64,8 @@ pub struct WatchOptions {
     pub duration: Option<Duration>,
     pub output: Output,
     pub record: Option<PathBuf>,
+    /// With `record`: draw the run as an SVG at the end.
+    pub plot: Option<PathBuf>,
     pub census: Census,
     pub thresholds: Thresholds,
     pub syscalls: SyscallMode,
@@ -215,6 +217,11 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     }
     if let Some(msg) = &end.target_gone {
         eprintln!("fdwatch: {msg}");
+    }
+    if let (Some(svg), Some(rec)) = (&opts.plot, &opts.record) {
+        drop(record);
+        super::analyze::plot_recording(rec, opts.pid, identity.start_time, &opts.thresholds, svg)
+            .with_context(|| format!("drawing {}", svg.display()))?;
     }
     end.last = previous;
     Ok(end)
