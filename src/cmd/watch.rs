@@ -105,8 +105,9 @@ impl Drop for AltScreen {
 
 pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     signals::install();
-    let mut counter = attach_syscalls(opts.pid, opts.syscalls)?;
     let mut first = sample::take(root, opts.pid, opts.census, None)?;
+    // After the first sample: a target we may not read fails with that reason alone.
+    let mut counter = attach_syscalls(opts.pid, opts.syscalls)?;
     first.syscalls = counter.as_mut().and_then(|c| c.read().ok());
     let identity = first.identity();
     let mut record = match &opts.record {
