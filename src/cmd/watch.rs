@@ -109,7 +109,11 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     // After the first sample: a target we may not read fails with that reason alone.
     // One sample has no rates, and tearing tracepoint counters down costs a
     // few RCU grace periods (~0.4 s here): a one-shot census skips them.
-    let mode = if opts.count == Some(1) { SyscallMode::Off } else { opts.syscalls };
+    let mode = if opts.count == Some(1) {
+        SyscallMode::Off
+    } else {
+        opts.syscalls
+    };
     let mut counter = attach_syscalls(opts.pid, mode)?;
     first.syscalls = counter.as_mut().and_then(|c| c.read().ok());
     let identity = first.identity();

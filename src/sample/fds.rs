@@ -435,8 +435,66 @@ fn read_table(path: &std::path::Path, buf: &mut Vec<u8>) -> std::io::Result<()> 
 /// `getxattr("/proc/<pid>/fd/<n>", "system.sockprotoname")`: names the
 /// protocol of a socket that no table lists, with readlink's permission.
 fn sockprotoname(dirfd: RawFd, fd: i32) -> Option<FdKind> {
-    // getxattr has no *at form; /proc/self/fd/<dirfd>/<fd> reaches the same
-    // file. Built on the stack: this runs once per unbound socket.
+    let mut buf = [0u8; 64];
+    let len = match getxattrat(dirfd, fd, &mut buf) {
+        Some(len) => len,
+        None => getxattr_by_path(dirfd, fd, &mut buf),
+    };
+    if len <= 0 {
+        return None;
+    }
+    let name = &buf[..len as usize];
+    Some(FdKind::from_sockprotoname(
+        name.strip_suffix(b"\0").unwrap_or(name),
+    ))
+}
+
+/// Linux 6.13+ `getxattrat(2)`: the lookup is relative to the fd directory,
+/// one component, as cheap as the readlinkat. None when the kernel lacks it.
+fn getxattrat(dirfd: RawFd, fd: i32, buf: &mut [u8]) -> Option<isize> {
+    #[cfg(target_arch = "x86_64")]
+    const SYS_GETXATTRAT: libc::c_long = 464;
+    #[cfg(not(target_arch = "x86_64"))]
+    return None;
+    #[repr(C)]
+    struct XattrArgs {
+        value: u64,
+        size: u32,
+        flags: u32,
+    }
+    static MISSING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if MISSING.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    let mut name = [0u8; 16];
+    let n = fd_name(fd, &mut name);
+    let mut args = XattrArgs {
+        value: buf.as_mut_ptr() as u64,
+        size: buf.len() as u32,
+        flags: 0,
+    };
+    // SAFETY: name is NUL-terminated; args points at buf, valid for its length.
+    let len = unsafe {
+        libc::syscall(
+            SYS_GETXATTRAT,
+            dirfd,
+            name[..=n].as_ptr(),
+            0u32,
+            c"system.sockprotoname".as_ptr(),
+            &mut args as *mut XattrArgs,
+            std::mem::size_of::<XattrArgs>(),
+        )
+    };
+    if len < 0 && Errno::last() == Errno::ENOSYS {
+        MISSING.store(true, std::sync::atomic::Ordering::Relaxed);
+        return None;
+    }
+    Some(len as isize)
+}
+
+/// `getxattr` through `/proc/self/fd/<dirfd>/<fd>` (older kernels): the
+/// same file, two magic-link walks. Built on the stack: once per unbound socket.
+fn getxattr_by_path(dirfd: RawFd, fd: i32, buf: &mut [u8]) -> isize {
     let mut path = [0u8; 48];
     let prefix = b"/proc/self/fd/";
     path[..prefix.len()].copy_from_slice(prefix);
@@ -450,23 +508,15 @@ fn sockprotoname(dirfd: RawFd, fd: i32) -> Option<FdKind> {
     let n = fd_name(fd, &mut num);
     path[at..at + n].copy_from_slice(&num[..n]);
     path[at + n] = 0;
-    let mut buf = [0u8; 64];
     // SAFETY: path is NUL-terminated, buf is writable for its length.
-    let len = unsafe {
+    unsafe {
         libc::getxattr(
             path.as_ptr().cast(),
             c"system.sockprotoname".as_ptr(),
             buf.as_mut_ptr().cast(),
             buf.len(),
         )
-    };
-    if len <= 0 {
-        return None;
     }
-    let name = &buf[..len as usize];
-    Some(FdKind::from_sockprotoname(
-        name.strip_suffix(b"\0").unwrap_or(name),
-    ))
 }
 
 /// Map `f` over `items`, spread over the census threads when there are many.
