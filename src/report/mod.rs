@@ -6,6 +6,7 @@ pub mod json;
 pub mod nagios;
 pub mod prometheus;
 pub mod screen;
+pub mod top;
 
 use std::collections::BTreeMap;
 

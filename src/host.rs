@@ -1,0 +1,632 @@
+//! The whole-host sampler shared by `top` and `serve`: every visible process
+//! counted each refresh, one [`Tracker`] per process, ranked by time to EMFILE.
+//!
+//! It owns the per-process state across refreshes and keeps it bounded: a
+//! process is keyed by (pid, start_time), so a reused pid starts a new story;
+//! the state of a process that is gone is dropped at the refresh that misses
+//! it; each tracker's series are bounded by `trend::History`. It never
+//! formats: `report` renders a [`Snapshot`].
+//!
+//! Cost per process and refresh: one read of `/proc/<pid>/stat` (identity,
+//! kernel thread, zombie, pid reuse) and one `stat()` of `/proc/<pid>/fd` (the
+//! count, O(1) on Linux 6.2+). `/proc/<pid>/limits` is read when a process is
+//! first seen, then only every [`LIMITS_EVERY`] refreshes or when the count
+//! moved by more than [`LIMITS_RECHECK_MOVE`] of the cached soft limit: the
+//! limit changes only through setrlimit/prlimit (rare, mostly at start-up or
+//! when a process prepares for more fds), while reading and parsing the
+//! 1.3 KB `limits` text costs more than the count itself. Verdicts (trend
+//! fits) are computed only for processes whose count ever changed, plus the
+//! rows shown: a flat series has no trend to fit. The classified census
+//! (`Census::Full`, a readlink per fd) runs only for the first
+//! `classify` growing rows of a refresh.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::cmd::targets::glob;
+use crate::diagnose::{Level, Thresholds, Tracker, Verdict};
+use crate::sample::host::{self as scan, StatLine};
+use crate::sample::procroot::{mono_now, unix_now};
+use crate::sample::{self, Backend, Census, FdLimits, ProcRoot, Sample, SampleError, SystemFiles};
+
+/// Re-read `/proc/<pid>/limits` at least every this many refreshes.
+pub const LIMITS_EVERY: u64 = 15;
+/// ... or when the count moved by more than this share of the cached soft limit.
+pub const LIMITS_RECHECK_MOVE: f64 = 0.10;
+
+/// Which processes a scan keeps. Every given criterion must match.
+#[derive(Debug, Clone, Default)]
+pub struct Selector {
+    pub pids: Vec<i32>,
+    pub uid: Option<u32>,
+    /// Glob on comm or argv[0]'s base name.
+    pub name: Option<String>,
+    pub exe: Option<PathBuf>,
+    /// Prefix (whole components) of a path in /proc/PID/cgroup.
+    pub cgroup: Option<String>,
+    /// Container id (or its prefix) inside the cgroup path.
+    pub container: Option<String>,
+}
+
+impl Selector {
+    pub fn is_empty(&self) -> bool {
+        self.pids.is_empty()
+            && self.uid.is_none()
+            && self.name.is_none()
+            && self.exe.is_none()
+            && self.cgroup.is_none()
+            && self.container.is_none()
+    }
+
+    /// Match a new process. Called once per (pid, start_time): the name,
+    /// executable and cgroup are read then and not again.
+    fn matches(&self, root: &ProcRoot, pid: i32, comm: &str, uid: u32) -> bool {
+        if !self.pids.is_empty() && !self.pids.contains(&pid) {
+            return false;
+        }
+        if self.uid.is_some_and(|u| u != uid) {
+            return false;
+        }
+        if let Some(pattern) = &self.name {
+            let argv0 = root.argv0(pid).unwrap_or_default();
+            let base = argv0.rsplit('/').next().unwrap_or("");
+            if !(glob(pattern, comm) || (!base.is_empty() && glob(pattern, base))) {
+                return false;
+            }
+        }
+        if let Some(exe) = &self.exe {
+            if root.exe(pid).as_ref() != Some(exe) {
+                return false;
+            }
+        }
+        if self.cgroup.is_some() || self.container.is_some() {
+            let paths = scan::cgroups(root, pid);
+            if let Some(prefix) = &self.cgroup {
+                if !paths.iter().any(|p| scan::cgroup_under(p, prefix)) {
+                    return false;
+                }
+            }
+            if let Some(id) = &self.container {
+                if !paths.iter().any(|p| scan::cgroup_names_container(p, id)) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    pub thresholds: Thresholds,
+    /// Classified censuses per refresh (the first growing rows).
+    pub classify: usize,
+    /// `serve`: besides the selected processes, keep every process and
+    /// export the top N by usage. `top`: None (the selector filters).
+    pub top_by_usage: Option<usize>,
+}
+
+/// State kept for one process between refreshes.
+struct Proc {
+    start_time: u64,
+    comm: String,
+    uid: u32,
+    selected: bool,
+    limits: FdLimits,
+    limits_at_fds: u64,
+    limits_refresh: u64,
+    /// The count ever changed: only then is a trend worth fitting.
+    moved: bool,
+    tracker: Tracker,
+    seen: u64,
+    /// Dominant growing kind from the last classified census.
+    kind: Option<String>,
+}
+
+/// One process in a snapshot: its latest sample and verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub pid: i32,
+    pub start_time: u64,
+    pub uid: u32,
+    pub user: String,
+    pub comm: String,
+    pub fds: u64,
+    pub soft_limit: Option<u64>,
+    pub hard_limit: Option<u64>,
+    pub usage: Option<f64>,
+    /// fds per second (robust slope of the total); None while collecting.
+    pub slope_per_s: Option<f64>,
+    /// Seconds to EMFILE; None when not growing.
+    pub eta_seconds: Option<f64>,
+    /// The growing kind that drives the trend (classified rows only).
+    pub kind: Option<String>,
+    pub level: Level,
+    pub reason: String,
+    /// Matched the selector (always exported by `serve`).
+    pub selected: bool,
+    #[serde(skip)]
+    pub sample: Sample,
+    #[serde(skip)]
+    pub verdict: Verdict,
+}
+
+/// The system file table and its own trend.
+#[derive(Debug, Clone, Serialize)]
+pub struct SystemRow {
+    pub allocated: u64,
+    pub max: u64,
+    pub nr_open: u64,
+    pub slope_per_s: Option<f64>,
+    /// Seconds until fs.file-max (ENFILE); None when not growing.
+    pub eta_seconds: Option<f64>,
+}
+
+/// What one refresh found, ranked. Plain data for the renderers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub unix_time: f64,
+    /// Seconds the refresh took.
+    pub refresh_seconds: f64,
+    /// Processes looked at (kernel threads excluded).
+    pub processes: usize,
+    /// Processes whose fds we may not read (never shown as zero fds).
+    pub unreadable: usize,
+    pub kernel_threads: usize,
+    pub system: Option<SystemRow>,
+    /// Refreshes whose reads failed (e.g. /proc unreadable), since start.
+    pub errors_total: u64,
+    pub last_error: Option<String>,
+    /// Ranked; serialised by the renderers (cut to the rows shown).
+    #[serde(skip)]
+    pub rows: Vec<Row>,
+}
+
+/// Sort keys for the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Eta,
+    Usage,
+    Fds,
+    Slope,
+    Pid,
+    User,
+    Command,
+    Soft,
+    Verdict,
+}
+
+pub struct Host {
+    root: ProcRoot,
+    selector: Selector,
+    opts: HostOptions,
+    procs: HashMap<i32, Proc>,
+    users: HashMap<u32, String>,
+    system: Tracker,
+    refreshes: u64,
+    errors_total: u64,
+    last_error: Option<String>,
+    buf: Vec<u8>,
+    me: i32,
+}
+
+impl Host {
+    pub fn new(root: ProcRoot, selector: Selector, opts: HostOptions) -> Host {
+        Host {
+            root,
+            selector,
+            opts,
+            procs: HashMap::new(),
+            users: HashMap::new(),
+            system: Tracker::new(),
+            refreshes: 0,
+            errors_total: 0,
+            last_error: None,
+            buf: Vec::with_capacity(512),
+            me: std::process::id() as i32,
+        }
+    }
+
+    /// Reads that failed (listing /proc, the system file table), since start.
+    pub fn errors_total(&self) -> u64 {
+        self.errors_total
+    }
+
+    /// Number of processes with state (bounded by the processes alive).
+    pub fn tracked(&self) -> usize {
+        self.procs.len()
+    }
+
+    /// One refresh. A failure to list /proc is counted and returned; the
+    /// caller keeps its last good snapshot.
+    pub fn refresh(&mut self) -> Result<Snapshot, SampleError> {
+        let started = std::time::Instant::now();
+        self.refreshes += 1;
+        let pids = match self.root.pids() {
+            Ok(p) => p,
+            Err(e) => {
+                self.errors_total += 1;
+                self.last_error = Some(e.to_string());
+                return Err(e);
+            }
+        };
+        let system = match self.root.system_files() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.errors_total += 1;
+                self.last_error = Some(e.to_string());
+                None
+            }
+        };
+        let mono = mono_now();
+        let unix = unix_now();
+        let mut live: Vec<(i32, u64)> = Vec::with_capacity(pids.len());
+        // Known but not counted (not selected): state kept, not shown.
+        let mut keep: Vec<(i32, u64)> = Vec::new();
+        let mut unreadable = 0;
+        let mut kernel_threads = 0;
+        let mut processes = 0;
+        for pid in pids {
+            let stat = match scan::read_stat(&self.root, pid, &mut self.buf) {
+                Ok(s) => s,
+                Err(_) => continue, // gone between readdir and read
+            };
+            if stat.is_kernel_thread() {
+                kernel_threads += 1;
+                continue;
+            }
+            if stat.is_zombie() {
+                continue;
+            }
+            processes += 1;
+            match self.observe(pid, &stat, mono, unix) {
+                Ok(true) => live.push((pid, stat.start_time)),
+                Ok(false) => keep.push((pid, stat.start_time)),
+                Err(SampleError::PermissionDenied { .. }) => {
+                    unreadable += 1;
+                    // Keep its identity: it may become readable, and a
+                    // selected one stays known.
+                    keep.push((pid, stat.start_time));
+                }
+                Err(_) => {} // exited mid-read
+            }
+        }
+        // Bounded memory: drop the state of every process not seen alive now.
+        let alive: std::collections::HashSet<(i32, u64)> =
+            live.iter().chain(keep.iter()).copied().collect();
+        self.procs
+            .retain(|pid, p| alive.contains(&(*pid, p.start_time)));
+
+        let system_row = system.map(|s| self.observe_system(s, mono, unix));
+        let mut rows = self.rows(&live);
+        self.classify(&mut rows);
+        Ok(Snapshot {
+            unix_time: unix,
+            refresh_seconds: started.elapsed().as_secs_f64(),
+            processes,
+            unreadable,
+            kernel_threads,
+            system: system_row,
+            errors_total: self.errors_total,
+            last_error: self.last_error.clone(),
+            rows,
+        })
+    }
+
+    /// Count one process. Ok(false): known, not counted (not selected, or ourselves).
+    fn observe(
+        &mut self,
+        pid: i32,
+        stat: &StatLine,
+        mono: f64,
+        unix: f64,
+    ) -> Result<bool, SampleError> {
+        let fresh = self
+            .procs
+            .get(&pid)
+            .is_none_or(|p| p.start_time != stat.start_time);
+        if fresh {
+            let uid = match std::fs::metadata(self.root.pid_dir(pid)) {
+                Ok(m) => std::os::unix::fs::MetadataExt::uid(&m),
+                Err(e) => {
+                    return Err(crate::sample::procroot::io_error(
+                        &self.root.pid_dir(pid),
+                        e,
+                        pid,
+                        0,
+                    ))
+                }
+            };
+            let selected = if self.selector.is_empty() {
+                self.opts.top_by_usage.is_none()
+            } else {
+                self.selector.matches(&self.root, pid, &stat.comm, uid)
+            };
+            self.procs.insert(
+                pid,
+                Proc {
+                    start_time: stat.start_time,
+                    comm: stat.comm.clone(),
+                    uid,
+                    selected,
+                    limits: FdLimits::default(),
+                    limits_at_fds: 0,
+                    limits_refresh: 0,
+                    moved: false,
+                    tracker: Tracker::new(),
+                    seen: 0,
+                    kind: None,
+                },
+            );
+        }
+        let refreshes = self.refreshes;
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return Ok(false);
+        };
+        if !p.selected && (self.opts.top_by_usage.is_none() || pid == self.me) {
+            return Ok(false);
+        }
+        let fds = self.root.fd_count(pid, p.uid)?;
+        let ident = sample::Identity {
+            pid,
+            comm: stat.comm.clone(),
+            start_time: stat.start_time,
+        };
+        let stale = p.seen == 0
+            || refreshes.saturating_sub(p.limits_refresh) >= LIMITS_EVERY
+            || p.limits.soft.is_some_and(|soft| {
+                (fds as f64 - p.limits_at_fds as f64).abs() > LIMITS_RECHECK_MOVE * soft as f64
+            });
+        if stale {
+            p.limits = self.root.fd_limits(pid, &ident)?;
+            p.limits_at_fds = fds;
+            p.limits_refresh = refreshes;
+        }
+        if let Some(last) = p.tracker.last() {
+            if last.fds != fds {
+                p.moved = true;
+            }
+        }
+        p.comm.clone_from(&stat.comm);
+        let s = count_sample(ident, fds, p.limits, mono, unix);
+        p.tracker.observe(&s);
+        p.seen += 1;
+        Ok(true)
+    }
+
+    fn observe_system(&mut self, s: SystemFiles, mono: f64, unix: f64) -> SystemRow {
+        // The system table as a pseudo-process: its "soft limit" is file-max.
+        let ident = sample::Identity {
+            pid: 0,
+            comm: "system".into(),
+            start_time: 0,
+        };
+        let limits = FdLimits {
+            soft: (s.max > 0 && s.max < i64::MAX as u64).then_some(s.max),
+            hard: None,
+        };
+        let sample = count_sample(ident, s.allocated, limits, mono, unix);
+        self.system.observe(&sample);
+        let v = self.system.verdict(&self.opts.thresholds);
+        SystemRow {
+            allocated: s.allocated,
+            max: s.max,
+            nr_open: s.nr_open,
+            slope_per_s: v.total.as_ref().map(|t| t.slope),
+            eta_seconds: v.forecast.as_ref().map(|f| f.eta),
+        }
+    }
+
+    fn user(&mut self, uid: u32) -> String {
+        self.users
+            .entry(uid)
+            .or_insert_with(|| {
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+                    .unwrap_or_else(|| uid.to_string())
+            })
+            .clone()
+    }
+
+    /// Rows for the live processes, ranked. Verdicts are fitted only where
+    /// the count moved, or for rows that will be shown/exported.
+    fn rows(&mut self, live: &[(i32, u64)]) -> Vec<Row> {
+        let th = self.opts.thresholds;
+        let mut rows: Vec<Row> = Vec::with_capacity(live.len());
+        let mut uids: Vec<u32> = Vec::new();
+        for (pid, _) in live {
+            let Some(p) = self.procs.get(pid) else {
+                continue;
+            };
+            let Some(last) = p.tracker.last() else {
+                continue; // known but unreadable: no count to show
+            };
+            uids.push(p.uid);
+            let verdict = if p.moved {
+                p.tracker.verdict(&th)
+            } else {
+                flat_verdict(last, p.tracker.samples(), &th)
+            };
+            rows.push(row_of(p, last, verdict));
+        }
+        for uid in uids {
+            self.user(uid);
+        }
+        for r in rows.iter_mut() {
+            r.user = self.users.get(&r.uid).cloned().unwrap_or_default();
+        }
+        sort_rows(&mut rows, SortKey::Eta);
+        if let Some(n) = self.opts.top_by_usage {
+            // serve: the selected ones plus the top N by usage.
+            let mut by_usage: Vec<(f64, u64, i32)> = rows
+                .iter()
+                .map(|r| (r.usage.unwrap_or(0.0), r.fds, r.pid))
+                .collect();
+            by_usage.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+            let keep: std::collections::HashSet<i32> =
+                by_usage.iter().take(n).map(|x| x.2).collect();
+            rows.retain(|r| r.selected || keep.contains(&r.pid));
+        }
+        rows
+    }
+
+    /// Classified census for the first `classify` growing rows: names the
+    /// kind that grows. Bounded: at most `classify` readlink passes a refresh.
+    fn classify(&mut self, rows: &mut [Row]) {
+        let mut done = 0;
+        for r in rows.iter_mut() {
+            if done >= self.opts.classify {
+                break;
+            }
+            let growing = r.verdict.total.as_ref().is_some_and(|t| t.growing);
+            if !growing {
+                continue;
+            }
+            done += 1;
+            let Some(p) = self.procs.get_mut(&r.pid) else {
+                continue;
+            };
+            let expect = sample::Identity {
+                pid: r.pid,
+                comm: p.comm.clone(),
+                start_time: p.start_time,
+            };
+            let Ok(mut s) = sample::take(&self.root, r.pid, Census::Full, Some(&expect)) else {
+                continue;
+            };
+            s.system = SystemFiles::default();
+            p.tracker.observe(&s);
+            let v = p.tracker.verdict(&self.opts.thresholds);
+            p.kind = v
+                .series
+                .iter()
+                .find(|st| st.growing && !st.series.contains(':'))
+                .map(|st| st.series.clone())
+                .or(p.kind.take());
+            r.kind.clone_from(&p.kind);
+            r.fds = s.fds;
+            r.sample = s;
+            r.verdict = v;
+        }
+        for r in rows.iter_mut() {
+            if r.kind.is_none() {
+                r.kind = self.procs.get(&r.pid).and_then(|p| p.kind.clone());
+            }
+        }
+    }
+}
+
+fn count_sample(
+    ident: sample::Identity,
+    fds: u64,
+    limits: FdLimits,
+    mono: f64,
+    unix: f64,
+) -> Sample {
+    Sample {
+        schema: sample::SCHEMA_VERSION,
+        backend: Backend::Count,
+        pid: ident.pid,
+        comm: ident.comm,
+        start_time: ident.start_time,
+        unix_time: unix,
+        mono_time: mono,
+        fds,
+        limits,
+        // Per process, only the soft limit is forecast; the system table has
+        // its own tracker (else every process would inherit its ETA).
+        system: SystemFiles::default(),
+        kinds: Default::default(),
+        tcp_states: Default::default(),
+        netlink_protocols: Default::default(),
+        repeated_paths: Vec::new(),
+        remote_endpoints: Vec::new(),
+        deleted_bytes: 0,
+        new_inodes: Default::default(),
+        activity: Default::default(),
+        vanished: 0,
+        inodes: Vec::new(),
+    }
+}
+
+/// The verdict of a process whose count never moved: no trend to fit, so
+/// only the usage thresholds speak. Computed from a one-sample tracker so
+/// the words stay `diagnose`'s.
+fn flat_verdict(last: &Sample, samples: usize, th: &Thresholds) -> Verdict {
+    let mut t = Tracker::new();
+    t.observe(last);
+    let mut v = t.verdict(th);
+    v.samples = samples;
+    if v.level == Level::Ok {
+        v.reasons = vec![format!("steady at {} fds", last.fds)];
+    }
+    v
+}
+
+fn row_of(p: &Proc, last: &Sample, verdict: Verdict) -> Row {
+    Row {
+        pid: last.pid,
+        start_time: p.start_time,
+        uid: p.uid,
+        user: String::new(),
+        comm: p.comm.clone(),
+        fds: last.fds,
+        soft_limit: last.limits.soft,
+        hard_limit: last.limits.hard,
+        usage: last.usage_ratio(),
+        slope_per_s: verdict.total.as_ref().map(|t| t.slope),
+        eta_seconds: verdict.forecast.as_ref().map(|f| f.eta),
+        kind: None,
+        level: verdict.level,
+        reason: verdict.reasons.first().cloned().unwrap_or_default(),
+        selected: p.selected,
+        sample: last.clone(),
+        verdict,
+    }
+}
+
+/// Rank rows: by time to EMFILE (soonest first, none last), then usage,
+/// then fds; or by the chosen column (largest first for numbers).
+pub fn sort_rows(rows: &mut [Row], key: SortKey) {
+    use std::cmp::Ordering;
+    fn opt_desc(a: Option<f64>, b: Option<f64>) -> Ordering {
+        match (a, b) {
+            (Some(x), Some(y)) => y.total_cmp(&x),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        }
+    }
+    let default = |a: &Row, b: &Row| {
+        let eta = match (a.eta_seconds, b.eta_seconds) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        };
+        eta.then(opt_desc(a.usage, b.usage))
+            .then(b.fds.cmp(&a.fds))
+            .then(a.pid.cmp(&b.pid))
+    };
+    rows.sort_by(|a, b| {
+        let first = match key {
+            SortKey::Eta => Ordering::Equal,
+            SortKey::Usage => opt_desc(a.usage, b.usage),
+            SortKey::Fds => b.fds.cmp(&a.fds),
+            SortKey::Slope => opt_desc(a.slope_per_s, b.slope_per_s),
+            SortKey::Pid => a.pid.cmp(&b.pid),
+            SortKey::User => a.user.cmp(&b.user),
+            SortKey::Command => a.comm.cmp(&b.comm),
+            SortKey::Soft => opt_desc(
+                a.soft_limit.map(|n| n as f64),
+                b.soft_limit.map(|n| n as f64),
+            ),
+            SortKey::Verdict => b.level.cmp(&a.level),
+        };
+        first.then_with(|| default(a, b))
+    });
+}
