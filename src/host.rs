@@ -32,9 +32,13 @@ use crate::sample::procroot::{mono_now, unix_now};
 use crate::sample::{self, Backend, Census, FdLimits, ProcRoot, Sample, SampleError, SystemFiles};
 
 /// Re-read `/proc/<pid>/limits` at least every this many refreshes.
-pub const LIMITS_EVERY: u64 = 15;
+pub const LIMITS_EVERY: u64 = 30;
 /// ... or when the count moved by more than this share of the cached soft limit.
 pub const LIMITS_RECHECK_MOVE: f64 = 0.10;
+/// Re-read `stat` of a held process (its comm, after an exec) every this
+/// many refreshes; an exit shows sooner (the handle fails, or the count
+/// drops to 0 and `stat` says zombie).
+pub const STAT_EVERY: u64 = 30;
 
 /// Which processes a scan keeps. Every given criterion must match.
 #[derive(Debug, Clone, Default)]
@@ -123,6 +127,28 @@ struct Proc {
     seen: u64,
     /// Dominant growing kind from the last classified census.
     kind: Option<String>,
+    /// Counted and shown (`top`: selected; `serve`: all but ourselves).
+    counting: bool,
+    /// Held handle on /proc/<pid>/fd (see `sample::host::FdDir`).
+    dir: Option<scan::FdDir>,
+    /// Refresh that last saw it alive.
+    generation: u64,
+}
+
+#[derive(Default)]
+struct Tally {
+    processes: usize,
+    unreadable: usize,
+    kernel_threads: usize,
+}
+
+enum Fast {
+    /// Handled; true when counted.
+    Done(bool),
+    /// The held process is gone (the pid may be someone else's now).
+    Gone,
+    /// Not known, or no handle: take the slow path.
+    Unknown,
 }
 
 /// One process in a snapshot: its latest sample and verdict.
@@ -210,11 +236,22 @@ pub struct Host {
     last_error: Option<String>,
     buf: Vec<u8>,
     me: i32,
+    is_procfs: bool,
+    /// False once opening a handle failed (out of fds): read by path.
+    handles_ok: bool,
 }
 
 impl Host {
     pub fn new(root: ProcRoot, selector: Selector, opts: HostOptions) -> Host {
+        let is_procfs = nix::sys::statfs::statfs(root.path())
+            .map(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+            .unwrap_or(false);
+        if is_procfs {
+            scan::raise_fd_limit();
+        }
         Host {
+            is_procfs,
+            handles_ok: true,
             root,
             selector,
             opts,
@@ -244,6 +281,7 @@ impl Host {
     pub fn refresh(&mut self) -> Result<Snapshot, SampleError> {
         let started = std::time::Instant::now();
         self.refreshes += 1;
+        let gen = self.refreshes;
         let pids = match self.root.pids() {
             Ok(p) => p,
             Err(e) => {
@@ -262,42 +300,47 @@ impl Host {
         };
         let mono = mono_now();
         let unix = unix_now();
-        let mut live: Vec<(i32, u64)> = Vec::with_capacity(pids.len());
-        // Known but not counted (not selected): state kept, not shown.
-        let mut keep: Vec<(i32, u64)> = Vec::new();
-        let mut unreadable = 0;
-        let mut kernel_threads = 0;
-        let mut processes = 0;
+        let mut live: Vec<i32> = Vec::with_capacity(pids.len());
+        let mut tally = Tally::default();
         for pid in pids {
+            match self.fast(pid, gen, mono, unix, &mut tally) {
+                Fast::Done(counted) => {
+                    if counted {
+                        live.push(pid);
+                    }
+                    continue;
+                }
+                Fast::Gone => {
+                    self.procs.remove(&pid); // maybe a reused pid: start again
+                }
+                Fast::Unknown => {}
+            }
             let stat = match scan::read_stat(&self.root, pid, &mut self.buf) {
                 Ok(s) => s,
                 Err(_) => continue, // gone between readdir and read
             };
             if stat.is_kernel_thread() {
-                kernel_threads += 1;
+                tally.kernel_threads += 1;
                 continue;
             }
             if stat.is_zombie() {
                 continue;
             }
-            processes += 1;
-            match self.observe(pid, &stat, mono, unix) {
-                Ok(true) => live.push((pid, stat.start_time)),
-                Ok(false) => keep.push((pid, stat.start_time)),
-                Err(SampleError::PermissionDenied { .. }) => {
-                    unreadable += 1;
-                    // Keep its identity: it may become readable, and a
-                    // selected one stays known.
-                    keep.push((pid, stat.start_time));
+            if let Some(p) = self.procs.get(&pid) {
+                if p.start_time != stat.start_time {
+                    self.procs.remove(&pid);
                 }
+            }
+            tally.processes += 1;
+            match self.observe(pid, &stat, gen, mono, unix) {
+                Ok(true) => live.push(pid),
+                Ok(false) => {}
+                Err(SampleError::PermissionDenied { .. }) => tally.unreadable += 1,
                 Err(_) => {} // exited mid-read
             }
         }
-        // Bounded memory: drop the state of every process not seen alive now.
-        let alive: std::collections::HashSet<(i32, u64)> =
-            live.iter().chain(keep.iter()).copied().collect();
-        self.procs
-            .retain(|pid, p| alive.contains(&(*pid, p.start_time)));
+        // Bounded memory: drop the state of every process not seen now.
+        self.procs.retain(|_, p| p.generation == gen);
 
         let system_row = system.map(|s| self.observe_system(s, mono, unix));
         let mut rows = self.rows(&live);
@@ -305,9 +348,9 @@ impl Host {
         Ok(Snapshot {
             unix_time: unix,
             refresh_seconds: started.elapsed().as_secs_f64(),
-            processes,
-            unreadable,
-            kernel_threads,
+            processes: tally.processes,
+            unreadable: tally.unreadable,
+            kernel_threads: tally.kernel_threads,
             system: system_row,
             errors_total: self.errors_total,
             last_error: self.last_error.clone(),
@@ -315,34 +358,122 @@ impl Host {
         })
     }
 
-    /// Count one process. Ok(false): known, not counted (not selected, or ourselves).
+    /// A known process through its held `/proc/<pid>/fd` handle: one
+    /// `fstat` (and, every [`STAT_EVERY`] refreshes, a read of `stat`).
+    fn fast(&mut self, pid: i32, gen: u64, mono: f64, unix: f64, tally: &mut Tally) -> Fast {
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return Fast::Unknown;
+        };
+        let Some(dir) = &p.dir else {
+            return Fast::Unknown;
+        };
+        let Ok(size) = dir.size() else {
+            return Fast::Gone;
+        };
+        // Staggered by pid so that the re-reads spread over the refreshes.
+        let due = (gen + pid as u64).is_multiple_of(STAT_EVERY);
+        if size == 0 || due {
+            // A zombie's fd table is empty: check the state before showing 0.
+            match scan::read_stat(&self.root, pid, &mut self.buf) {
+                Ok(st) if st.is_zombie() || st.start_time != p.start_time => return Fast::Gone,
+                Ok(st) => p.comm = st.comm,
+                Err(_) => return Fast::Gone,
+            }
+        }
+        p.generation = gen;
+        tally.processes += 1;
+        if !p.counting {
+            return Fast::Done(false);
+        }
+        let fds = if size > 0 {
+            size
+        } else {
+            match self.root.fd_count(pid, p.uid) {
+                Ok(n) => n,
+                Err(SampleError::PermissionDenied { .. }) => {
+                    tally.unreadable += 1;
+                    return Fast::Done(false);
+                }
+                Err(_) => return Fast::Gone,
+            }
+        };
+        let refreshes = self.refreshes;
+        let comm = p.comm.clone();
+        match Self::count(&self.root, p, pid, comm, fds, refreshes, mono, unix) {
+            Ok(()) => Fast::Done(true),
+            Err(_) => Fast::Gone,
+        }
+    }
+
+    /// Record one count: limits (cached), tracker.
+    #[allow(clippy::too_many_arguments)]
+    fn count(
+        root: &ProcRoot,
+        p: &mut Proc,
+        pid: i32,
+        comm: String,
+        fds: u64,
+        refreshes: u64,
+        mono: f64,
+        unix: f64,
+    ) -> Result<(), SampleError> {
+        let ident = sample::Identity {
+            pid,
+            comm,
+            start_time: p.start_time,
+        };
+        let stale = p.seen == 0
+            || refreshes.saturating_sub(p.limits_refresh)
+                >= LIMITS_EVERY + (pid as u64 % LIMITS_EVERY)
+            || p.limits.soft.is_some_and(|soft| {
+                (fds as f64 - p.limits_at_fds as f64).abs() > LIMITS_RECHECK_MOVE * soft as f64
+            });
+        if stale {
+            p.limits = root.fd_limits(pid, &ident)?;
+            p.limits_at_fds = fds;
+            p.limits_refresh = refreshes;
+        }
+        if p.tracker.last().is_some_and(|last| last.fds != fds) {
+            p.moved = true;
+        }
+        let s = count_sample(ident, fds, p.limits, mono, unix);
+        p.tracker.observe(&s);
+        p.seen += 1;
+        Ok(())
+    }
+
+    /// A process seen for the first time (or without a handle). Ok(false):
+    /// known, not counted (not selected, or ourselves).
     fn observe(
         &mut self,
         pid: i32,
         stat: &StatLine,
+        gen: u64,
         mono: f64,
         unix: f64,
     ) -> Result<bool, SampleError> {
-        let fresh = self
-            .procs
-            .get(&pid)
-            .is_none_or(|p| p.start_time != stat.start_time);
-        if fresh {
-            let uid = match std::fs::metadata(self.root.pid_dir(pid)) {
+        if !self.procs.contains_key(&pid) {
+            let dir_path = self.root.pid_dir(pid);
+            let uid = match std::fs::metadata(&dir_path) {
                 Ok(m) => std::os::unix::fs::MetadataExt::uid(&m),
-                Err(e) => {
-                    return Err(crate::sample::procroot::io_error(
-                        &self.root.pid_dir(pid),
-                        e,
-                        pid,
-                        0,
-                    ))
-                }
+                Err(e) => return Err(crate::sample::procroot::io_error(&dir_path, e, pid, 0)),
             };
             let selected = if self.selector.is_empty() {
                 self.opts.top_by_usage.is_none()
             } else {
                 self.selector.matches(&self.root, pid, &stat.comm, uid)
+            };
+            let counting = selected || (self.opts.top_by_usage.is_some() && pid != self.me);
+            // Hold a handle only where the kernel counts for us (procfs).
+            let dir = if self.is_procfs && self.handles_ok {
+                let d = scan::FdDir::open(&self.root, pid);
+                if d.is_none() {
+                    // Out of fds (or gone): read by path from now on.
+                    self.handles_ok = false;
+                }
+                d
+            } else {
+                None
             };
             self.procs.insert(
                 pid,
@@ -351,6 +482,9 @@ impl Host {
                     comm: stat.comm.clone(),
                     uid,
                     selected,
+                    counting,
+                    dir,
+                    generation: gen,
                     limits: FdLimits::default(),
                     limits_at_fds: 0,
                     limits_refresh: 0,
@@ -365,34 +499,22 @@ impl Host {
         let Some(p) = self.procs.get_mut(&pid) else {
             return Ok(false);
         };
-        if !p.selected && (self.opts.top_by_usage.is_none() || pid == self.me) {
+        p.generation = gen;
+        p.comm.clone_from(&stat.comm);
+        if !p.counting {
             return Ok(false);
         }
         let fds = self.root.fd_count(pid, p.uid)?;
-        let ident = sample::Identity {
+        Self::count(
+            &self.root,
+            p,
             pid,
-            comm: stat.comm.clone(),
-            start_time: stat.start_time,
-        };
-        let stale = p.seen == 0
-            || refreshes.saturating_sub(p.limits_refresh) >= LIMITS_EVERY
-            || p.limits.soft.is_some_and(|soft| {
-                (fds as f64 - p.limits_at_fds as f64).abs() > LIMITS_RECHECK_MOVE * soft as f64
-            });
-        if stale {
-            p.limits = self.root.fd_limits(pid, &ident)?;
-            p.limits_at_fds = fds;
-            p.limits_refresh = refreshes;
-        }
-        if let Some(last) = p.tracker.last() {
-            if last.fds != fds {
-                p.moved = true;
-            }
-        }
-        p.comm.clone_from(&stat.comm);
-        let s = count_sample(ident, fds, p.limits, mono, unix);
-        p.tracker.observe(&s);
-        p.seen += 1;
+            stat.comm.clone(),
+            fds,
+            refreshes,
+            mono,
+            unix,
+        )?;
         Ok(true)
     }
 
@@ -434,18 +556,35 @@ impl Host {
 
     /// Rows for the live processes, ranked. Verdicts are fitted only where
     /// the count moved, or for rows that will be shown/exported.
-    fn rows(&mut self, live: &[(i32, u64)]) -> Vec<Row> {
+    fn rows(&mut self, live: &[i32]) -> Vec<Row> {
         let th = self.opts.thresholds;
-        let mut rows: Vec<Row> = Vec::with_capacity(live.len());
-        let mut uids: Vec<u32> = Vec::new();
-        for (pid, _) in live {
+        // serve: only the selected ones plus the top N by usage get a row
+        // (and a verdict), whatever the number of processes.
+        let keep: Option<std::collections::HashSet<i32>> = self.opts.top_by_usage.map(|n| {
+            let mut by_usage: Vec<(f64, u64, i32)> = live
+                .iter()
+                .filter_map(|pid| {
+                    let last = self.procs.get(pid)?.tracker.last()?;
+                    Some((last.usage_ratio().unwrap_or(0.0), last.fds, *pid))
+                })
+                .collect();
+            by_usage.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+            by_usage.iter().take(n).map(|x| x.2).collect()
+        });
+        let mut rows: Vec<Row> = Vec::new();
+        for pid in live {
             let Some(p) = self.procs.get(pid) else {
                 continue;
             };
+            if keep
+                .as_ref()
+                .is_some_and(|k| !p.selected && !k.contains(pid))
+            {
+                continue;
+            }
             let Some(last) = p.tracker.last() else {
-                continue; // known but unreadable: no count to show
+                continue;
             };
-            uids.push(p.uid);
             let verdict = if p.moved {
                 p.tracker.verdict(&th)
             } else {
@@ -453,24 +592,10 @@ impl Host {
             };
             rows.push(row_of(p, last, verdict));
         }
-        for uid in uids {
-            self.user(uid);
-        }
         for r in rows.iter_mut() {
-            r.user = self.users.get(&r.uid).cloned().unwrap_or_default();
+            r.user = self.user(r.uid);
         }
         sort_rows(&mut rows, SortKey::Eta);
-        if let Some(n) = self.opts.top_by_usage {
-            // serve: the selected ones plus the top N by usage.
-            let mut by_usage: Vec<(f64, u64, i32)> = rows
-                .iter()
-                .map(|r| (r.usage.unwrap_or(0.0), r.fds, r.pid))
-                .collect();
-            by_usage.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
-            let keep: std::collections::HashSet<i32> =
-                by_usage.iter().take(n).map(|x| x.2).collect();
-            rows.retain(|r| r.selected || keep.contains(&r.pid));
-        }
         rows
     }
 
@@ -557,6 +682,22 @@ fn count_sample(
 /// only the usage thresholds speak. Computed from a one-sample tracker so
 /// the words stay `diagnose`'s.
 fn flat_verdict(last: &Sample, samples: usize, th: &Thresholds) -> Verdict {
+    let usage = last.usage_ratio();
+    if usage.is_none_or(|u| u < th.warn_usage) {
+        // Nothing to say but "steady": skip the tracker (most processes).
+        return Verdict {
+            level: Level::Ok,
+            reasons: vec![format!("steady at {} fds", last.fds)],
+            fds: last.fds,
+            soft_limit: last.limits.soft,
+            usage,
+            forecast: None,
+            total: None,
+            series: Vec::new(),
+            patterns: Vec::new(),
+            samples,
+        };
+    }
     let mut t = Tracker::new();
     t.observe(last);
     let mut v = t.verdict(th);

@@ -81,7 +81,10 @@ impl Serve {
             if pred(&body) {
                 return body;
             }
-            assert!(Instant::now() < end, "timed out waiting for {what}:\n{body}");
+            assert!(
+                Instant::now() < end,
+                "timed out waiting for {what}:\n{body}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -167,7 +170,14 @@ fn real_prometheus_scrapes_the_forecast() {
         return;
     }
     let w = Workload::start(&["--soft-limit", "4096", "--leak", "netlink:20"]);
-    let serve = Serve::start(&["--name", "leaky-workload", "--interval", "500ms", "--top", "3"]);
+    let serve = Serve::start(&[
+        "--name",
+        "leaky-workload",
+        "--interval",
+        "500ms",
+        "--top",
+        "3",
+    ]);
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let config = dir.path().join("prometheus.yml");
@@ -196,13 +206,14 @@ fn real_prometheus_scrapes_the_forecast() {
     );
     let papi = format!("127.0.0.1:{port}");
     let query = |q: &str| -> Option<serde_json::Value> {
-        let (status, body) = http_get(&papi, &format!("/api/v1/query?query={}", urlencode(q))).ok()?;
+        let (status, body) =
+            http_get(&papi, &format!("/api/v1/query?query={}", urlencode(q))).ok()?;
         if status != 200 {
             return None;
         }
         let v: serde_json::Value = serde_json::from_str(&body).ok()?;
         let result = v["data"]["result"].as_array()?.clone();
-        (!result.is_empty()).then(|| serde_json::Value::Array(result))
+        (!result.is_empty()).then_some(serde_json::Value::Array(result))
     };
     let first = |r: &serde_json::Value| -> f64 {
         r[0]["value"][1]
@@ -222,7 +233,8 @@ fn real_prometheus_scrapes_the_forecast() {
             }
         }
         if Instant::now() > end {
-            let log = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
             panic!("Prometheus never had the series: fds {fds:?} eta {eta:?} scrapes {scrapes:?}\nfdwatch:\n{}\nprometheus log:\n{log}", serve.metrics());
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -231,12 +243,21 @@ fn real_prometheus_scrapes_the_forecast() {
     let labels = &fds[0]["metric"];
     assert_eq!(labels["comm"], "leaky-workload", "{fds}");
     assert_eq!(labels["job"], "fdwatch");
-    assert!(labels["start_time"].as_str().is_some_and(|s| !s.is_empty()), "{fds}");
+    assert!(
+        labels["start_time"].as_str().is_some_and(|s| !s.is_empty()),
+        "{fds}"
+    );
     assert!(first(&fds) > 0.0, "{fds}");
     let eta = first(&eta);
-    assert!(eta.is_finite() && eta > 0.0 && eta < 4096.0, "forecast {eta}");
+    assert!(
+        eta.is_finite() && eta > 0.0 && eta < 4096.0,
+        "forecast {eta}"
+    );
     assert!(scrapes >= 3.0);
-    eprintln!("prometheus: {scrapes} scrapes, open fds {}, forecast {eta:.0} s", first(&fds));
+    eprintln!(
+        "prometheus: {scrapes} scrapes, open fds {}, forecast {eta:.0} s",
+        first(&fds)
+    );
 }
 
 #[test]
@@ -335,7 +356,11 @@ fn idle_connections_do_not_block_a_scrape() {
     let (status, body) = http_get(&serve.addr, "/metrics").expect("scrape while flooded");
     assert_eq!(status, 200);
     assert!(body.contains("fdwatch_processes "), "{body}");
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     // It holds a bounded number of connections, whatever clients open.
     let fds = std::fs::read_dir(format!("/proc/{}/fd", serve.pid()))
         .unwrap()
@@ -357,12 +382,7 @@ fn keeps_serving_the_last_snapshot_when_proc_fails() {
     for n in 0..3 {
         std::fs::write(fd.join(n.to_string()), "").unwrap();
     }
-    let serve = Serve::start(&[
-        "--proc-root",
-        proc.to_str().unwrap(),
-        "--interval",
-        "200ms",
-    ]);
+    let serve = Serve::start(&["--proc-root", proc.to_str().unwrap(), "--interval", "200ms"]);
     let before = serve.wait_for("the fixture process", Duration::from_secs(10), |b| {
         value(b, "fdwatch_open_fds", 4242) == Some(3.0)
     });
@@ -371,7 +391,11 @@ fn keeps_serving_the_last_snapshot_when_proc_fails() {
     let after = serve.wait_for("errors counted", Duration::from_secs(10), |b| {
         !b.contains("fdwatch_refresh_errors_total 0\n")
     });
-    assert_eq!(value(&after, "fdwatch_open_fds", 4242), Some(3.0), "{after}");
+    assert_eq!(
+        value(&after, "fdwatch_open_fds", 4242),
+        Some(3.0),
+        "{after}"
+    );
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -420,19 +444,39 @@ fn two_thousand_processes_bounded() {
         .expect("refresh duration");
     assert!(refresh < 2.0, "a refresh took {refresh} s");
     let rss = rss_kib(serve.pid());
-    eprintln!("serve with 2,000 extra processes: refresh {:.1} ms, RSS {} KiB", refresh * 1000.0, rss);
+    eprintln!(
+        "serve with 2,000 extra processes: refresh {:.1} ms, RSS {} KiB",
+        refresh * 1000.0,
+        rss
+    );
     assert!(rss < 64 * 1024, "RSS {rss} KiB");
     // Cardinality stays at --top whatever the number of processes.
-    let series = body.lines().filter(|l| l.starts_with("fdwatch_open_fds{")).count();
+    let series = body
+        .lines()
+        .filter(|l| l.starts_with("fdwatch_open_fds{"))
+        .count();
     assert!(series <= 20, "{series} series");
 
     // top over the same host: one JSON document per refresh, all counted.
     let out = Command::new(bin())
-        .args(["top", "--json", "--count", "2", "--interval", "200ms", "--limit", "5"])
+        .args([
+            "top",
+            "--json",
+            "--count",
+            "2",
+            "--interval",
+            "200ms",
+            "--limit",
+            "5",
+        ])
         .stdin(Stdio::null())
         .output()
         .expect("top");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let docs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON document"))

@@ -8,8 +8,62 @@
 //! to `crate::host` and `diagnose`.
 
 use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
 use super::{ProcRoot, SampleError};
+
+/// An open handle (`O_PATH`) on one process's `/proc/<pid>/fd` directory.
+///
+/// It pins that process, not the number: `fstat` on it reports the open fd
+/// count (Linux 6.2+), and fails with `ENOENT` once the process is gone, even
+/// if the pid has been reused meanwhile. So a scan that holds one per process
+/// pays one `fstat` a refresh, without a path walk from `/proc` and without
+/// re-reading `stat` to know it still counts the same process.
+#[derive(Debug)]
+pub struct FdDir(OwnedFd);
+
+impl FdDir {
+    /// None when the process is gone or no fd is left to hold it (then the
+    /// caller reads by path).
+    pub fn open(root: &ProcRoot, pid: i32) -> Option<FdDir> {
+        let fd = nix::fcntl::open(
+            &root.pid_dir(pid).join("fd"),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        // SAFETY: `open` returned a new descriptor that nothing else owns.
+        Some(FdDir(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// `st_size` of the directory: the open fd count on Linux 6.2+ (0 on
+    /// older kernels and for a zombie: the caller then looks closer).
+    pub fn size(&self) -> Result<u64, Errno> {
+        let st = nix::sys::stat::fstat(self.0.as_raw_fd())?;
+        Ok(st.st_size.max(0) as u64)
+    }
+}
+
+/// Raise the soft RLIMIT_NOFILE to the hard one: a scan holds one
+/// [`FdDir`] per process. Returns the new soft limit.
+pub fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
+        }
+        Ok((soft, _)) => soft,
+        Err(_) => 1024,
+    }
+}
 
 /// What one read of `/proc/<pid>/stat` tells a scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,10 +109,17 @@ pub fn parse_stat(text: &str) -> Option<StatLine> {
 /// Read `/proc/<pid>/stat` into `buf` (reused across a scan) and parse it.
 pub fn read_stat(root: &ProcRoot, pid: i32, buf: &mut Vec<u8>) -> Result<StatLine, SampleError> {
     let path = root.pid_dir(pid).join("stat");
+    // procfs hands out the whole line in one read when it fits: one read()
+    // instead of read_to_end's two.
     buf.clear();
-    std::fs::File::open(&path)
-        .and_then(|mut f| f.read_to_end(buf))
-        .map_err(|e| super::procroot::io_error(&path, e, pid, 0))?;
+    buf.resize(1024, 0);
+    let io = |e| super::procroot::io_error(&path, e, pid, 0);
+    let mut f = std::fs::File::open(&path).map_err(io)?;
+    let n = f.read(buf).map_err(io)?;
+    buf.truncate(n);
+    if n == 1024 {
+        f.read_to_end(buf).map_err(io)?;
+    }
     let text = std::str::from_utf8(buf).map_err(|_| SampleError::Malformed {
         path: path.display().to_string(),
         detail: "not UTF-8".into(),
