@@ -260,6 +260,9 @@ pub struct TopArgs {
     pub classify: usize,
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
+    /// Read this directory instead of /proc (tests).
+    #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
+    pub proc_root: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -133,7 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 top::Output::Screen
             };
             top::run(
-                ProcRoot::default(),
+                ProcRoot::new(args.proc_root.clone()),
                 top::TopOptions {
                     selector: selector(args.select)?,
                     interval: args.interval,

@@ -82,6 +82,8 @@ pub fn run(root: ProcRoot, opts: ServeOptions) -> anyhow::Result<()> {
 }
 
 fn sampler(host: &mut Host, shared: &Shared, interval: Duration) {
+    // Say it once per distinct failure, not once per refresh.
+    let mut said: Option<String> = None;
     loop {
         let started = Instant::now();
         let result = host.refresh();
@@ -90,11 +92,18 @@ fn sampler(host: &mut Host, shared: &Shared, interval: Duration) {
             .store(host.errors_total(), Ordering::Relaxed);
         match result {
             Ok(snap) => {
+                said = None;
                 if let Ok(mut slot) = shared.snapshot.lock() {
                     *slot = Some(Arc::new(snap));
                 }
             }
-            Err(e) => eprintln!("fdwatch: refresh failed (serving the last good one): {e}"),
+            Err(e) => {
+                let msg = e.to_string();
+                if said.as_deref() != Some(msg.as_str()) {
+                    eprintln!("fdwatch: refresh failed (serving the last good one): {msg}");
+                    said = Some(msg);
+                }
+            }
         }
         if !signals::sleep(interval.saturating_sub(started.elapsed())) {
             return;
