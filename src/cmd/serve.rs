@@ -230,8 +230,12 @@ fn serve(listener: &TcpListener, shared: &Shared) -> anyhow::Result<()> {
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    // ECONNABORTED, EMFILE (!): skip this one, keep serving.
-                    Err(_) => break,
+                    // EMFILE and the like: the listener stays readable, so
+                    // pause instead of spinning; keep serving.
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(50));
+                        break;
+                    }
                 }
             }
         }
