@@ -115,7 +115,12 @@ pub fn table(rows: &[Row], selected: Option<usize>) -> String {
     t.with(Style::blank())
         .modify(Columns::new(4..9), Alignment::right())
         .modify(Columns::single(1), Alignment::right());
+    // No trailing blanks (logs, diffs).
     t.to_string()
+        .lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Plain output (not a terminal): the header and the table, then a blank line.
@@ -147,4 +152,97 @@ struct Doc<'a> {
 pub fn json(snap: &Snapshot, limit: usize) -> serde_json::Result<String> {
     let rows = &snap.rows[..snap.rows.len().min(limit)];
     serde_json::to_string(&Doc { snap, rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::{Level, Tracker};
+    use crate::host::Snapshot;
+
+    fn row(pid: i32, fds: u64, soft: u64, eta: Option<f64>) -> Row {
+        let mut t = Tracker::new();
+        let sample: crate::sample::Sample = serde_json::from_value(serde_json::json!({
+            "schema": 1, "backend": "count", "pid": pid, "comm": "svc", "start_time": 7,
+            "unix_time": 0.0, "mono_time": 0.0, "fds": fds,
+            "limits": {"soft": soft, "hard": soft},
+            "system": {"allocated": 0, "unused": 0, "max": 0, "nr_open": 0}
+        }))
+        .unwrap();
+        t.observe(&sample);
+        Row {
+            pid,
+            start_time: 7,
+            uid: 0,
+            user: "root".into(),
+            comm: "svc".into(),
+            fds,
+            soft_limit: Some(soft),
+            hard_limit: Some(soft),
+            usage: Some(fds as f64 / soft as f64),
+            slope_per_s: eta.map(|_| 0.5),
+            eta_seconds: eta,
+            kind: eta.map(|_| "netlink".into()),
+            level: if eta.is_some() {
+                Level::Warning
+            } else {
+                Level::Ok
+            },
+            reason: String::new(),
+            selected: true,
+            verdict: t.verdict(&Default::default()),
+            sample,
+        }
+    }
+
+    fn snap(rows: Vec<Row>) -> Snapshot {
+        Snapshot {
+            unix_time: 0.0,
+            refresh_seconds: 0.004,
+            processes: 3,
+            unreadable: 2,
+            kernel_threads: 1,
+            system: None,
+            errors_total: 0,
+            last_error: None,
+            rows,
+        }
+    }
+
+    #[test]
+    fn table_and_ranking() {
+        let mut rows = vec![
+            row(10, 100, 1024, None),
+            row(11, 900, 1024, None),
+            row(12, 50, 1024, Some(1200.0)),
+        ];
+        crate::host::sort_rows(&mut rows, crate::host::SortKey::Eta);
+        let order: Vec<i32> = rows.iter().map(|r| r.pid).collect();
+        assert_eq!(order, [12, 11, 10], "forecast first, then usage");
+        let s = snap(rows);
+        let text = plain(&s, 2);
+        assert!(
+            text.contains("3 processes, 2 not readable (need CAP_SYS_PTRACE"),
+            "{text}"
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), COLUMNS);
+        let first: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(
+            first,
+            ["12", "root", "svc", "50", "1024", "4.9", "+30.0", "~20m00s", "netlink", "WARNING"]
+        );
+        assert_eq!(lines.len(), 4, "--limit 2: {text}");
+        let doc: serde_json::Value = serde_json::from_str(&json(&s, 1).unwrap()).unwrap();
+        assert_eq!(doc["rows"].as_array().unwrap().len(), 1);
+        assert_eq!(doc["rows"][0]["eta_seconds"], 1200.0);
+        assert_eq!(doc["unreadable"], 2);
+        let sc = screen(&s, 10, "ETA", 1);
+        let marked: Vec<&str> = sc
+            .lines()
+            .filter(|l| l.trim_start().starts_with('>'))
+            .collect();
+        assert_eq!(marked.len(), 1, "{sc}");
+        assert_eq!(marked[0].split_whitespace().nth(1), Some("11"), "{sc}");
+    }
 }
