@@ -7,18 +7,21 @@
 //! it; each tracker's series are bounded by `trend::History`. It never
 //! formats: `report` renders a [`Snapshot`].
 //!
-//! Cost per process and refresh: one read of `/proc/<pid>/stat` (identity,
-//! kernel thread, zombie, pid reuse) and one `stat()` of `/proc/<pid>/fd` (the
-//! count, O(1) on Linux 6.2+). `/proc/<pid>/limits` is read when a process is
-//! first seen, then only every [`LIMITS_EVERY`] refreshes or when the count
-//! moved by more than [`LIMITS_RECHECK_MOVE`] of the cached soft limit: the
-//! limit changes only through setrlimit/prlimit (rare, mostly at start-up or
-//! when a process prepares for more fds), while reading and parsing the
-//! 1.3 KB `limits` text costs more than the count itself. Verdicts (trend
-//! fits) are computed only for processes whose count ever changed, plus the
-//! rows shown: a flat series has no trend to fit. The classified census
-//! (`Census::Full`, a readlink per fd) runs only for the first
-//! `classify` growing rows of a refresh.
+//! Cost per process and refresh (docs/top-serve.md has the measurements):
+//! one `fstat` on a held `O_PATH` handle of `/proc/<pid>/fd` — the count
+//! (O(1) on Linux 6.2+) and, since the handle pins the process, proof that it
+//! is still the same one. `/proc/<pid>/stat` is read when a process is first
+//! seen, every [`STAT_EVERY`] refreshes (staggered by pid) and when its count
+//! drops to 0 (a zombie?). `/proc/<pid>/limits` is read when a process is
+//! first seen, then every [`LIMITS_EVERY`]..2×[`LIMITS_EVERY`] refreshes or
+//! when the count moved by more than [`LIMITS_RECHECK_MOVE`] of the cached
+//! soft limit: the limit changes only through setrlimit/prlimit (rare, mostly
+//! at start-up or when a process prepares for more fds), while formatting the
+//! `limits` text costs the kernel more than the count itself. Verdicts (trend
+//! fits) are computed only for processes whose count ever changed: a flat
+//! series has no trend to fit. The classified census (`Census::Full`, a
+//! readlink per fd) runs only for the first `classify` growing rows of a
+//! refresh.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
