@@ -36,6 +36,10 @@ pub enum Command {
     Assert(AssertArgs),
     /// Replay recordings (--record, state files, CSV, Prometheus range queries): the verdict over time, trend, forecast, patterns.
     Analyze(AnalyzeArgs),
+    /// Every process ranked by time to EMFILE, live (like top).
+    Top(TopArgs),
+    /// Prometheus exporter: /metrics for the top processes by usage and the selected ones.
+    Serve(ServeArgs),
     /// Start a bundled workload that leaks netlink ROUTE sockets under a lowered limit, and watch it.
     Demo(DemoArgs),
     /// The bundled workload generator (used by `demo` and the tests).
@@ -246,6 +250,97 @@ pub struct AnalyzeArgs {
     pub plot: Option<PathBuf>,
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
+}
+
+/// Which processes `top` shows and `serve` always exports (all must match).
+#[derive(Debug, Clone, Args)]
+pub struct SelectArgs {
+    /// Only processes of this user (name or uid).
+    #[arg(short, long, value_name = "NAME|UID")]
+    pub user: Option<String>,
+    /// Only processes whose name (comm or argv[0] base name) matches; `*` and `?` glob.
+    #[arg(long, value_name = "PATTERN")]
+    pub name: Option<String>,
+    /// Only processes running this executable.
+    #[arg(long, value_name = "PATH")]
+    pub exe: Option<PathBuf>,
+    /// Only processes in this cgroup or below it (a path as in /proc/PID/cgroup).
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<String>,
+    /// Only processes of this container (its id or a prefix, found in the cgroup path).
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
+    /// Only these processes (repeatable).
+    #[arg(short, long, value_name = "PID")]
+    pub pid: Vec<i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TopSort {
+    Eta,
+    Use,
+    Fds,
+    Slope,
+    Pid,
+    User,
+    Command,
+    Soft,
+    Verdict,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Time between refreshes.
+    #[arg(short, long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Stop after this many refreshes.
+    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Rank by this column (default: time to EMFILE, then usage).
+    #[arg(long, value_enum, default_value_t = TopSort::Eta)]
+    pub sort: TopSort,
+    /// Show at most N rows (default: what fits the terminal, or 25).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// One JSON document per refresh.
+    #[arg(long)]
+    pub json: bool,
+    /// Plain text even on a terminal.
+    #[arg(long, conflicts_with = "json")]
+    pub plain: bool,
+    /// Classified censuses (a readlink per fd) per refresh, for the KIND of the first growing rows.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub classify: usize,
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+    /// Read this directory instead of /proc (tests).
+    #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
+    pub proc_root: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9779")]
+    pub listen: String,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Besides the selected processes, export the N with the highest usage.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub top: usize,
+    /// Time between refreshes (the sampler's pace; scrapes read the last refresh).
+    #[arg(short, long, value_name = "DURATION", default_value = "5s", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Classified censuses per refresh (by-kind metrics for the first growing processes).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub classify: usize,
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+    /// Read this directory instead of /proc (tests).
+    #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
+    pub proc_root: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod diagnose;
+pub mod host;
 pub mod input;
 pub mod report;
 pub mod sample;

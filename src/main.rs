@@ -4,11 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use fdwatch::cli::{
-    AnalyzeArgs, CensusArg, CheckArgs, CheckFormat, Cli, Command, FailOn, GateArgs, SyscallsArg,
-    ThresholdArgs, WatchArgs,
+    AnalyzeArgs, CensusArg, CheckArgs, CheckFormat, Cli, Command, FailOn, GateArgs, SelectArgs,
+    SyscallsArg, ThresholdArgs, TopSort, WatchArgs,
 };
 use fdwatch::cmd::watch::{Output, SyscallMode, WatchOptions};
-use fdwatch::cmd::{analyze, check, ci, demo, targets::Targets, watch};
+use fdwatch::cmd::{analyze, check, ci, demo, serve, targets::Targets, top, watch};
 use fdwatch::diagnose::Thresholds;
 use fdwatch::sample::{Census, ProcRoot, SampleError};
 use fdwatch::workload;
@@ -121,6 +121,47 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             .clamp(0, 255) as u8)
         }
         Some(Command::Analyze(args)) => run_analyze(args),
+        Some(Command::Top(args)) => {
+            use std::io::IsTerminal;
+            let output = if args.json {
+                top::Output::Json
+            } else if args.plain
+                || !std::io::stdout().is_terminal()
+                || !std::io::stdin().is_terminal()
+            {
+                top::Output::Plain
+            } else {
+                top::Output::Screen
+            };
+            top::run(
+                ProcRoot::new(args.proc_root.clone()),
+                top::TopOptions {
+                    selector: selector(args.select)?,
+                    interval: args.interval,
+                    count: args.count,
+                    sort: sort_key(args.sort),
+                    limit: args.limit,
+                    output,
+                    classify: args.classify,
+                    thresholds: thresholds(&args.thresholds)?,
+                },
+            )?;
+            Ok(0)
+        }
+        Some(Command::Serve(args)) => {
+            serve::run(
+                ProcRoot::new(args.proc_root.clone()),
+                serve::ServeOptions {
+                    listen: args.listen,
+                    selector: selector(args.select)?,
+                    top: args.top,
+                    interval: args.interval,
+                    classify: args.classify,
+                    thresholds: thresholds(&args.thresholds)?,
+                },
+            )?;
+            Ok(0)
+        }
         Some(Command::Demo(args)) => {
             demo::run(demo::DemoOptions {
                 rate: args.rate,
@@ -175,6 +216,32 @@ fn run_analyze(args: AnalyzeArgs) -> anyhow::Result<u8> {
         plot: args.plot,
         thresholds: thresholds(&args.thresholds)?,
     })
+}
+
+fn selector(s: SelectArgs) -> anyhow::Result<fdwatch::host::Selector> {
+    top::selector(
+        s.user.as_deref(),
+        s.name,
+        s.exe,
+        s.cgroup,
+        s.container,
+        s.pid,
+    )
+}
+
+fn sort_key(s: TopSort) -> fdwatch::host::SortKey {
+    use fdwatch::host::SortKey;
+    match s {
+        TopSort::Eta => SortKey::Eta,
+        TopSort::Use => SortKey::Usage,
+        TopSort::Fds => SortKey::Fds,
+        TopSort::Slope => SortKey::Slope,
+        TopSort::Pid => SortKey::Pid,
+        TopSort::User => SortKey::User,
+        TopSort::Command => SortKey::Command,
+        TopSort::Soft => SortKey::Soft,
+        TopSort::Verdict => SortKey::Verdict,
+    }
 }
 
 fn census(c: CensusArg) -> Census {

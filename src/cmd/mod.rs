@@ -5,8 +5,10 @@ pub mod analyze;
 pub mod check;
 pub mod ci;
 pub mod demo;
+pub mod serve;
 pub mod signals;
 pub mod targets;
+pub mod top;
 pub mod watch;
 
 use std::io::Write;

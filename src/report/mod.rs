@@ -8,6 +8,7 @@ pub mod plot;
 pub mod prometheus;
 pub mod screen;
 pub mod timeline;
+pub mod top;
 
 use std::collections::BTreeMap;
 

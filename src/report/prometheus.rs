@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::diagnose::Verdict;
-use crate::sample::Sample;
+use crate::sample::{Sample, SystemFiles};
 
 /// Escape a label value: `\` `"` and newline.
 pub fn escape(v: &str) -> String {
@@ -47,7 +47,63 @@ fn fmt_value(v: f64) -> String {
 /// Render the metrics of the given processes. Metric names follow the
 /// Prometheus naming rules: one prefix, base units, `_ratio` for 0..1.
 pub fn render(entries: &[(&Sample, &Verdict)]) -> String {
-    let ids = |s: &Sample| format!("pid=\"{}\",comm=\"{}\"", s.pid, escape(&s.comm));
+    let system = entries.first().map(|(s, _)| SystemMetrics {
+        files: s.system,
+        growth_per_second: None,
+        exhaustion_seconds: None,
+    });
+    render_with(
+        entries,
+        &Options {
+            start_time_label: false,
+            system,
+            exporter: None,
+        },
+    )
+}
+
+/// The system file table as `serve` exports it (with its own trend).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemMetrics {
+    pub files: SystemFiles,
+    pub growth_per_second: Option<f64>,
+    pub exhaustion_seconds: Option<f64>,
+}
+
+/// What `serve` says about itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExporterMetrics {
+    pub processes: usize,
+    pub unreadable: usize,
+    pub refresh_seconds: f64,
+    pub last_refresh_unix: f64,
+    pub errors_total: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Add `start_time` (clock ticks after boot) to the process labels: a
+    /// reused pid then makes a new series instead of continuing the old one.
+    pub start_time_label: bool,
+    pub system: Option<SystemMetrics>,
+    pub exporter: Option<ExporterMetrics>,
+}
+
+/// [`render`] with `serve`'s extras: the `start_time` label, the system
+/// trend, the exporter's own health.
+pub fn render_with(entries: &[(&Sample, &Verdict)], opts: &Options) -> String {
+    let ids = |s: &Sample| {
+        if opts.start_time_label {
+            format!(
+                "pid=\"{}\",comm=\"{}\",start_time=\"{}\"",
+                s.pid,
+                escape(&s.comm),
+                s.start_time
+            )
+        } else {
+            format!("pid=\"{}\",comm=\"{}\"", s.pid, escape(&s.comm))
+        }
+    };
     let mut out = String::new();
     let rows = |f: &dyn Fn(&Sample, &Verdict) -> Option<f64>| -> Vec<(String, f64)> {
         entries
@@ -119,20 +175,77 @@ pub fn render(entries: &[(&Sample, &Verdict)]) -> String {
         "gauge",
         &rows(&|_, v| Some(v.level as u8 as f64)),
     );
-    if let Some((s, _)) = entries.first() {
+    if let Some(sys) = &opts.system {
+        let one = |v: f64| [(String::new(), v)];
         family(
             &mut out,
             "fdwatch_system_files_allocated",
             "Allocated file handles system-wide (fs.file-nr).",
             "gauge",
-            &[(String::new(), s.system.allocated as f64)],
+            &one(sys.files.allocated as f64),
         );
         family(
             &mut out,
             "fdwatch_system_files_max",
             "System-wide file handle limit (fs.file-max).",
             "gauge",
-            &[(String::new(), s.system.max as f64)],
+            &one(sys.files.max as f64),
+        );
+        if let Some(g) = sys.growth_per_second {
+            family(
+                &mut out,
+                "fdwatch_system_files_growth_per_second",
+                "Robust slope of the allocated file handles system-wide, per second.",
+                "gauge",
+                &one(g),
+            );
+        }
+        if let Some(e) = sys.exhaustion_seconds {
+            family(
+                &mut out,
+                "fdwatch_system_files_exhaustion_seconds",
+                "Forecast seconds until fs.file-max is reached (ENFILE); absent when not growing.",
+                "gauge",
+                &one(e),
+            );
+        }
+    }
+    if let Some(x) = &opts.exporter {
+        let one = |v: f64| [(String::new(), v)];
+        family(
+            &mut out,
+            "fdwatch_processes",
+            "Processes fdwatch looked at in its last refresh (kernel threads excluded).",
+            "gauge",
+            &one(x.processes as f64),
+        );
+        family(
+            &mut out,
+            "fdwatch_processes_unreadable",
+            "Processes whose fds fdwatch may not read (needs CAP_SYS_PTRACE or the same uid).",
+            "gauge",
+            &one(x.unreadable as f64),
+        );
+        family(
+            &mut out,
+            "fdwatch_refresh_duration_seconds",
+            "Time the last refresh over /proc took.",
+            "gauge",
+            &one(x.refresh_seconds),
+        );
+        family(
+            &mut out,
+            "fdwatch_last_refresh_timestamp_seconds",
+            "Unix time of the last successful refresh.",
+            "gauge",
+            &one(x.last_refresh_unix),
+        );
+        family(
+            &mut out,
+            "fdwatch_refresh_errors_total",
+            "Refreshes that failed to read /proc (the last good snapshot is served meanwhile).",
+            "counter",
+            &one(x.errors_total as f64),
         );
     }
     out

@@ -6,6 +6,7 @@
 //! All kernel access goes through [`ProcRoot`], so tests point it at fixtures.
 
 pub mod fds;
+pub mod host;
 pub mod kind;
 pub mod net;
 pub mod procroot;
