@@ -46,6 +46,9 @@ pub fn slope_with_ci(slope: f64, lo: f64, hi: f64) -> String {
         "min" => 60.0,
         _ => 3600.0,
     };
+    if !(lo.is_finite() && hi.is_finite()) {
+        return format!("{:+.1}/{unit} (CI unbounded)", slope * k);
+    }
     format!("{:+.1}/{unit} (CI {:.1}–{:.1})", slope * k, lo * k, hi * k)
 }
 

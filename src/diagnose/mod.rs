@@ -79,9 +79,12 @@ pub struct SeriesTrend {
     /// What a person reads: "netlink ROUTE sockets".
     pub label: String,
     pub now: f64,
-    /// Slope per second and its confidence interval.
+    /// Slope per second and its confidence interval. An unbounded end of the
+    /// interval is infinite, written `null` in JSON (JSON has no infinity).
     pub slope: f64,
+    #[serde(deserialize_with = "null_as_neg_inf")]
     pub slope_lo: f64,
+    #[serde(deserialize_with = "null_as_pos_inf")]
     pub slope_hi: f64,
     pub growing: bool,
     /// `linear` or `lower_envelope` (sawtooth).
@@ -109,6 +112,15 @@ pub struct Forecast {
 
 fn yes() -> bool {
     true
+}
+
+/// serde_json writes a non-finite f64 as `null`; read it back as the bound it was.
+fn null_as_neg_inf<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
+}
+
+fn null_as_pos_inf<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

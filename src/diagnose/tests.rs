@@ -251,3 +251,23 @@ fn verdict_cost() {
         v.series.len() + 1
     );
 }
+
+#[test]
+fn unbounded_intervals_survive_json() {
+    let st = SeriesTrend {
+        series: "total".into(),
+        label: "open fds".into(),
+        now: 3.0,
+        slope: 0.0,
+        slope_lo: f64::NEG_INFINITY,
+        slope_hi: f64::INFINITY,
+        growing: false,
+        model: "lower_envelope".into(),
+        span: 10.0,
+        ols_slope: None,
+    };
+    let json = serde_json::to_string(&st).unwrap();
+    assert!(json.contains("\"slope_lo\":null"), "{json}");
+    let back: SeriesTrend = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, st);
+}
