@@ -389,13 +389,17 @@ impl Tracker {
             };
             reasons.push((
                 lvl,
-                format!(
-                    "{what} — {limit_word} in {}{} ({} {}){watched}",
-                    approx_duration(f.eta),
-                    eta_range(f),
-                    f.limit_name,
-                    f.limit
-                ),
+                if f.eta < 1.0 {
+                    format!("{what} — {limit_word} now ({} {} reached)", f.limit_name, f.limit)
+                } else {
+                    format!(
+                        "{what} — {limit_word} in {}{} ({} {}){watched}",
+                        approx_duration(f.eta),
+                        eta_range(f),
+                        f.limit_name,
+                        f.limit
+                    )
+                },
             ));
         } else if self.total.len() < MIN_POINTS {
             reasons.push((
@@ -505,7 +509,7 @@ impl Tracker {
         let mut out = Vec::new();
         let room = last.limits.soft.map(|s| s.saturating_sub(last.fds));
         let eta_note = |st: &SeriesTrend| match room {
-            Some(r) if st.slope > 0.0 => format!(
+            Some(r) if st.slope > 0.0 && r > 0 => format!(
                 "; alone it exhausts the {r} fds left in {}",
                 approx_duration(r as f64 / st.slope)
             ),
