@@ -63,8 +63,19 @@ pub struct WatchArgs {
     /// `full` classifies every fd; `count` only counts them (one stat() per sample).
     #[arg(long, value_enum, default_value_t = CensusArg::Full)]
     pub census: CensusArg,
+    /// Who classifies the fds: `bpf` (a kernel iterator, needs root or
+    /// CAP_BPF + CAP_PERFMON), `proc` (/proc/<pid>/fd), `auto` (bpf where allowed).
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    Auto,
+    Bpf,
+    Proc,
 }
 
 #[derive(Debug, Clone, Args)]

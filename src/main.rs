@@ -4,11 +4,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use fdwatch::cli::{
-    CensusArg, CheckArgs, CheckFormat, Cli, Command, FailOn, GateArgs, ThresholdArgs, WatchArgs,
+    BackendArg, CensusArg, CheckArgs, CheckFormat, Cli, Command, FailOn, GateArgs, ThresholdArgs,
+    WatchArgs,
 };
 use fdwatch::cmd::watch::{Output, WatchOptions};
 use fdwatch::cmd::{check, ci, demo, targets::Targets, watch};
 use fdwatch::diagnose::Thresholds;
+use fdwatch::sample::bpf::Choice;
 use fdwatch::sample::{Census, ProcRoot, SampleError};
 use fdwatch::workload;
 
@@ -233,6 +235,11 @@ fn run_watch(args: WatchArgs) -> anyhow::Result<u8> {
             output: output(args.json, args.plain, args.screen),
             record: args.record,
             census: census(args.census),
+            backend: match args.backend {
+                BackendArg::Auto => Choice::Auto,
+                BackendArg::Bpf => Choice::Bpf,
+                BackendArg::Proc => Choice::Proc,
+            },
             thresholds: thresholds(&args.thresholds)?,
             until: None,
         },

@@ -11,7 +11,7 @@ use anyhow::Context;
 use super::{print_line, signals};
 use crate::diagnose::{Level, Thresholds, Tracker};
 use crate::report::{json, screen, View};
-use crate::sample::{self, Census, ProcRoot, Sample, SampleError};
+use crate::sample::{bpf, Census, ProcRoot, Sample, SampleError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
@@ -31,6 +31,8 @@ pub struct WatchOptions {
     pub output: Output,
     pub record: Option<PathBuf>,
     pub census: Census,
+    /// Who does a full census (`--backend`).
+    pub backend: bpf::Choice,
     pub thresholds: Thresholds,
     /// Extra stop condition, polled after each sample (the demo's "EMFILE hit + linger").
     pub until: Option<Box<dyn Fn() -> bool>>,
@@ -68,7 +70,8 @@ impl Drop for AltScreen {
 
 pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     signals::install();
-    let first = sample::take(root, opts.pid, opts.census, None)?;
+    let mut sampler = open_sampler(opts.backend, opts.census)?;
+    let first = sampler.take(root, opts.pid, opts.census, None)?;
     let identity = first.identity();
     let mut record = match &opts.record {
         Some(path) => Some(std::io::BufWriter::new(
@@ -156,7 +159,7 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
         if !signals::sleep(next.saturating_duration_since(Instant::now())) {
             break;
         }
-        match sample::take(root, opts.pid, opts.census, Some(&identity)) {
+        match sampler.take(root, opts.pid, opts.census, Some(&identity)) {
             Ok(s) => current = Some(s),
             Err(e) if e.target_gone() => {
                 end.target_gone = Some(gone_message(&e, &identity.comm, opts.pid, end.samples));
@@ -178,6 +181,20 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     }
     end.last = previous;
     Ok(end)
+}
+
+/// The census backend, loaded once for the whole watch. A count-only watch
+/// needs none; `auto` falling back to /proc says why in one line.
+fn open_sampler(choice: bpf::Choice, census: Census) -> anyhow::Result<bpf::Sampler> {
+    if census == Census::CountOnly {
+        return Ok(bpf::Sampler::default());
+    }
+    let (sampler, fallback) =
+        bpf::Sampler::open(choice).map_err(|e| anyhow::anyhow!("--backend bpf: {e}"))?;
+    if let Some(why) = fallback {
+        eprintln!("fdwatch: using the /proc census: {why}");
+    }
+    Ok(sampler)
 }
 
 fn gone_message(e: &SampleError, comm: &str, pid: i32, samples: u64) -> String {

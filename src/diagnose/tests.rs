@@ -27,6 +27,7 @@ fn sample(t: f64, kinds: &[(FdKind, u64)], soft: u64) -> Sample {
         kinds,
         tcp_states: BTreeMap::new(),
         netlink_protocols: BTreeMap::new(),
+        unix_types: BTreeMap::new(),
         repeated_paths: vec![],
         remote_endpoints: vec![],
         deleted_bytes: 0,
