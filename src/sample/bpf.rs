@@ -26,7 +26,7 @@ use aya::maps::Array;
 use aya::programs::Iter;
 use aya::{Btf, Ebpf};
 
-use super::{fds::top_counted, net, Counted, FdKind, Sample, SampleError, TOP_N};
+use super::{fds::top_counted, net, Counted, Sample, SampleError, TOP_N};
 
 /// The object built by `scripts/build-bpf.sh` from `bpf/census.bpf.c`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!("bpf/census.bpf.o");
@@ -68,7 +68,9 @@ fn effective_caps() -> Option<u64> {
 pub fn precheck() -> Result<(), Unavailable> {
     let caps = effective_caps().unwrap_or(0);
     let has = |c: u32| caps & (1u64 << c) != 0;
-    if !(has(CAP_BPF) && has(CAP_PERFMON)) && !has(CAP_SYS_ADMIN) {
+    // CAP_SYS_ADMIN implies both (Linux 5.8+).
+    let allowed = has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON));
+    if !allowed {
         let missing: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
             .into_iter()
             .filter(|(c, _)| !has(*c))
@@ -272,7 +274,6 @@ fn fill(c: &wire::Census, proc_fd_dir: &Path, sample: &mut Sample) {
         .map(|(t, n)| (wire::unix_type_name(*t), *n))
         .collect();
     debug_assert!(sample.kinds.values().sum::<u64>() == sample.fds);
-    let _ = FdKind::ALL;
 }
 
 fn bpf_error(detail: impl Into<String>) -> SampleError {
