@@ -153,6 +153,42 @@ fn bpf_and_proc_report_the_same_census() {
     assert!(count(&b, "unix_types", "STREAM") >= 6);
 }
 
+/// The path of kernels before 6.1 (the link walks every task, the program
+/// filters by tgid) gives the same census as the pid-bound walk.
+#[test]
+fn unbound_walk_filters_to_the_target() {
+    if !require_bpf("BPF census, unbound walk") {
+        return;
+    }
+    let _one = serial();
+    let w = Workload::start(&["--hold", "file:9", "--hold", "netlink-unbound:4"]);
+    let bound = sample(w.pid, "bpf");
+    let out = Command::new(bin())
+        .args([
+            "--pid",
+            &w.pid_str(),
+            "--count",
+            "1",
+            "--json",
+            "--backend",
+            "bpf",
+        ])
+        .env("FDWATCH_BPF_UNBOUND", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let unbound: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in ["fds", "kinds", "netlink_protocols", "repeated_paths"] {
+        assert_eq!(bound[field], unbound[field], "{field} differs");
+    }
+    assert_eq!(count(&unbound, "netlink_protocols", "ROUTE"), 4);
+}
+
 #[test]
 fn bpf_census_under_churn_has_no_error() {
     if !require_bpf("BPF census under churn") {

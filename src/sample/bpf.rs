@@ -35,6 +35,10 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!("bpf/census.bpf.o");
 /// object rebuilt from source: docs/bpf.md).
 pub const OBJECT_ENV: &str = "FDWATCH_BPF_OBJECT";
 
+/// Walk every task and filter by tgid even where the kernel can bind the
+/// iterator to one process (for testing the path older kernels take).
+pub const UNBOUND_ENV: &str = "FDWATCH_BPF_UNBOUND";
+
 const PROGRAM: &str = "census_task_file";
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
 
@@ -137,20 +141,22 @@ impl BpfCensus {
             .ok_or_else(|| unavailable(format!("the BPF object has no program {PROGRAM}")))?
             .try_into()
             .map_err(|e| unavailable(format!("the BPF census program: {e}")))?;
-        prog.load("task_file", &btf).map_err(|e| {
-            let why = error_chain(&e);
-            if why.contains("bpf_iter_task_file") {
-                unavailable(format!(
-                    "the kernel has no task_file BPF iterator (Linux 5.8+): {why}"
-                ))
-            } else {
-                unavailable(format!("the kernel refused the BPF census program: {why}"))
-            }
+        prog.load("task_file", &btf).map_err(|e| match e {
+            // Iter::load asks the kernel's BTF for `bpf_iter_task_file` first.
+            aya::programs::ProgramError::Btf(e) => unavailable(format!(
+                "the kernel has no task_file BPF iterator (Linux 5.11+): {e}"
+            )),
+            e => unavailable(format!(
+                "the kernel refused the BPF census program: {}",
+                one_line(&error_chain(&e))
+            )),
         })?;
         Ok(BpfCensus {
             ebpf,
             filter: 0,
-            pid_bound: None,
+            // FDWATCH_BPF_UNBOUND=1 takes the pre-6.1 path (walk every task,
+            // filter by tgid) on any kernel, so tests cover it.
+            pid_bound: std::env::var_os(UNBOUND_ENV).map(|_| false),
             buf: Vec::with_capacity(64 * 1024),
         })
     }
@@ -290,8 +296,31 @@ fn io(what: &str, source: std::io::Error) -> SampleError {
     }
 }
 
-/// The whole source chain of an error on one line (aya puts the verifier's
-/// reason in a source).
+/// A verifier log on one line: its first line and the verifier's verdict
+/// (the last line before its statistics).
+fn one_line(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let verdict = lines
+        .iter()
+        .rev()
+        .find(|l| {
+            !["verification time", "stack depth", "processed ", ": "]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .copied();
+    match (lines.first(), verdict) {
+        (Some(first), Some(v)) if lines.len() > 1 && *first != v => format!("{first} ... {v}"),
+        (Some(first), _) => (*first).to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The whole source chain of an error (aya puts the verifier's reason in a source).
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -432,5 +461,20 @@ impl Sampler {
         expect: Option<&super::Identity>,
     ) -> Result<Sample, SampleError> {
         super::take_with(root, pid, census, expect, self.bpf.as_mut())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn verifier_logs_fit_on_one_line() {
+        let log = "the BPF_PROG_LOAD syscall returned Permission denied (os error 13). Verifier output: 0: R1=ctx() R10=fp0\n1: (bf) r9 = r1\ninvalid access to map value, value_size=808 off=524704 size=8\nverification time 12145 usec\nstack depth 112\nprocessed 1439 insns\n: Permission denied (os error 13)";
+        let line = one_line(log);
+        assert!(!line.contains('\n'));
+        assert!(line.starts_with("the BPF_PROG_LOAD syscall returned Permission denied"));
+        assert!(line.ends_with("invalid access to map value, value_size=808 off=524704 size=8"));
+        assert_eq!(one_line("plain"), "plain");
     }
 }

@@ -115,16 +115,13 @@ struct census {
 	__u64 unix_types[N_SOCK_TYPES];
 };
 
-struct file_key {
-	__u64 dev;
-	__u64 ino;
-};
-
-struct file_val {
-	__u64 generation;
-	__u64 count;
+/* One slot of the repeat table: a regular file seen in the walk `generation`. */
+struct file_slot {
+	__u32 generation;
+	__u32 count;
 	__s32 first_fd;
-	__u32 pad;
+	__u32 dev;
+	__u64 ino;
 };
 
 /* Userspace sets [0] = target tgid (the filter used when the iterator link
@@ -143,14 +140,18 @@ struct {
 	__type(value, struct census);
 } fdw_scratch SEC(".maps");
 
-/* Regular files by (dev, ino), to find the same file held many times. Entries
- * of older walks are recognised by their generation and reused; LRU so that
- * stale ones are evicted first. */
+/* Regular files by (dev, ino), to find the same file held many times: an
+ * open-addressing hash table in an array (REPEAT_PROBES slots tried per file).
+ * A slot of an older walk (another generation) is free, so nothing is ever
+ * cleared between samples; and an array lookup is inlined by the verifier, no
+ * locks, no eviction: several times cheaper per file than an LRU hash. */
+#define REPEAT_SLOTS 65536
+#define REPEAT_PROBES 4
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct file_key);
-	__type(value, struct file_val);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, REPEAT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct file_slot);
 } fdw_files SEC(".maps");
 
 #define S_IFMT 00170000
@@ -227,10 +228,14 @@ static __always_inline __u8 anon_kind(const char *n)
 	return K_ANON_OTHER;
 }
 
+/* `n` is a power of two and every index is below it by the kernel's own
+ * limits (TCP states < 16, netlink protocols < MAX_LINKS = 32, socket types
+ * < 16, kinds < 32). The mask is the bound the verifier sees: a compare alone
+ * may be applied by clang to a copy of the register the verifier does not
+ * link to the one used as the index. */
 static __always_inline void bump(__u64 *arr, __u32 idx, __u32 n)
 {
-	if (idx < n)
-		arr[idx] += 1;
+	arr[idx & (n - 1)] += 1;
 }
 
 /* Emit the summary; `c` is reset at the start of every walk. */
@@ -266,20 +271,28 @@ int census_task_file(struct bpf_iter__task_file *ctx)
 		return 0;
 
 	int fd = ctx->fd;
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	__u16 mode = BPF_CORE_READ(inode, i_mode);
-	unsigned long magic = BPF_CORE_READ(inode, i_sb, s_magic);
-	__u64 ino = BPF_CORE_READ(inode, i_ino);
+	/* Direct loads through the iterator's BTF pointers (CO-RE relocated,
+	 * fault-safe): several times cheaper per file than a probe-read helper
+	 * call each, which is what the census costs at tens of thousands of fds. */
+	struct inode *inode = file->f_inode;
+	__u16 mode = inode->i_mode;
+	unsigned long magic = inode->i_sb->s_magic;
+	__u64 ino = inode->i_ino;
 	__u8 kind;
 
 	switch (mode & S_IFMT) {
 	case S_IFSOCK: {
-		struct socket *sock = BPF_CORE_READ(file, private_data);
-		struct sock *sk = BPF_CORE_READ(sock, sk);
-		__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-		__u16 protocol = BPF_CORE_READ(sk, sk_protocol);
-		__u16 type = BPF_CORE_READ(sk, sk_type);
-		__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+		struct socket *sock = bpf_sock_from_file(file);
+		struct sock *sk = sock ? sock->sk : NULL;
+
+		if (!sk) {
+			kind = K_SOCKET_OTHER;
+			break;
+		}
+		__u16 family = sk->__sk_common.skc_family;
+		__u16 protocol = sk->sk_protocol;
+		__u16 type = sk->sk_type;
+		__u8 state = sk->__sk_common.skc_state;
 
 		if (family == AF_INET || family == AF_INET6) {
 			int v6 = family == AF_INET6;
@@ -310,12 +323,12 @@ int census_task_file(struct bpf_iter__task_file *ctx)
 			r.hdr.type = REC_TCP;
 			r.hdr.kind = kind;
 			r.hdr.fd = fd;
-			r.hdr.port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+			r.hdr.port = bpf_ntohs(sk->__sk_common.skc_dport);
 			r.ino = ino;
 			r.state = state;
 			r.family = family;
 			if (family == AF_INET) {
-				__u32 a = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+				__u32 a = sk->__sk_common.skc_daddr;
 				__builtin_memcpy(r.addr, &a, 4);
 			} else {
 				BPF_CORE_READ_INTO(&r.addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
@@ -363,11 +376,12 @@ int census_task_file(struct bpf_iter__task_file *ctx)
 		kind = K_BLOCK_DEVICE;
 		break;
 	default: {
+		/* The dentry name tells anon inode kinds and memfds apart; only
+		 * those (and unlinked files) need it read. */
 		char name[NAME_LEN] = {};
-		const unsigned char *dname = BPF_CORE_READ(file, f_path.dentry, d_name.name);
 
-		bpf_probe_read_kernel_str(name, sizeof(name), dname);
 		if (magic == ANON_INODE_FS_MAGIC) {
+			bpf_probe_read_kernel_str(name, sizeof(name), file->f_path.dentry->d_name.name);
 			kind = anon_kind(name);
 			break;
 		}
@@ -379,42 +393,56 @@ int census_task_file(struct bpf_iter__task_file *ctx)
 			kind = K_OTHER;
 			break;
 		}
-		__u32 nlink = BPF_CORE_READ(inode, __i_nlink);
+		__u32 nlink = inode->__i_nlink;
 		if (nlink == 0) {
+			bpf_probe_read_kernel_str(name, sizeof(name), file->f_path.dentry->d_name.name);
 			if (STARTS(name, "memfd:")) {
 				kind = K_MEMFD;
 			} else {
 				kind = K_DELETED;
-				c->deleted_bytes += BPF_CORE_READ(inode, i_size);
+				c->deleted_bytes += inode->i_size;
 			}
 			break;
 		}
 		kind = K_REGULAR;
-		struct file_key key = {
-			.dev = BPF_CORE_READ(inode, i_sb, s_dev),
-			.ino = ino,
-		};
-		struct file_val *v = bpf_map_lookup_elem(&fdw_files, &key);
-		if (v && v->generation == c->generation) {
-			struct rec_repeat r = {};
-			r.hdr.type = REC_REPEAT;
-			r.hdr.kind = K_REGULAR;
-			r.hdr.fd = v->first_fd;
-			r.ino = key.ino;
-			r.dev = key.dev;
-			r.count = v->count + 1;
-			if (bpf_seq_write(seq, &r, sizeof(r)))
-				return 0;
-			v->count += 1;
-		} else {
-			struct file_val nv = {
-				.generation = c->generation,
-				.count = 1,
-				.first_fd = fd,
-			};
-			if (bpf_map_update_elem(&fdw_files, &key, &nv, BPF_ANY))
-				c->repeat_untracked += 1;
+		__u32 dev = inode->i_sb->s_dev;
+		__u32 gen = (__u32)c->generation;
+		__u32 slot = (__u32)(((ino * 0x9E3779B97F4A7C15ULL) ^ dev) >> 48);
+		int tracked = 0;
+#pragma unroll
+		for (int i = 0; i < REPEAT_PROBES; i++) {
+			__u32 idx = (slot + i) & (REPEAT_SLOTS - 1);
+			struct file_slot *f = bpf_map_lookup_elem(&fdw_files, &idx);
+
+			if (!f)
+				break;
+			if (f->generation != gen) {
+				/* Free: the first fd on this file. */
+				f->generation = gen;
+				f->count = 1;
+				f->first_fd = fd;
+				f->dev = dev;
+				f->ino = ino;
+				tracked = 1;
+				break;
+			}
+			if (f->ino == ino && f->dev == dev) {
+				struct rec_repeat r = {};
+				r.hdr.type = REC_REPEAT;
+				r.hdr.kind = K_REGULAR;
+				r.hdr.fd = f->first_fd;
+				r.ino = ino;
+				r.dev = dev;
+				r.count = f->count + 1;
+				if (bpf_seq_write(seq, &r, sizeof(r)))
+					return 0;
+				f->count += 1;
+				tracked = 1;
+				break;
+			}
 		}
+		if (!tracked)
+			c->repeat_untracked += 1;
 		break;
 	}
 	}
