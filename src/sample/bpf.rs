@@ -233,14 +233,14 @@ impl BpfCensus {
         sample: &mut Sample,
     ) -> Result<(), SampleError> {
         let c = self.walk(pid)?;
-        fill(&c, proc_fd_dir, sample);
+        fill(c, proc_fd_dir, sample);
         Ok(())
     }
 }
 
 /// Turn a decoded walk into the sample's fields, naming the most repeated
 /// files by one readlink each.
-fn fill(c: &wire::Census, proc_fd_dir: &Path, sample: &mut Sample) {
+fn fill(c: wire::Census, proc_fd_dir: &Path, sample: &mut Sample) {
     sample.fds = c.files;
     sample.kinds = c.kinds.iter().copied().collect();
     sample.tcp_states = c
@@ -254,7 +254,7 @@ fn fill(c: &wire::Census, proc_fd_dir: &Path, sample: &mut Sample) {
         .map(|(p, n)| (net::netlink_protocol_name(*p), *n))
         .collect();
     sample.deleted_bytes = c.deleted_bytes;
-    sample.inodes = c.inodes.clone();
+    sample.inodes = c.inodes;
     let mut remotes: BTreeMap<String, u64> = BTreeMap::new();
     for r in &c.remotes {
         *remotes.entry(r.clone()).or_default() += 1;
