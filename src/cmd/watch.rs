@@ -70,8 +70,12 @@ impl Drop for AltScreen {
 
 pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     signals::install();
-    let mut sampler = open_sampler(opts.backend, opts.census)?;
+    let (mut sampler, fallback) = open_sampler(opts.backend, opts.census)?;
     let first = sampler.take(root, opts.pid, opts.census, None)?;
+    // Said once the /proc census has worked: an error stays the only line.
+    if let Some(why) = fallback {
+        eprintln!("fdwatch: using the /proc census: {why}");
+    }
     let identity = first.identity();
     let mut record = match &opts.record {
         Some(path) => Some(std::io::BufWriter::new(
@@ -183,18 +187,16 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     Ok(end)
 }
 
-/// The census backend, loaded once for the whole watch. A count-only watch
-/// needs none; `auto` falling back to /proc says why in one line.
-fn open_sampler(choice: bpf::Choice, census: Census) -> anyhow::Result<bpf::Sampler> {
+/// The census backend, loaded once for the whole watch, and why `auto` fell
+/// back to /proc. A count-only watch needs none.
+fn open_sampler(
+    choice: bpf::Choice,
+    census: Census,
+) -> anyhow::Result<(bpf::Sampler, Option<bpf::Unavailable>)> {
     if census == Census::CountOnly {
-        return Ok(bpf::Sampler::default());
+        return Ok((bpf::Sampler::default(), None));
     }
-    let (sampler, fallback) =
-        bpf::Sampler::open(choice).map_err(|e| anyhow::anyhow!("--backend bpf: {e}"))?;
-    if let Some(why) = fallback {
-        eprintln!("fdwatch: using the /proc census: {why}");
-    }
-    Ok(sampler)
+    bpf::Sampler::open(choice).map_err(|e| anyhow::anyhow!("--backend bpf: {e}"))
 }
 
 fn gone_message(e: &SampleError, comm: &str, pid: i32, samples: u64) -> String {
