@@ -76,6 +76,10 @@ pub struct WatchArgs {
     /// `auto` where allowed (else one line why), `on` or fail, `off`.
     #[arg(long, value_enum, default_value_t = SyscallsArg::Auto)]
     pub syscalls: SyscallsArg,
+    /// Who classifies the fds: `bpf` (a kernel iterator, needs root or
+    /// CAP_BPF + CAP_PERFMON), `proc` (/proc/<pid>/fd), `auto` (bpf where allowed).
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
 }
@@ -85,6 +89,13 @@ pub enum SyscallsArg {
     Auto,
     On,
     Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    Auto,
+    Bpf,
+    Proc,
 }
 
 #[derive(Debug, Clone, Args)]

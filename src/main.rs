@@ -4,12 +4,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use fdwatch::cli::{
-    AnalyzeArgs, CensusArg, CheckArgs, CheckFormat, Cli, Command, FailOn, GateArgs, SelectArgs,
-    SyscallsArg, ThresholdArgs, TopSort, WatchArgs,
+    AnalyzeArgs, BackendArg, CensusArg, CheckArgs, CheckFormat, Cli, Command, FailOn, GateArgs,
+    SelectArgs, SyscallsArg, ThresholdArgs, TopSort, WatchArgs,
 };
 use fdwatch::cmd::watch::{Output, SyscallMode, WatchOptions};
 use fdwatch::cmd::{analyze, check, ci, demo, serve, targets::Targets, top, watch};
 use fdwatch::diagnose::Thresholds;
+use fdwatch::sample::bpf::Choice;
 use fdwatch::sample::{Census, ProcRoot, SampleError};
 use fdwatch::workload;
 
@@ -332,6 +333,11 @@ fn run_watch(args: WatchArgs) -> anyhow::Result<u8> {
             record: args.record,
             plot: args.plot,
             census: census(args.census),
+            backend: match args.backend {
+                BackendArg::Auto => Choice::Auto,
+                BackendArg::Bpf => Choice::Bpf,
+                BackendArg::Proc => Choice::Proc,
+            },
             thresholds: thresholds(&args.thresholds)?,
             syscalls: syscall_mode(args.syscalls),
             until: None,

@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 
 use super::watch::{self, Output, WatchOptions};
 use crate::diagnose::Thresholds;
-use crate::sample::{Census, ProcRoot};
+use crate::sample::{bpf::Choice, Census, ProcRoot};
 
 pub struct DemoOptions {
     pub rate: f64,
@@ -100,6 +100,7 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<watch::WatchEnd> {
             record: None,
             plot: None,
             census: Census::Full,
+            backend: Choice::Proc,
             // The leak takes about a minute: thresholds scaled to it, so the
             // screen goes OK → WARNING → CRITICAL → EMFILE in one sitting.
             thresholds: Thresholds {

@@ -11,7 +11,7 @@ use anyhow::Context;
 use super::{print_line, signals};
 use crate::diagnose::{Level, Thresholds, Tracker};
 use crate::report::{json, screen, View};
-use crate::sample::{self, Census, ProcRoot, Sample, SampleError};
+use crate::sample::{bpf, Census, ProcRoot, Sample, SampleError};
 use crate::syscalls::{SyscallCounter, SyscallError};
 
 /// Whether to count syscalls exactly (perf tracepoints).
@@ -67,6 +67,8 @@ pub struct WatchOptions {
     /// With `record`: draw the run as an SVG at the end.
     pub plot: Option<PathBuf>,
     pub census: Census,
+    /// Who does a full census (`--backend`).
+    pub backend: bpf::Choice,
     pub thresholds: Thresholds,
     pub syscalls: SyscallMode,
     /// Extra stop condition, polled after each sample (the demo's "EMFILE hit + linger").
@@ -105,7 +107,12 @@ impl Drop for AltScreen {
 
 pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     signals::install();
-    let mut first = sample::take(root, opts.pid, opts.census, None)?;
+    let (mut sampler, fallback) = open_sampler(opts.backend, opts.census)?;
+    let mut first = sampler.take(root, opts.pid, opts.census, None)?;
+    // Said once the /proc census has worked: an error stays the only line.
+    if let Some(why) = fallback {
+        eprintln!("fdwatch: using the /proc census: {why}");
+    }
     // After the first sample: a target we may not read fails with that reason alone.
     // One sample has no rates, and tearing tracepoint counters down costs a
     // few RCU grace periods (~0.4 s here): a one-shot census skips them.
@@ -203,7 +210,7 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
         if !signals::sleep(next.saturating_duration_since(Instant::now())) {
             break;
         }
-        match sample::take(root, opts.pid, opts.census, Some(&identity)) {
+        match sampler.take(root, opts.pid, opts.census, Some(&identity)) {
             Ok(mut s) => {
                 s.syscalls = counter.as_mut().and_then(|c| c.read().ok());
                 current = Some(s);
@@ -233,6 +240,18 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     }
     end.last = previous;
     Ok(end)
+}
+
+/// The census backend, loaded once for the whole watch, and why `auto` fell
+/// back to /proc. A count-only watch needs none.
+fn open_sampler(
+    choice: bpf::Choice,
+    census: Census,
+) -> anyhow::Result<(bpf::Sampler, Option<bpf::Unavailable>)> {
+    if census == Census::CountOnly {
+        return Ok((bpf::Sampler::default(), None));
+    }
+    bpf::Sampler::open(choice).map_err(|e| anyhow::anyhow!("--backend bpf: {e}"))
 }
 
 fn gone_message(e: &SampleError, comm: &str, pid: i32, samples: u64) -> String {

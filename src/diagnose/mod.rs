@@ -390,7 +390,10 @@ impl Tracker {
             reasons.push((
                 lvl,
                 if f.eta < 1.0 {
-                    format!("{what} — {limit_word} now ({} {} reached)", f.limit_name, f.limit)
+                    format!(
+                        "{what} — {limit_word} now ({} {} reached)",
+                        f.limit_name, f.limit
+                    )
                 } else {
                     format!(
                         "{what} — {limit_word} in {}{} ({} {}){watched}",

@@ -5,6 +5,7 @@
 //! interpret the data (no trends, no verdicts): that is `trend` and `diagnose`.
 //! All kernel access goes through [`ProcRoot`], so tests point it at fixtures.
 
+pub mod bpf;
 pub mod fds;
 pub mod host;
 pub mod kind;
@@ -33,6 +34,8 @@ pub enum Backend {
     Proc,
     /// Count only: `stat("/proc/<pid>/fd").st_size`, no classification.
     Count,
+    /// Full census by a BPF `task_file` iterator (`sample::bpf`).
+    Bpf,
 }
 
 /// Who the target is. `start_time` (clock ticks after boot, field 22 of
@@ -109,6 +112,10 @@ pub struct Sample {
     /// for sockets in no table (never bound: /proc cannot tell the protocol).
     #[serde(default)]
     pub netlink_protocols: BTreeMap<String, u64>,
+    /// Unix sockets by type (`STREAM`, `DGRAM`, `SEQPACKET`): BPF census only
+    /// (absent from the JSON when empty).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unix_types: BTreeMap<String, u64>,
     /// Paths held open more than once, most held first (top [`TOP_N`]).
     #[serde(default)]
     pub repeated_paths: Vec<Counted>,
@@ -154,6 +161,7 @@ impl Sample {
             kinds: BTreeMap::new(),
             tcp_states: BTreeMap::new(),
             netlink_protocols: BTreeMap::new(),
+            unix_types: BTreeMap::new(),
             repeated_paths: Vec::new(),
             remote_endpoints: Vec::new(),
             deleted_bytes: 0,
@@ -185,6 +193,7 @@ impl Sample {
         add(&mut self.kinds, &other.kinds);
         add(&mut self.tcp_states, &other.tcp_states);
         add(&mut self.netlink_protocols, &other.netlink_protocols);
+        add(&mut self.unix_types, &other.unix_types);
         add(&mut self.new_inodes, &other.new_inodes);
         add_counted(&mut self.repeated_paths, &other.repeated_paths);
         add_counted(&mut self.remote_endpoints, &other.remote_endpoints);
@@ -292,6 +301,18 @@ pub fn take(
     census: Census,
     expect: Option<&Identity>,
 ) -> Result<Sample, SampleError> {
+    take_with(root, pid, census, expect, None)
+}
+
+/// [`take`], with the full fd census done by `bpf` when given (identity,
+/// limits, system files and activity still come from `root`).
+pub fn take_with(
+    root: &ProcRoot,
+    pid: i32,
+    census: Census,
+    expect: Option<&Identity>,
+    bpf: Option<&mut bpf::BpfCensus>,
+) -> Result<Sample, SampleError> {
     let ident = root.identity(pid)?;
     if let Some(was) = expect {
         if was.start_time != ident.identity.start_time {
@@ -324,7 +345,13 @@ pub fn take(
             sample.backend = Backend::Count;
             sample.fds = root.fd_count(pid, ident.uid)?;
         }
-        Census::Full => fds::census(root, pid, ident.uid, &mut sample)?,
+        Census::Full => match bpf {
+            Some(bpf) => {
+                sample.backend = Backend::Bpf;
+                bpf.census(&root.pid_dir(pid).join("fd"), pid, &mut sample)?;
+            }
+            None => fds::census(root, pid, ident.uid, &mut sample)?,
+        },
     }
     // The process may have exited while we read its fds: an empty fd dir of an
     // exited process must not pass for "0 fds".

@@ -87,9 +87,18 @@ impl Drop for Workload {
     }
 }
 
-/// One full sample of `pid` as JSON.
+/// One full sample of `pid` as JSON, by the /proc census (the BPF one has
+/// its own tests in tests/bpf.rs).
 pub fn sample_json(pid: i32) -> serde_json::Value {
-    let out = fdwatch(&["--pid", &pid.to_string(), "--count", "1", "--json"]);
+    let out = fdwatch(&[
+        "--pid",
+        &pid.to_string(),
+        "--count",
+        "1",
+        "--json",
+        "--backend",
+        "proc",
+    ]);
     assert!(
         out.status.success(),
         "fdwatch failed: {}",

@@ -1,0 +1,480 @@
+//! The kernel-side census: every fd of the target classified by a BPF
+//! `iter/task_file` program, in one read of its iterator.
+//!
+//! This module owns loading the program (once per watch), binding an iterator
+//! to the target per sample, and turning the program's compact output
+//! ([`wire`]) into the fd part of a [`Sample`]. Identity, limits, system files
+//! and activity still come from `/proc` (see `sample::take_with`).
+//!
+//! It must never change the target: no ptrace, no fd duplicated into fdwatch;
+//! and it must leave nothing behind: no pins, so the kernel frees the program,
+//! its maps and links when fdwatch's fds close, however fdwatch ends.
+//!
+//! Loader: aya (pure Rust). aya's `Iter::attach` cannot pass the target pid in
+//! `bpf_iter_link_info`, so the link and iterator are created here with two
+//! raw `bpf()` calls; on kernels that refuse a pid (before 6.1) the link walks
+//! every task and the program filters by tgid.
+
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use aya::maps::Array;
+use aya::programs::Iter;
+use aya::{Btf, Ebpf};
+
+use super::{fds::top_counted, net, Counted, Sample, SampleError, TOP_N};
+
+/// The object built by `scripts/build-bpf.sh` from `bpf/census.bpf.c`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!("bpf/census.bpf.o");
+
+/// Use this object file instead of the embedded one (CI runs the tests on an
+/// object rebuilt from source: docs/bpf.md).
+pub const OBJECT_ENV: &str = "FDWATCH_BPF_OBJECT";
+
+/// Walk every task and filter by tgid even where the kernel can bind the
+/// iterator to one process (for testing the path older kernels take).
+pub const UNBOUND_ENV: &str = "FDWATCH_BPF_UNBOUND";
+
+const PROGRAM: &str = "census_task_file";
+const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+
+/// Why the BPF census cannot run here: one line, naming what is missing.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{reason}")]
+pub struct Unavailable {
+    pub reason: String,
+}
+
+fn unavailable(reason: impl Into<String>) -> Unavailable {
+    Unavailable {
+        reason: reason.into(),
+    }
+}
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Effective capabilities of fdwatch itself (`CapEff` of /proc/self/status).
+fn effective_caps() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// The cheap checks, in the order a person would fix them: privileges, BTF.
+/// (Whether the kernel has the task_file iterator shows when
+/// [`BpfCensus::load`] asks BTF for `bpf_iter_task_file`.)
+pub fn precheck() -> Result<(), Unavailable> {
+    let caps = effective_caps().unwrap_or(0);
+    let has = |c: u32| caps & (1u64 << c) != 0;
+    // CAP_SYS_ADMIN implies both (Linux 5.8+).
+    let allowed = has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON));
+    if !allowed {
+        let missing: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
+            .into_iter()
+            .filter(|(c, _)| !has(*c))
+            .map(|(_, n)| n)
+            .collect();
+        return Err(unavailable(format!(
+            "the BPF census needs root or CAP_BPF + CAP_PERFMON; fdwatch (uid {}) lacks {}",
+            nix::unistd::geteuid(),
+            missing.join(" and ")
+        )));
+    }
+    if !Path::new(BTF_PATH).exists() {
+        return Err(unavailable(format!(
+            "the BPF census needs kernel BTF ({BTF_PATH} is missing: a kernel built without CONFIG_DEBUG_INFO_BTF)"
+        )));
+    }
+    Ok(())
+}
+
+/// The loaded census program, kept across the samples of a watch.
+pub struct BpfCensus {
+    ebpf: Ebpf,
+    /// The tgid the program's filter is set to (0: none yet).
+    filter: u32,
+    /// `Some(false)` once the kernel refused a pid-bound link (before 6.1).
+    pid_bound: Option<bool>,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for BpfCensus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BpfCensus")
+            .field("filter", &self.filter)
+            .field("pid_bound", &self.pid_bound)
+            .finish()
+    }
+}
+
+impl BpfCensus {
+    /// Check, load and verify the program. Every failure says what is missing.
+    pub fn load() -> Result<BpfCensus, Unavailable> {
+        precheck()?;
+        let btf = Btf::from_sys_fs()
+            .map_err(|e| unavailable(format!("the BPF census cannot read kernel BTF: {e}")))?;
+        let owned;
+        let bytes: &[u8] = match std::env::var_os(OBJECT_ENV) {
+            Some(path) => {
+                owned = std::fs::read(&path).map_err(|e| {
+                    unavailable(format!(
+                        "reading {OBJECT_ENV}={}: {e}",
+                        Path::new(&path).display()
+                    ))
+                })?;
+                &owned
+            }
+            None => OBJECT,
+        };
+        let mut ebpf = aya::EbpfLoader::new()
+            .btf(Some(&btf))
+            .load(bytes)
+            .map_err(|e| unavailable(format!("loading the BPF census object failed: {e}")))?;
+        let prog: &mut Iter = ebpf
+            .program_mut(PROGRAM)
+            .ok_or_else(|| unavailable(format!("the BPF object has no program {PROGRAM}")))?
+            .try_into()
+            .map_err(|e| unavailable(format!("the BPF census program: {e}")))?;
+        prog.load("task_file", &btf).map_err(|e| match e {
+            // Iter::load asks the kernel's BTF for `bpf_iter_task_file` first.
+            aya::programs::ProgramError::Btf(e) => unavailable(format!(
+                "the kernel has no task_file BPF iterator (Linux 5.11+): {e}"
+            )),
+            e => unavailable(format!(
+                "the kernel refused the BPF census program: {}",
+                one_line(&error_chain(&e))
+            )),
+        })?;
+        Ok(BpfCensus {
+            ebpf,
+            filter: 0,
+            // FDWATCH_BPF_UNBOUND=1 takes the pre-6.1 path (walk every task,
+            // filter by tgid) on any kernel, so tests cover it.
+            pid_bound: std::env::var_os(UNBOUND_ENV).map(|_| false),
+            buf: Vec::with_capacity(64 * 1024),
+        })
+    }
+
+    fn set_filter(&mut self, pid: i32) -> Result<(), SampleError> {
+        if self.filter == pid as u32 {
+            return Ok(());
+        }
+        let map = self
+            .ebpf
+            .map_mut("fdw_config")
+            .ok_or_else(|| bpf_error("the BPF object has no fdw_config map"))?;
+        let mut config: Array<_, u32> =
+            Array::try_from(map).map_err(|e| bpf_error(format!("fdw_config: {e}")))?;
+        config
+            .set(0, pid as u32, 0)
+            .map_err(|e| bpf_error(format!("setting the target: {e}")))?;
+        self.filter = pid as u32;
+        Ok(())
+    }
+
+    /// One walk of `pid`'s fd table, returned decoded.
+    pub fn walk(&mut self, pid: i32) -> Result<wire::Census, SampleError> {
+        self.set_filter(pid)?;
+        let prog: &Iter = self
+            .ebpf
+            .program(PROGRAM)
+            .ok_or_else(|| bpf_error("the BPF census program is gone"))?
+            .try_into()
+            .map_err(|e| bpf_error(format!("{e}")))?;
+        let prog_fd = prog
+            .fd()
+            .map_err(|e| bpf_error(format!("{e}")))?
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| io("duplicating the program fd", e))?;
+        let link = match self.pid_bound {
+            Some(false) => sys::link_create(prog_fd.as_fd(), None),
+            _ => match sys::link_create(prog_fd.as_fd(), Some(pid)) {
+                Ok(l) => {
+                    self.pid_bound = Some(true);
+                    Ok(l)
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                    return Err(SampleError::NoSuchProcess { pid })
+                }
+                Err(e)
+                    if self.pid_bound.is_none()
+                        && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::E2BIG)) =>
+                {
+                    // An older kernel: walk every task, the program filters by tgid.
+                    self.pid_bound = Some(false);
+                    sys::link_create(prog_fd.as_fd(), None)
+                }
+                Err(e) => Err(e),
+            },
+        }
+        .map_err(|e| io("creating the BPF iterator link", e))?;
+        let iter =
+            sys::iter_create(link.as_fd()).map_err(|e| io("creating the BPF iterator", e))?;
+        let mut file = std::fs::File::from(iter);
+        self.buf.clear();
+        // One read normally holds the whole census; a large fd table takes a few.
+        file.read_to_end(&mut self.buf)
+            .map_err(|e| io("reading the BPF iterator", e))?;
+        wire::parse(&self.buf).map_err(|e| bpf_error(e.to_string()))
+    }
+
+    /// Fill the fd part of `sample` (like `fds::census` does from /proc).
+    pub fn census(
+        &mut self,
+        proc_fd_dir: &Path,
+        pid: i32,
+        sample: &mut Sample,
+    ) -> Result<(), SampleError> {
+        let c = self.walk(pid)?;
+        fill(c, proc_fd_dir, sample);
+        Ok(())
+    }
+}
+
+/// Turn a decoded walk into the sample's fields, naming the most repeated
+/// files by one readlink each.
+fn fill(c: wire::Census, proc_fd_dir: &Path, sample: &mut Sample) {
+    sample.fds = c.files;
+    sample.kinds = c.kinds.iter().copied().collect();
+    sample.tcp_states = c
+        .tcp_states
+        .iter()
+        .map(|(s, n)| (net::tcp_state_name(*s).to_string(), *n))
+        .collect();
+    sample.netlink_protocols = c
+        .netlink
+        .iter()
+        .map(|(p, n)| (net::netlink_protocol_name(*p), *n))
+        .collect();
+    sample.deleted_bytes = c.deleted_bytes;
+    sample.inodes = c.inodes;
+    let mut remotes: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &c.remotes {
+        *remotes.entry(r.clone()).or_default() += 1;
+    }
+    sample.remote_endpoints = top_counted(remotes.into_iter(), TOP_N, 1);
+    let mut repeats: Vec<wire::Repeat> = c.repeats.values().copied().collect();
+    repeats.sort_by(|a, b| b.count.cmp(&a.count).then(a.fd.cmp(&b.fd)));
+    repeats.truncate(TOP_N);
+    sample.repeated_paths = repeats
+        .into_iter()
+        .filter_map(|r| {
+            // Closed since the walk: it still counted, but has no name now.
+            let path = std::fs::read_link(proc_fd_dir.join(r.fd.to_string())).ok()?;
+            Some(Counted {
+                name: path.to_string_lossy().into_owned(),
+                count: r.count,
+            })
+        })
+        .collect();
+    sample.unix_types = c
+        .unix_types
+        .iter()
+        .map(|(t, n)| (wire::unix_type_name(*t), *n))
+        .collect();
+    debug_assert!(sample.kinds.values().sum::<u64>() == sample.fds);
+}
+
+fn bpf_error(detail: impl Into<String>) -> SampleError {
+    SampleError::Malformed {
+        path: "BPF census".into(),
+        detail: detail.into(),
+    }
+}
+
+fn io(what: &str, source: std::io::Error) -> SampleError {
+    SampleError::Io {
+        path: what.into(),
+        source,
+    }
+}
+
+/// A verifier log on one line: its first line and the verifier's verdict
+/// (the last line before its statistics).
+fn one_line(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let verdict = lines
+        .iter()
+        .rev()
+        .find(|l| {
+            !["verification time", "stack depth", "processed ", ": "]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .copied();
+    match (lines.first(), verdict) {
+        (Some(first), Some(v)) if lines.len() > 1 && *first != v => format!("{first} ... {v}"),
+        (Some(first), _) => (*first).to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The whole source chain of an error (aya puts the verifier's reason in a source).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// The two `bpf()` commands aya does not offer with a task pid.
+mod sys {
+    use super::*;
+
+    const BPF_LINK_CREATE: libc::c_long = 28;
+    const BPF_ITER_CREATE: libc::c_long = 33;
+    const BPF_TRACE_ITER: u32 = 28;
+
+    /// `union bpf_attr` for BPF_LINK_CREATE, up to `iter_info_len`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct LinkCreate {
+        prog_fd: u32,
+        target_fd: u32,
+        attach_type: u32,
+        flags: u32,
+        iter_info: u64,
+        iter_info_len: u32,
+        pad: u32,
+    }
+
+    /// `union bpf_iter_link_info`, task member: { tid, pid, pid_fd }.
+    #[repr(C)]
+    #[derive(Default)]
+    struct TaskInfo {
+        tid: u32,
+        pid: u32,
+        pid_fd: u32,
+        pad: u32,
+    }
+
+    #[repr(C)]
+    struct IterCreate {
+        link_fd: u32,
+        flags: u32,
+    }
+
+    fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<OwnedFd> {
+        // SAFETY: attr is a valid, initialised bpf_attr prefix of the size given.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                attr as *mut T,
+                std::mem::size_of::<T>() as libc::c_uint,
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: the kernel returned a new fd that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(rc as i32) })
+    }
+
+    /// An iterator link; with `pid`, bound to that process (kernel 6.1+).
+    pub fn link_create(prog: BorrowedFd<'_>, pid: Option<i32>) -> std::io::Result<OwnedFd> {
+        let mut info = TaskInfo {
+            pid: pid.unwrap_or(0) as u32,
+            ..Default::default()
+        };
+        let mut attr = LinkCreate {
+            prog_fd: prog.as_raw_fd() as u32,
+            attach_type: BPF_TRACE_ITER,
+            ..Default::default()
+        };
+        if pid.is_some() {
+            attr.iter_info = &mut info as *mut TaskInfo as u64;
+            attr.iter_info_len = std::mem::size_of::<TaskInfo>() as u32;
+        }
+        bpf(BPF_LINK_CREATE, &mut attr)
+    }
+
+    /// A readable iterator of `link`: each open walks anew.
+    pub fn iter_create(link: BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
+        let mut attr = IterCreate {
+            link_fd: link.as_raw_fd() as u32,
+            flags: 0,
+        };
+        bpf(BPF_ITER_CREATE, &mut attr)
+    }
+}
+
+/// Which census backend a watch asked for (`--backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// BPF where allowed, /proc otherwise (saying why).
+    Auto,
+    Bpf,
+    Proc,
+}
+
+/// The census source of a watch: holds the loaded program between samples.
+#[derive(Debug, Default)]
+pub struct Sampler {
+    bpf: Option<BpfCensus>,
+}
+
+impl Sampler {
+    /// Open the chosen backend. `Ok((sampler, Some(reason)))` for an `auto`
+    /// that fell back to /proc; `Err` when `bpf` was asked for and cannot run.
+    pub fn open(choice: Choice) -> Result<(Sampler, Option<Unavailable>), Unavailable> {
+        match choice {
+            Choice::Proc => Ok((Sampler::default(), None)),
+            Choice::Bpf => Ok((
+                Sampler {
+                    bpf: Some(BpfCensus::load()?),
+                },
+                None,
+            )),
+            Choice::Auto => match BpfCensus::load() {
+                Ok(b) => Ok((Sampler { bpf: Some(b) }, None)),
+                Err(why) => Ok((Sampler::default(), Some(why))),
+            },
+        }
+    }
+
+    pub fn is_bpf(&self) -> bool {
+        self.bpf.is_some()
+    }
+
+    /// One sample, like [`super::take`], with the fd census from BPF when loaded.
+    pub fn take(
+        &mut self,
+        root: &super::ProcRoot,
+        pid: i32,
+        census: super::Census,
+        expect: Option<&super::Identity>,
+    ) -> Result<Sample, SampleError> {
+        super::take_with(root, pid, census, expect, self.bpf.as_mut())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn verifier_logs_fit_on_one_line() {
+        let log = "the BPF_PROG_LOAD syscall returned Permission denied (os error 13). Verifier output: 0: R1=ctx() R10=fp0\n1: (bf) r9 = r1\ninvalid access to map value, value_size=808 off=524704 size=8\nverification time 12145 usec\nstack depth 112\nprocessed 1439 insns\n: Permission denied (os error 13)";
+        let line = one_line(log);
+        assert!(!line.contains('\n'));
+        assert!(line.starts_with("the BPF_PROG_LOAD syscall returned Permission denied"));
+        assert!(line.ends_with("invalid access to map value, value_size=808 off=524704 size=8"));
+        assert_eq!(one_line("plain"), "plain");
+    }
+}
