@@ -5,7 +5,11 @@ mod common;
 
 use common::*;
 
+/// Watch live (JSON on stdout, and a recording), then replay the recording
+/// through `fdwatch analyze`: the replay must give the live level at every sample.
 fn watch(w: &Workload, count: u32, interval: &str) -> Vec<serde_json::Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec.jsonl");
     let out = fdwatch(&[
         "--pid",
         &w.pid_str(),
@@ -14,17 +18,33 @@ fn watch(w: &Workload, count: u32, interval: &str) -> Vec<serde_json::Value> {
         "--interval",
         interval,
         "--json",
+        "--record",
+        rec.to_str().unwrap(),
     ]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
+    let live: Vec<serde_json::Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+        .collect();
+    let replay = fdwatch(&["analyze", "--json", rec.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&replay.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&replay.stderr)));
+    let steps = v["series"][0]["steps"].as_array().expect("steps");
+    let replayed: Vec<&str> = steps.iter().map(|s| s["level"].as_str().unwrap()).collect();
+    let live_levels: Vec<&str> = live
+        .iter()
+        .map(|l| l["verdict"]["level"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        replayed, live_levels,
+        "analyze of the recording gives the live verdicts"
+    );
+    live
 }
 
 fn levels(lines: &[serde_json::Value]) -> Vec<String> {
