@@ -133,9 +133,9 @@ peak_rss_kib() { # median of 3 peak RSS (KiB) of a full sample; $1 = thread coun
     local i v=()
     for i in 1 2 3; do
         if [[ -n $1 ]]; then
-            FDWATCH_CENSUS_THREADS=$1 /usr/bin/time -f %M -o "$OUT/rss" "$FDWATCH" --pid "$HOLDER_PID" --count 1 --json >/dev/null
+            FDWATCH_CENSUS_THREADS=$1 /usr/bin/time -f %M -o "$OUT/rss" "$FDWATCH" --pid "$HOLDER_PID" --count 1 --json --backend proc >/dev/null
         else
-            /usr/bin/time -f %M -o "$OUT/rss" "$FDWATCH" --pid "$HOLDER_PID" --count 1 --json >/dev/null
+            /usr/bin/time -f %M -o "$OUT/rss" "$FDWATCH" --pid "$HOLDER_PID" --count 1 --json --backend proc >/dev/null
         fi
         v+=("$(tail -n1 "$OUT/rss")")
     done
@@ -198,12 +198,12 @@ for n in $SIZES; do
 
     load0=$(cut -d' ' -f1-3 /proc/loadavg)
     # Correctness first (also warms the dentry caches).
-    check_json=$("$FDWATCH" --pid "$P" --count 1 --json)
-    check_json1=$(FDWATCH_CENSUS_THREADS=1 "$FDWATCH" --pid "$P" --count 1 --json)
+    check_json=$("$FDWATCH" --pid "$P" --count 1 --json --backend proc)
+    check_json1=$(FDWATCH_CENSUS_THREADS=1 "$FDWATCH" --pid "$P" --count 1 --json --backend proc)
 
-    bench "fdwatch --json (default threads)" "$FDWATCH" --pid "$P" --count 1 --json
-    BENCH_ENV=FDWATCH_CENSUS_THREADS=1 bench "fdwatch --json (FDWATCH_CENSUS_THREADS=1)" "$FDWATCH" --pid "$P" --count 1 --json
-    RUNS=$FAST_RUNS bench "fdwatch --json --census count" "$FDWATCH" --pid "$P" --count 1 --json --census count
+    bench "fdwatch --backend proc --json (default threads)" "$FDWATCH" --pid "$P" --count 1 --json --backend proc
+    BENCH_ENV=FDWATCH_CENSUS_THREADS=1 bench "fdwatch --backend proc --json (FDWATCH_CENSUS_THREADS=1)" "$FDWATCH" --pid "$P" --count 1 --json --backend proc
+    RUNS=$FAST_RUNS bench "fdwatch --json --census count" "$FDWATCH" --pid "$P" --count 1 --json --backend proc --census count
     bench "lsfd -p" lsfd -p "$P"
     bench "lsof -p -n -P" lsof -p "$P" -n -P
     bench "ls -l /proc/P/fd" ls -l "/proc/$P/fd"
@@ -211,8 +211,8 @@ for n in $SIZES; do
 
     RSS[$n]=$(peak_rss_kib "")
     RSS1[$n]=$(peak_rss_kib 1)
-    full=$(mean_of "fdwatch --json (default threads)")
-    full1=$(mean_of "fdwatch --json (FDWATCH_CENSUS_THREADS=1)")
+    full=$(mean_of "fdwatch --backend proc --json (default threads)")
+    full1=$(mean_of "fdwatch --backend proc --json (FDWATCH_CENSUS_THREADS=1)")
     floor=$(mean_of "floor (getdents64 + readlinkat)")
     COUNT_MEAN[$n]=$(mean_of "fdwatch --json --census count")
     COUNT_MIN[$n]=$(min_of "fdwatch --json --census count")
