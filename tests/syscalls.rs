@@ -4,11 +4,13 @@
 //! prints `SKIPPED: <reason>` on stderr, and fails when `CI` is set (CI runs as
 //! root, so there the tests must run).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+mod common;
+
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use common::Workload;
 
 use fdwatch::syscalls::{SyscallCounter, SyscallCounts, SyscallError};
 
@@ -40,78 +42,6 @@ fn attach_or_skip(pid: i32) -> Option<(SyscallCounter, Vec<String>)> {
     }
 }
 
-struct Workload {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    pid: i32,
-}
-
-impl Workload {
-    fn start(args: &[&str]) -> Workload {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fdwatch"))
-            .arg("workload")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn fdwatch workload");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut w = Workload {
-            child,
-            stdin,
-            lines,
-            pid: 0,
-        };
-        let ready = w.expect_line("ready ", Duration::from_secs(10));
-        w.pid = ready.trim().parse().expect("ready <pid>");
-        assert_eq!(w.pid as u32, w.child.id());
-        w
-    }
-
-    /// The rest of the first line starting with `prefix`.
-    fn expect_line(&mut self, prefix: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    if let Some(rest) = l.strip_prefix(prefix) {
-                        return rest.to_string();
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!("no '{prefix}' line within {timeout:?}"),
-                Err(RecvTimeoutError::Disconnected) => panic!("workload ended before '{prefix}'"),
-            }
-        }
-    }
-}
-
-impl Drop for Workload {
-    fn drop(&mut self) {
-        // Closing stdin ends the workload.
-        drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn within(counted: u64, truth: u64, pct: f64) -> bool {
     (counted as f64 - truth as f64).abs() <= truth as f64 * pct / 100.0
 }
@@ -129,7 +59,7 @@ fn perf_fds() -> usize {
 #[test]
 fn counts_netlink_churn_exactly_including_late_threads() {
     let _g = serial();
-    let mut w = Workload::start(&[
+    let w = Workload::start(&[
         "--churn",
         "netlink:2000",
         "--threads",
@@ -281,8 +211,8 @@ fn read_after_exit_is_exited() {
         return;
     };
     counter.read().unwrap();
-    drop(w.stdin.take());
-    w.child.wait().unwrap();
+    w.close_stdin();
+    w.wait();
     assert!(matches!(counter.read(), Err(SyscallError::Exited { .. })));
 }
 

@@ -2,9 +2,9 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc::{channel, Receiver};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_fdwatch")
@@ -18,9 +18,11 @@ pub fn fdwatch(args: &[&str]) -> Output {
         .expect("run fdwatch")
 }
 
-/// A running `fdwatch workload`, killed on drop.
+/// A running `fdwatch workload`. Dropping it closes its stdin (which ends
+/// it), and kills it if it has not ended within a second.
 pub struct Workload {
     child: Child,
+    stdin: Option<ChildStdin>,
     pub pid: i32,
     lines: Receiver<String>,
 }
@@ -37,6 +39,7 @@ impl Workload {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn workload");
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = channel();
         std::thread::spawn(move || {
@@ -57,15 +60,34 @@ impl Workload {
             .expect("pid");
         Workload {
             child,
+            stdin,
             pid,
             lines: rx,
         }
     }
 
+    /// Close the workload's stdin: it ends, as when its parent goes away.
+    pub fn close_stdin(&mut self) {
+        drop(self.stdin.take());
+    }
+
+    /// Wait for the workload to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("wait for the workload")
+    }
+
+    /// The rest of the first line starting with `prefix`; panics after `timeout`.
+    pub fn expect_line(&self, prefix: &str, timeout: Duration) -> String {
+        let line = self
+            .wait_line(prefix, timeout)
+            .unwrap_or_else(|| panic!("no '{prefix}' line within {timeout:?}"));
+        line[prefix.len()..].to_string()
+    }
+
     /// Wait for a line starting with `prefix`.
     pub fn wait_line(&self, prefix: &str, timeout: Duration) -> Option<String> {
-        let end = std::time::Instant::now() + timeout;
-        while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+        let end = Instant::now() + timeout;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left) {
                 Ok(l) if l.starts_with(prefix) => return Some(l),
                 Ok(_) => continue,
@@ -82,6 +104,14 @@ impl Workload {
 
 impl Drop for Workload {
     fn drop(&mut self) {
+        self.close_stdin();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
