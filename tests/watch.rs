@@ -493,3 +493,28 @@ fn record_and_plot_at_the_end() {
     ]);
     assert_eq!(out.status.code(), Some(3));
 }
+
+#[test]
+fn ctrl_c_ends_a_watch_cleanly() {
+    let w = Workload::start(&["--hold", "pipe:2"]);
+    let child = std::process::Command::new(bin())
+        .args(["--pid", &w.pid_str(), "--interval", "100ms"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // As root, loading the BPF census and the syscall counters takes a few
+    // hundred milliseconds before the second sample.
+    std::thread::sleep(Duration::from_millis(1500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = String::from_utf8(out.stdout).unwrap().lines().count();
+    assert!(lines >= 3, "samples before Ctrl-C: {lines}");
+}
