@@ -160,3 +160,31 @@ fn fixture_count_only_and_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn new_inodes_against_the_previous_sample() {
+    let mut a = Sample::new(1, "x", 1, 0.0, 0.0);
+    a.inodes = vec![
+        (FdKind::Netlink, 30),
+        (FdKind::Pipe, 10),
+        (FdKind::Netlink, 20),
+    ];
+    let mut b = Sample::new(1, "x", 1, 1.0, 1.0);
+    b.inodes = vec![
+        (FdKind::Netlink, 40),
+        (FdKind::Netlink, 20),
+        (FdKind::Pipe, 11),
+        (FdKind::Netlink, 5),
+    ];
+    b.mark_new_inodes(&a);
+    assert_eq!(
+        b.new_inodes.get(&FdKind::Netlink),
+        Some(&2),
+        "40 and 5 are new, 20 is not"
+    );
+    assert_eq!(b.new_inodes.get(&FdKind::Pipe), Some(&1));
+    let mut c = Sample::new(1, "x", 1, 2.0, 2.0);
+    c.inodes = b.inodes.clone();
+    c.mark_new_inodes(&b);
+    assert!(c.new_inodes.is_empty());
+}
