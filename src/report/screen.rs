@@ -202,6 +202,9 @@ fn kinds_table(view: &View) -> String {
             .iter()
             .find(|t| t.series == kind.name())
             .map(|t| {
+                if t.slope == 0.0 && t.slope_lo == 0.0 && t.slope_hi == 0.0 {
+                    return "flat".to_string();
+                }
                 let mark = if t.growing { " ▲" } else { "" };
                 format!("{}{mark}", slope_with_ci(t.slope, t.slope_lo, t.slope_hi))
             })
