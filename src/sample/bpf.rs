@@ -233,6 +233,13 @@ impl BpfCensus {
         sample: &mut Sample,
     ) -> Result<(), SampleError> {
         let c = self.walk(pid)?;
+        if c.files == 0 {
+            // /proc's O(1) count is readable even where its fds are not.
+            let proc_count = std::fs::metadata(proc_fd_dir).map(|m| m.len()).unwrap_or(0);
+            if proc_count > 0 {
+                return Err(SampleError::BpfBlind { pid, proc_count });
+            }
+        }
         fill(c, proc_fd_dir, sample);
         Ok(())
     }
@@ -460,7 +467,12 @@ impl Sampler {
         census: super::Census,
         expect: Option<&super::Identity>,
     ) -> Result<Sample, SampleError> {
-        super::take_with(root, pid, census, expect, self.bpf.as_mut())
+        match super::take_with(root, pid, census, expect, self.bpf.as_mut()) {
+            // The kernel walk saw nothing where /proc sees fds: take this
+            // sample through /proc, which says what it can (or why it cannot).
+            Err(SampleError::BpfBlind { .. }) => super::take_with(root, pid, census, expect, None),
+            other => other,
+        }
     }
 }
 

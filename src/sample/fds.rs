@@ -65,10 +65,12 @@ pub fn census(
             // Closed between readdir and readlink: gone, not an error.
             Err(Errno::ENOENT) => sample.vanished += 1,
             Err(Errno::EACCES) | Err(Errno::EPERM) => {
-                return Err(SampleError::PermissionDenied {
-                    path: fd_path.join(fd.to_string()).display().to_string(),
+                return Err(super::permission_denied(
+                    fd_path.join(fd.to_string()).display().to_string(),
+                    pid,
                     owner,
-                })
+                    root.path(),
+                ))
             }
             Err(e) => {
                 return Err(SampleError::Io {

@@ -260,10 +260,18 @@ impl Sample {
 pub enum SampleError {
     #[error("no such process: pid {pid}")]
     NoSuchProcess { pid: i32 },
-    #[error("permission denied reading {path}: needs CAP_SYS_PTRACE (e.g. run as root) or the same uid as the target (uid {owner})")]
-    PermissionDenied { path: String, owner: u32 },
+    #[error("permission denied reading {path}: {hint}")]
+    PermissionDenied {
+        path: String,
+        owner: u32,
+        hint: String,
+    },
     #[error("pid {pid} ({comm}) exited")]
     Exited { pid: i32, comm: String },
+    /// The kernel-side census walked no file of a process that /proc says has
+    /// some (seen for a process fdwatch may not ptrace): never report 0.
+    #[error("the BPF census saw no file of pid {pid}, while /proc counts {proc_count}")]
+    BpfBlind { pid: i32, proc_count: u64 },
     #[error("pid {pid} was reused: now {now_comm} started at tick {now_start}, was {was_comm} started at tick {was_start}")]
     PidReused {
         pid: i32,
@@ -283,6 +291,87 @@ pub enum SampleError {
     },
     #[error("malformed {path}: {detail}")]
     Malformed { path: String, detail: String },
+}
+
+/// Capability names by bit (include/uapi/linux/capability.h).
+const CAP_NAMES: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+fn cap_mask(status: &str, field: &str) -> Option<u64> {
+    status.lines().find_map(|l| {
+        l.strip_prefix(field)
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    })
+}
+
+/// What to do about a permission error reading `pid`'s fds, from where fdwatch
+/// stands: the kernel lets a process read another's fds when it has
+/// CAP_SYS_PTRACE (or the same uid) *and* every capability the target holds.
+pub fn permission_denied(
+    path: String,
+    pid: i32,
+    owner: u32,
+    proc_root: &std::path::Path,
+) -> SampleError {
+    let mine = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| cap_mask(&s, "CapEff:"));
+    let theirs = std::fs::read_to_string(proc_root.join(pid.to_string()).join("status"))
+        .ok()
+        .and_then(|s| cap_mask(&s, "CapPrm:"));
+    const CAP_SYS_PTRACE: u64 = 1 << 19;
+    let hint = match (mine, theirs) {
+        (Some(m), Some(t)) if m & CAP_SYS_PTRACE != 0 && t & !m != 0 => {
+            let missing: Vec<&str> = (0..CAP_NAMES.len()).filter(|b| t & !m & (1 << b) != 0).map(|b| CAP_NAMES[b]).collect();
+            format!("the target holds capabilities fdwatch lacks ({}); run fdwatch with them too", missing.join(", "))
+        }
+        (Some(m), _) if m & CAP_SYS_PTRACE != 0 => {
+            "refused even with CAP_SYS_PTRACE: the target is probably in another user namespace or protected by a security module (Yama ptrace_scope, SELinux, AppArmor)".to_string()
+        }
+        _ => format!("needs CAP_SYS_PTRACE (e.g. run as root) or the same uid as the target (uid {owner})"),
+    };
+    SampleError::PermissionDenied { path, owner, hint }
 }
 
 impl SampleError {

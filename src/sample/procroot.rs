@@ -258,10 +258,12 @@ pub fn io_error(path: &Path, e: io::Error, pid: i32, owner: u32) -> SampleError 
     match e.kind() {
         // ESRCH shows up when the task is being torn down under us.
         io::ErrorKind::NotFound => SampleError::NoSuchProcess { pid },
-        io::ErrorKind::PermissionDenied => SampleError::PermissionDenied {
-            path: path.display().to_string(),
+        io::ErrorKind::PermissionDenied => super::permission_denied(
+            path.display().to_string(),
+            pid,
             owner,
-        },
+            proc_root_of(path, pid),
+        ),
         _ if e.raw_os_error() == Some(libc::ESRCH) => SampleError::NoSuchProcess { pid },
         _ => SampleError::Io {
             path: path.display().to_string(),
@@ -273,12 +275,13 @@ pub fn io_error(path: &Path, e: io::Error, pid: i32, owner: u32) -> SampleError 
 pub(crate) fn map_proc_error(e: ProcError, pid: i32, owner: u32) -> SampleError {
     match e {
         ProcError::NotFound(_) => SampleError::NoSuchProcess { pid },
-        ProcError::PermissionDenied(p) => SampleError::PermissionDenied {
-            path: p
+        ProcError::PermissionDenied(p) => {
+            let path = p
                 .map(|p| p.display().to_string())
-                .unwrap_or_else(|| format!("/proc/{pid}")),
-            owner,
-        },
+                .unwrap_or_else(|| format!("/proc/{pid}"));
+            let root = proc_root_of(std::path::Path::new(&path), pid).to_path_buf();
+            super::permission_denied(path, pid, owner, &root)
+        }
         // A short read means the process went away mid-read.
         ProcError::Incomplete(_) => SampleError::NoSuchProcess { pid },
         ProcError::Io(source, p) => match source.kind() {
@@ -306,6 +309,15 @@ fn gone_or(e: ProcError, pid: i32, who: &Identity) -> SampleError {
         },
         other => other,
     }
+}
+
+/// The proc root a path under `<root>/<pid>/...` belongs to (for messages).
+fn proc_root_of(path: &Path, pid: i32) -> &Path {
+    let pid = pid.to_string();
+    path.ancestors()
+        .find(|a| a.file_name().is_some_and(|n| n == pid.as_str()))
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("/proc"))
 }
 
 pub fn unix_now() -> f64 {
