@@ -27,40 +27,9 @@ pub const SUMMARY_LEN: usize = 8 + 4 * 8 + (N_KINDS + N_TCP_STATES + N_NETLINK +
 
 const AF_INET: u8 = 2;
 
-/// `enum kind` of the C program, by number.
-pub const KINDS: [FdKind; 31] = [
-    FdKind::Regular,
-    FdKind::Deleted,
-    FdKind::Directory,
-    FdKind::CharDevice,
-    FdKind::BlockDevice,
-    FdKind::Fifo,
-    FdKind::Pipe,
-    FdKind::Memfd,
-    FdKind::Tcp,
-    FdKind::Tcp6,
-    FdKind::Udp,
-    FdKind::Udp6,
-    FdKind::Raw,
-    FdKind::Raw6,
-    FdKind::Unix,
-    FdKind::Netlink,
-    FdKind::Packet,
-    FdKind::SocketOther,
-    FdKind::SocketUnresolved,
-    FdKind::Eventpoll,
-    FdKind::Eventfd,
-    FdKind::Timerfd,
-    FdKind::Signalfd,
-    FdKind::Inotify,
-    FdKind::Fanotify,
-    FdKind::Pidfd,
-    FdKind::IoUring,
-    FdKind::Bpf,
-    FdKind::PerfEvent,
-    FdKind::AnonOther,
-    FdKind::Other,
-];
+/// `enum kind` of the C program, by number: the C enum follows the order of
+/// [`FdKind::ALL`] (a test checks the names line up).
+pub const KINDS: [FdKind; 31] = FdKind::ALL;
 
 pub fn kind_of(n: u8) -> FdKind {
     KINDS.get(n as usize).copied().unwrap_or(FdKind::Other)
@@ -208,6 +177,21 @@ pub fn unix_type_name(t: u16) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn c_enum_kind_follows_fdkind_all() {
+        let src = include_str!("census.bpf.c");
+        let body = &src[src.find("enum kind {").expect("enum kind")..];
+        let body = &body[..body.find("};").expect("end of enum")];
+        let names: Vec<String> = body
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("K_"))
+            .map(|l| l.split([',', ' ']).next().unwrap_or("").to_lowercase())
+            .filter(|n| n != "max")
+            .collect();
+        let ours: Vec<&str> = super::KINDS.iter().map(|k| k.name()).collect();
+        assert_eq!(names, ours);
+    }
+
     use super::*;
 
     fn hdr(t: u8, kind: u8, port: u16, fd: i32) -> Vec<u8> {
