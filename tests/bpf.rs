@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{bin, count, fdwatch, Workload};
+use common::{bin, count, fdwatch, Workload, FULL_HOLD};
 use serde_json::Value;
 
 /// One BPF watch at a time in this binary, so the kill -9 test can tell
@@ -63,48 +63,13 @@ fn sample(pid: i32, backend: &str) -> Value {
     serde_json::from_slice(&out.stdout).expect("one JSON object")
 }
 
-const HOLD: &[&str] = &[
-    "--hold",
-    "file:7",
-    "--hold",
-    "same-file:50",
-    "--hold",
-    "deleted:3",
-    "--hold",
-    "pipe:4",
-    "--hold",
-    "socketpair:3",
-    "--hold",
-    "tcp-listen:2",
-    "--hold",
-    "tcp:3",
-    "--hold",
-    "close-wait:4",
-    "--hold",
-    "udp:2",
-    "--hold",
-    "udp-unbound:3",
-    "--hold",
-    "netlink:6",
-    "--hold",
-    "netlink-unbound:2",
-    "--hold",
-    "eventfd:3",
-    "--hold",
-    "epoll:2",
-    "--hold",
-    "timerfd:1",
-    "--hold",
-    "inotify:1",
-];
-
 #[test]
 fn bpf_and_proc_report_the_same_census() {
     if !require_bpf("BPF vs /proc census") {
         return;
     }
     let _one = serial();
-    let w = Workload::start(HOLD);
+    let w = Workload::start(FULL_HOLD);
     let b = sample(w.pid, "bpf");
     let p = sample(w.pid, "proc");
     assert_eq!(b["backend"], "bpf");

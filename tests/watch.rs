@@ -6,52 +6,15 @@ use std::time::Duration;
 
 use common::*;
 
-const HOLD: &[&str] = &[
-    "--hold",
-    "file:7",
-    "--hold",
-    "same-file:5",
-    "--hold",
-    "deleted:3",
-    "--hold",
-    "dir:2",
-    "--hold",
-    "pipe:4",
-    "--hold",
-    "socketpair:3",
-    "--hold",
-    "tcp-listen:2",
-    "--hold",
-    "tcp:3",
-    "--hold",
-    "close-wait:4",
-    "--hold",
-    "udp:2",
-    "--hold",
-    "udp-unbound:3",
-    "--hold",
-    "netlink:6",
-    "--hold",
-    "netlink-unbound:2",
-    "--hold",
-    "eventfd:3",
-    "--hold",
-    "epoll:2",
-    "--hold",
-    "timerfd:1",
-    "--hold",
-    "inotify:1",
-];
-
 /// The breakdown of a workload minus that of an empty one started the same way.
 #[test]
 fn full_breakdown_of_real_fds() {
     let base = Workload::start(&[]);
-    let w = Workload::start(HOLD);
+    let w = Workload::start(FULL_HOLD);
     let b = sample_json(base.pid);
     let s = sample_json(w.pid);
     let kind = |k: &str| count(&s, "kinds", k) - count(&b, "kinds", k);
-    assert_eq!(kind("regular"), 7 + 5, "files + the same file 5 times");
+    assert_eq!(kind("regular"), 7 + 50, "files + the same file 50 times");
     assert_eq!(kind("deleted"), 3);
     assert_eq!(kind("directory"), 2);
     assert_eq!(kind("pipe"), 8);
@@ -82,7 +45,7 @@ fn full_breakdown_of_real_fds() {
     );
     assert_eq!(
         s["fds"].as_i64().unwrap() - b["fds"].as_i64().unwrap(),
-        12 + 3 + 2 + 8 + 6 + 13 + 5 + 8 + 7
+        57 + 3 + 2 + 8 + 6 + 13 + 5 + 8 + 7
     );
 
     assert_eq!(count(&s, "tcp_states", "LISTEN"), 3);
@@ -95,7 +58,7 @@ fn full_breakdown_of_real_fds() {
         "unbound: in no table"
     );
     let repeated = s["repeated_paths"].as_array().unwrap();
-    assert_eq!(repeated[0]["count"], 5);
+    assert_eq!(repeated[0]["count"], 50);
     assert!(repeated[0]["name"].as_str().unwrap().ends_with("/same"));
     let remote = &s["remote_endpoints"][0];
     assert_eq!(remote["count"], 3 + 4, "clients of the workload's listener");

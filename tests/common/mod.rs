@@ -6,6 +6,48 @@ use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
+/// A workload holding every kind the generator makes, in known numbers:
+/// 7 files, the same file 50 times, 3 deleted, 2 dirs, 4 pipes (8 fds), 3 unix
+/// socketpairs (6), 2 TCP listeners, 3 TCP pairs (6), 4 CLOSE_WAIT clients,
+/// 2 bound + 3 unbound UDP, 6 bound + 2 unbound netlink ROUTE, 3 eventfds,
+/// 2 epolls, 1 timerfd, 1 inotify.
+pub const FULL_HOLD: &[&str] = &[
+    "--hold",
+    "file:7",
+    "--hold",
+    "same-file:50",
+    "--hold",
+    "deleted:3",
+    "--hold",
+    "dir:2",
+    "--hold",
+    "pipe:4",
+    "--hold",
+    "socketpair:3",
+    "--hold",
+    "tcp-listen:2",
+    "--hold",
+    "tcp:3",
+    "--hold",
+    "close-wait:4",
+    "--hold",
+    "udp:2",
+    "--hold",
+    "udp-unbound:3",
+    "--hold",
+    "netlink:6",
+    "--hold",
+    "netlink-unbound:2",
+    "--hold",
+    "eventfd:3",
+    "--hold",
+    "epoll:2",
+    "--hold",
+    "timerfd:1",
+    "--hold",
+    "inotify:1",
+];
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_fdwatch")
 }
