@@ -286,18 +286,8 @@ pub struct SelectArgs {
     pub pid: Vec<i32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TopSort {
-    Eta,
-    Use,
-    Fds,
-    Slope,
-    Pid,
-    User,
-    Command,
-    Soft,
-    Verdict,
-}
+/// `top --sort`: the host module's own sort keys.
+pub use crate::host::SortKey as TopSort;
 
 #[derive(Debug, Clone, Args)]
 pub struct TopArgs {

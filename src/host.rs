@@ -213,10 +213,11 @@ pub struct Snapshot {
     pub rows: Vec<Row>,
 }
 
-/// Sort keys for the rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Sort keys for the rows (also `top --sort`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SortKey {
     Eta,
+    #[value(name = "use")]
     Usage,
     Fds,
     Slope,

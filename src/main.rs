@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use fdwatch::cli::{
     AnalyzeArgs, BackendArg, CensusArg, CheckArgs, CheckFormat, Cli, Command, FailOn, GateArgs,
-    SelectArgs, SyscallsArg, ThresholdArgs, TopSort, WatchArgs,
+    SelectArgs, SyscallsArg, ThresholdArgs, WatchArgs,
 };
 use fdwatch::cmd::watch::{Output, SyscallMode, WatchOptions};
 use fdwatch::cmd::{analyze, check, ci, demo, serve, targets::Targets, top, watch};
@@ -134,7 +134,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     selector: selector(args.select)?,
                     interval: args.interval,
                     count: args.count,
-                    sort: sort_key(args.sort),
+                    sort: args.sort,
                     limit: args.limit,
                     output,
                     classify: args.classify,
@@ -222,21 +222,6 @@ fn selector(s: SelectArgs) -> anyhow::Result<fdwatch::host::Selector> {
         s.container,
         s.pid,
     )
-}
-
-fn sort_key(s: TopSort) -> fdwatch::host::SortKey {
-    use fdwatch::host::SortKey;
-    match s {
-        TopSort::Eta => SortKey::Eta,
-        TopSort::Use => SortKey::Usage,
-        TopSort::Fds => SortKey::Fds,
-        TopSort::Slope => SortKey::Slope,
-        TopSort::Pid => SortKey::Pid,
-        TopSort::User => SortKey::User,
-        TopSort::Command => SortKey::Command,
-        TopSort::Soft => SortKey::Soft,
-        TopSort::Verdict => SortKey::Verdict,
-    }
 }
 
 fn census(c: CensusArg) -> Census {
