@@ -81,6 +81,18 @@ pub struct SocketInfo {
     pub remote: Option<String>,
 }
 
+impl SocketInfo {
+    /// A socket of `kind` with no details yet.
+    fn of(kind: FdKind) -> SocketInfo {
+        SocketInfo {
+            kind,
+            tcp_state: None,
+            netlink_protocol: None,
+            remote: None,
+        }
+    }
+}
+
 /// Parse one table, keeping the rows whose inode `want` accepts (the target's
 /// sockets), into `out`. Malformed rows are skipped: a table is read while the
 /// kernel changes it, and one odd row must not cost the whole census.
@@ -97,21 +109,12 @@ pub fn parse_table(
             Table::Tcp | Table::Tcp6 | Table::Udp | Table::Udp6 | Table::Raw | Table::Raw6 => {
                 parse_inet_row(&mut fields, kind, want)
             }
-            Table::Unix => fields
-                .nth(6)
+            // Only the inode matters: column 6 of unix, 8 of packet.
+            Table::Unix | Table::Packet => fields
+                .nth(if table == Table::Unix { 6 } else { 8 })
                 .and_then(|ino| ino.parse().ok())
                 .filter(|ino| want(*ino))
-                .map(|ino| {
-                    (
-                        ino,
-                        SocketInfo {
-                            kind,
-                            tcp_state: None,
-                            netlink_protocol: None,
-                            remote: None,
-                        },
-                    )
-                }),
+                .map(|ino| (ino, SocketInfo::of(kind))),
             Table::Netlink => {
                 let proto = fields.nth(1).and_then(|p| p.parse::<u16>().ok());
                 let ino = fields.nth(7).and_then(|i| i.parse::<u64>().ok());
@@ -119,30 +122,13 @@ pub fn parse_table(
                     (Some(p), Some(ino)) if want(ino) => Some((
                         ino,
                         SocketInfo {
-                            kind,
-                            tcp_state: None,
                             netlink_protocol: Some(p),
-                            remote: None,
+                            ..SocketInfo::of(kind)
                         },
                     )),
                     _ => None,
                 }
             }
-            Table::Packet => fields
-                .nth(8)
-                .and_then(|ino| ino.parse().ok())
-                .filter(|ino| want(*ino))
-                .map(|ino| {
-                    (
-                        ino,
-                        SocketInfo {
-                            kind,
-                            tcp_state: None,
-                            netlink_protocol: None,
-                            remote: None,
-                        },
-                    )
-                }),
         };
         if let Some((ino, info)) = parsed {
             out.insert(ino, info);
