@@ -55,7 +55,7 @@ fn recording() -> &'static Recording {
         let w = Workload::start(&["--soft-limit", "160", "--leak", "netlink:40"]);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rec.jsonl");
-        let out = fdwatch(&[
+        let live = json_lines(&[
             "--pid",
             &w.pid_str(),
             "--count",
@@ -66,16 +66,6 @@ fn recording() -> &'static Recording {
             path.to_str().unwrap(),
             "--json",
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let live: Vec<Value> = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
         assert_eq!(live.len(), 12);
         Recording {
             _dir: dir,

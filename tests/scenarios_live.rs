@@ -10,7 +10,7 @@ use common::*;
 fn watch(w: &Workload, count: u32, interval: &str) -> Vec<serde_json::Value> {
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join("rec.jsonl");
-    let out = fdwatch(&[
+    let live = json_lines(&[
         "--pid",
         &w.pid_str(),
         "--count",
@@ -21,16 +21,6 @@ fn watch(w: &Workload, count: u32, interval: &str) -> Vec<serde_json::Value> {
         "--record",
         rec.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let live: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     let replay = fdwatch(&["analyze", "--json", rec.to_str().unwrap()]);
     let v: serde_json::Value = serde_json::from_slice(&replay.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&replay.stderr)));

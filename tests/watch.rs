@@ -162,7 +162,7 @@ fn plain_lines_record_and_count_only() {
 #[test]
 fn leak_is_seen_growing() {
     let w = Workload::start(&["--soft-limit", "100", "--leak", "netlink:40"]);
-    let out = fdwatch(&[
+    let lines = json_lines(&[
         "--pid",
         &w.pid_str(),
         "--count",
@@ -171,12 +171,6 @@ fn leak_is_seen_growing() {
         "250ms",
         "--json",
     ]);
-    assert!(out.status.success());
-    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     let last = lines.last().unwrap();
     assert!(
         last["change"]["since_start"].as_i64().unwrap() >= 20,
@@ -222,7 +216,7 @@ fn churn_race_never_errors() {
         "--threads",
         "2",
     ]);
-    let out = fdwatch(&[
+    let lines = json_lines(&[
         "--pid",
         &w.pid_str(),
         "--count",
@@ -231,16 +225,6 @@ fn churn_race_never_errors() {
         "50ms",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert_eq!(lines.len(), 30);
     for v in &lines {
         let fds = v["fds"].as_i64().unwrap();
@@ -372,7 +356,7 @@ fn exact_syscall_rates_name_netlink_churn() {
         "--threads",
         "2",
     ]);
-    let out = fdwatch(&[
+    let lines = json_lines(&[
         "--pid",
         &w.pid_str(),
         "--count",
@@ -383,16 +367,6 @@ fn exact_syscall_rates_name_netlink_churn() {
         "--syscalls",
         "on",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     let last = lines.last().unwrap();
     let rate = last["rates"]["syscalls"]["socket_netlink"]
         .as_f64()

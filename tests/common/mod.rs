@@ -159,6 +159,21 @@ impl Drop for Workload {
     }
 }
 
+/// Run fdwatch, require success, and parse its stdout as JSON Lines.
+pub fn json_lines(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = fdwatch(args);
+    assert!(
+        out.status.success(),
+        "fdwatch {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
 /// One full sample of `pid` as JSON, by the /proc census (the BPF one has
 /// its own tests in tests/bpf.rs).
 pub fn sample_json(pid: i32) -> serde_json::Value {
