@@ -532,17 +532,17 @@ impl Tracker {
                 "unknown" => "netlink sockets that were never bound, so /proc cannot name their protocol; with root, the BPF census or --syscalls names it",
                 _ => "netlink sockets opened and never closed",
             };
-            out.push(Pattern {
-                id: "netlink_accumulation".into(),
-                summary: format!("{} {}", st.label, format_slope(st)),
-                evidence: format!(
+            out.push(growth_pattern(
+                "netlink_accumulation",
+                st,
+                format!(
                     "{:.0} held now, fit over {}{}",
                     st.now,
                     approx_duration(st.span),
                     eta_note(st)
                 ),
-                cause: cause.into(),
-            });
+                cause,
+            ));
             explained.push("netlink");
         }
         if out.is_empty() {
@@ -605,12 +605,7 @@ impl Tracker {
             .iter()
             .filter(|s| s.growing && s.series.starts_with("path:"))
         {
-            out.push(Pattern {
-                id: "repeated_path".into(),
-                summary: format!("{} {}", st.label, format_slope(st)),
-                evidence: format!("{:.0} fds on the same file{}", st.now, eta_note(st)),
-                cause: "the same file is opened again and again without close(): an open() in a loop or per request".into(),
-            });
+            out.push(growth_pattern("repeated_path", st, format!("{:.0} fds on the same file{}", st.now, eta_note(st)), "the same file is opened again and again without close(): an open() in a loop or per request"));
             explained.push("regular");
         }
         // 6. Event-loop and child plumbing.
@@ -628,12 +623,12 @@ impl Tracker {
                 } else {
                     "event-loop objects created per task and never closed (an epoll/eventfd/timerfd per connection or per runtime)"
                 };
-                out.push(Pattern {
-                    id: "event_plumbing".into(),
-                    summary: format!("{} {}", st.label, format_slope(st)),
-                    evidence: format!("{:.0} held now{}", st.now, eta_note(st)),
-                    cause: cause.into(),
-                });
+                out.push(growth_pattern(
+                    "event_plumbing",
+                    st,
+                    format!("{:.0} held now{}", st.now, eta_note(st)),
+                    cause,
+                ));
                 explained.push(key);
             }
         }
@@ -642,12 +637,7 @@ impl Tracker {
             .iter()
             .filter(|s| s.growing && s.series.starts_with("remote:"))
         {
-            out.push(Pattern {
-                id: "remote_endpoint".into(),
-                summary: format!("{} {}", st.label, format_slope(st)),
-                evidence: format!("{:.0} connections to it now{}", st.now, eta_note(st)),
-                cause: "a connection leak to one backend: a client or pool that opens connections without reusing or closing them".into(),
-            });
+            out.push(growth_pattern("remote_endpoint", st, format!("{:.0} connections to it now{}", st.now, eta_note(st)), "a connection leak to one backend: a client or pool that opens connections without reusing or closing them"));
             explained.extend(["tcp", "tcp6"]);
         }
         // Exact counts confirm a leak: more opened than closed.
@@ -672,12 +662,12 @@ impl Tracker {
             if st.series == "regular" && out.iter().any(|p| p.id == "repeated_path") {
                 continue;
             }
-            out.push(Pattern {
-                id: "growing_kind".into(),
-                summary: format!("{} {}", st.label, format_slope(st)),
-                evidence: format!("{:.0} held now{}", st.now, eta_note(st)),
-                cause: format!("{} opened faster than they are closed", st.label),
-            });
+            out.push(growth_pattern(
+                "growing_kind",
+                st,
+                format!("{:.0} held now{}", st.now, eta_note(st)),
+                &format!("{} opened faster than they are closed", st.label),
+            ));
         }
         out
     }
@@ -712,6 +702,16 @@ impl Tracker {
             ),
             cause: "a hot path opens and closes netlink sockets (e.g. interface address lookups per request or per log line: Go net.InterfaceAddrs); cache the result; count the exact rate with --syscalls (root or CAP_PERFMON)".into(),
         })
+    }
+}
+
+/// A pattern whose summary is "<what> <slope (CI)>".
+fn growth_pattern(id: &str, st: &SeriesTrend, evidence: String, cause: &str) -> Pattern {
+    Pattern {
+        id: id.into(),
+        summary: format!("{} {}", st.label, format_slope(st)),
+        evidence,
+        cause: cause.to_string(),
     }
 }
 
