@@ -58,37 +58,8 @@ ulimit -n "$HARD"
 MAX=$(( (HARD - MARGIN) / 10 * 10 ))
 SIZES=${SIZES:-"1000 10000 $MAX"}
 
-HOLDER_PID=
-HOLDER_W=
-FIFO=$OUT/holder.stdin
-stop_holder() {
-    if [[ -n $HOLDER_W ]]; then exec {HOLDER_W}>&-; HOLDER_W=; fi
-    if [[ -n $HOLDER_PID ]]; then
-        for _ in $(seq 50); do kill -0 "$HOLDER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill "$HOLDER_PID" 2>/dev/null || true
-        wait "$HOLDER_PID" 2>/dev/null || true
-        HOLDER_PID=
-    fi
-    rm -f "$FIFO"
-}
-trap stop_holder EXIT
-trap 'exit 130' INT TERM
-
-start_holder() { # start_holder N
-    local s=$(( $1 / 5 ))
-    rm -f "$FIFO"; mkfifo "$FIFO"
-    "$FDWATCH" workload --hold "file:$s" --hold "pipe:$((s / 2))" --hold "socketpair:$((s / 2))" \
-        --hold "udp-unbound:$s" --hold "netlink-unbound:$s" \
-        <"$FIFO" >"$OUT/holder.out" 2>"$OUT/holder.err" &
-    HOLDER_PID=$!
-    exec {HOLDER_W}>"$FIFO"
-    for _ in $(seq 300); do
-        grep -q '^ready ' "$OUT/holder.out" && return 0
-        kill -0 "$HOLDER_PID" 2>/dev/null || { cat "$OUT/holder.err" >&2; exit 1; }
-        sleep 0.1
-    done
-    log "holder not ready"; exit 1
-}
+# shellcheck source=scripts/holder.sh
+source "$ROOT/scripts/holder.sh"
 
 # bench LABEL CMD... -> "LABEL<TAB>mean<TAB>sd<TAB>min" (ms) appended to $RESULTS
 bench() {
