@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{bin, count, fdwatch, Workload, FULL_HOLD};
+use common::{bin, count, fdwatch, sample_by as sample, Workload, FULL_HOLD};
 use serde_json::Value;
 
 /// One BPF watch at a time in this binary, so the kill -9 test can tell
@@ -43,24 +43,6 @@ fn require_bpf(what: &str) -> bool {
         return skip(what, "needs kernel BTF at /sys/kernel/btf/vmlinux");
     }
     true
-}
-
-fn sample(pid: i32, backend: &str) -> Value {
-    let out = fdwatch(&[
-        "--pid",
-        &pid.to_string(),
-        "--count",
-        "1",
-        "--json",
-        "--backend",
-        backend,
-    ]);
-    assert!(
-        out.status.success(),
-        "fdwatch --backend {backend} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
 }
 
 #[test]

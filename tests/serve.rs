@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
-use common::{bin, Workload};
+use common::{bin, copy_tree, Workload};
 
 /// A child process killed on drop.
 struct Guard(Child);
@@ -399,19 +399,6 @@ fn keeps_serving_the_last_snapshot_when_proc_fails() {
         Some(3.0),
         "{after}"
     );
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 /// 2,000 extra processes: a refresh completes, memory stays bounded.

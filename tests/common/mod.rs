@@ -177,21 +177,36 @@ pub fn json_lines(args: &[&str]) -> Vec<serde_json::Value> {
 /// One full sample of `pid` as JSON, by the /proc census (the BPF one has
 /// its own tests in tests/bpf.rs).
 pub fn sample_json(pid: i32) -> serde_json::Value {
-    let out = fdwatch(&[
+    sample_by(pid, "proc")
+}
+
+/// One full sample of `pid` as JSON, by the given `--backend`.
+pub fn sample_by(pid: i32, backend: &str) -> serde_json::Value {
+    let mut lines = json_lines(&[
         "--pid",
         &pid.to_string(),
         "--count",
         "1",
         "--json",
         "--backend",
-        "proc",
+        backend,
     ]);
-    assert!(
-        out.status.success(),
-        "fdwatch failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
+    assert_eq!(lines.len(), 1, "one JSON object");
+    lines.remove(0)
+}
+
+/// Copy a fixture tree (files and directories) to `to`.
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
 }
 
 pub fn count(v: &serde_json::Value, map: &str, key: &str) -> i64 {
