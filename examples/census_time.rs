@@ -43,7 +43,14 @@ fn main() -> anyhow::Result<()> {
     let mut whole = Vec::new();
     for _ in 0..rounds {
         let t = Instant::now();
-        let s = sample::take_with(&root, pid, Census::Full, None, Some(&mut bpf))?;
+        let s = sample::take_with(
+            &root,
+            pid,
+            Census::Full,
+            None,
+            Some(&mut bpf),
+            &mut Default::default(),
+        )?;
         whole.push(t.elapsed().as_secs_f64() * 1e3);
         fds = s.fds;
     }

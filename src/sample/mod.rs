@@ -405,7 +405,14 @@ pub fn take(
     census: Census,
     expect: Option<&Identity>,
 ) -> Result<Sample, SampleError> {
-    take_with(root, pid, census, expect, None)
+    take_with(
+        root,
+        pid,
+        census,
+        expect,
+        None,
+        &mut fds::ProcCache::default(),
+    )
 }
 
 /// [`take`], with the full fd census done by `bpf` when given (identity,
@@ -416,6 +423,7 @@ pub fn take_with(
     census: Census,
     expect: Option<&Identity>,
     bpf: Option<&mut bpf::BpfCensus>,
+    proc_cache: &mut fds::ProcCache,
 ) -> Result<Sample, SampleError> {
     let ident = root.identity(pid)?;
     if let Some(was) = expect {
@@ -454,7 +462,7 @@ pub fn take_with(
                 sample.backend = Backend::Bpf;
                 bpf.census(&root.pid_dir(pid).join("fd"), pid, &mut sample)?;
             }
-            None => fds::census(root, pid, ident.uid, &mut sample)?,
+            None => fds::census(root, pid, ident.uid, &mut sample, proc_cache)?,
         },
     }
     // The process may have exited while we read its fds: an empty fd dir of an
