@@ -544,3 +544,77 @@ sys.stdin.read()
         assert!(want.contains_key(kind), "the child holds a {kind}");
     }
 }
+
+/// A watch remembers what cannot change about a socket (its protocol) and
+/// nothing that can: a netlink socket bound between two samples gets its
+/// protocol, a TCP socket that connects and is then closed by its peer shows
+/// CLOSE_WAIT, a socket closed and a new one opened are told apart.
+#[test]
+fn a_watch_remembers_protocols_not_states() {
+    use fdwatch::sample::{
+        bpf::{Choice, Sampler},
+        Census, ProcRoot,
+    };
+    let script = r#"
+import os, socket, sys
+nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+srv = socket.socket()
+srv.bind(('127.0.0.1', 0))
+srv.listen()
+cli = socket.socket()
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+print('ready', os.getpid(), flush=True)
+sys.stdin.readline()
+nl.bind((0, 0))
+cli.connect(srv.getsockname())
+conn, _ = srv.accept()
+conn.close()
+udp.close()
+u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+print('step', flush=True)
+sys.stdin.readline()
+"#;
+    let mut w = Workload::start_with(std::process::Command::new("python3").arg("-c").arg(script));
+    let root = ProcRoot::default();
+    let (mut sampler, _) = Sampler::open(Choice::Proc).unwrap();
+    let first = sampler.take(&root, w.pid, Census::Full, None).unwrap();
+    assert_eq!(
+        first.netlink_protocols.get("unknown"),
+        Some(&1),
+        "{first:?}"
+    );
+    assert_eq!(first.tcp_states.get("LISTEN"), Some(&1));
+    assert_eq!(
+        first.kind(fdwatch::sample::FdKind::Tcp),
+        2,
+        "listener + unbound"
+    );
+    assert_eq!(first.kind(fdwatch::sample::FdKind::Udp), 1);
+
+    w.send_line("go");
+    w.expect_line("step", Duration::from_secs(10));
+    // The peer's FIN arrives asynchronously: give the kernel a moment.
+    let mut second = sampler.take(&root, w.pid, Census::Full, None).unwrap();
+    for _ in 0..50 {
+        if second.tcp_states.get("CLOSE_WAIT") == Some(&1) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        second = sampler.take(&root, w.pid, Census::Full, None).unwrap();
+    }
+    assert_eq!(
+        second.netlink_protocols.get("ROUTE"),
+        Some(&1),
+        "{second:?}"
+    );
+    assert_eq!(second.netlink_protocols.get("unknown"), None);
+    assert_eq!(second.tcp_states.get("CLOSE_WAIT"), Some(&1), "{second:?}");
+    assert_eq!(second.tcp_states.get("LISTEN"), Some(&1));
+    assert_eq!(second.kind(fdwatch::sample::FdKind::Udp), 0);
+    assert_eq!(second.kind(fdwatch::sample::FdKind::Udp6), 1);
+    // The same answers as a census from scratch.
+    let fresh = fdwatch::sample::take(&root, w.pid, Census::Full, None).unwrap();
+    assert_eq!(fresh.kinds, second.kinds);
+    assert_eq!(fresh.tcp_states, second.tcp_states);
+    assert_eq!(fresh.netlink_protocols, second.netlink_protocols);
+}

@@ -24,7 +24,7 @@
 //! `AT_STATX_DONT_SYNC` keeps a stat of a file on NFS or FUSE from asking the
 //! server (a dead server must not hang the census).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
@@ -72,7 +72,8 @@ enum Device {
 /// number is unique while it lives) and what a device is.
 #[derive(Debug, Default)]
 pub struct ProcCache {
-    socket_names: HashMap<u64, FdKind>,
+    /// Kind and netlink protocol by socket inode (no state, no peer).
+    sockets: InoMap<SocketInfo>,
     devices: HashMap<u64, Device>,
 }
 
@@ -435,13 +436,45 @@ fn bracketed_inode(target: &[u8], prefix: &[u8]) -> Option<u64> {
     std::str::from_utf8(rest).ok()?.parse().ok()
 }
 
-/// Resolve socket inodes against the netns tables, then name the rest with
-/// `system.sockprotoname`. Updates each record's kind and the sample's socket details.
+/// A hasher for inode numbers: one multiply. Inodes are not attacker-chosen
+/// keys here, and SipHash over 10k+ sockets per sample showed in profiles.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct InoHasher(u64);
+
+impl std::hash::Hasher for InoHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        // Sequential inodes land in distinct buckets (odd multiplier: a
+        // bijection on the low bits) and the top bits are well mixed.
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type InoMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<InoHasher>>;
+
+/// Resolve the sockets among `records`: their kind, and the details that
+/// only the netns tables know (TCP state and peer, netlink protocol).
 ///
-/// Order matters for cost: the tables are read once each, fully, and only
-/// while needed. The TCP tables cost a walk of the whole established hash
-/// (milliseconds on a big machine, even when empty), so they are read only
-/// when a probe or the naming pass finds a TCP socket in the target.
+/// What each costs decides the order. Naming one socket by
+/// `getxattr("system.sockprotoname")` costs about one readlink; a table costs
+/// a line per socket of its kind *in the whole netns* (and the UDP table a
+/// walk of its whole hash). So:
+/// 1. sockets the previous sample of this watch already named keep their kind
+///    (and netlink protocol): a socket's protocol never changes;
+/// 2. the unix table is read only when the netns holds fewer unix sockets than
+///    ~5x the sockets still to name (`/proc/PID/net/protocols` says how many),
+///    the netlink table (bound sockets only: short) always;
+/// 3. the rest are named one by one; where that is not possible (no xattr
+///    support, a fixture tree) every table is read instead;
+/// 4. the TCP tables are read while TCP sockets are held (state and peer
+///    change), the netlink table again for netlink sockets not yet bound.
 fn resolve_sockets(
     root: &ProcRoot,
     pid: i32,
@@ -450,205 +483,189 @@ fn resolve_sockets(
     sample: &mut Sample,
     cache: &mut ProcCache,
 ) {
-    let unresolved = |records: &[FdRecord]| -> HashSet<u64> {
-        records
-            .iter()
-            .filter(|r| r.kind == FdKind::SocketUnresolved)
-            .map(|r| r.ino)
-            .collect()
-    };
-    let mut wanted = unresolved(records);
-    if wanted.is_empty() {
-        cache.socket_names.clear();
-        return;
-    }
-    // A socket in no table is named once per watch: by getxattr the first
-    // time, from the cache after that.
-    let known = std::mem::take(&mut cache.socket_names);
-    let name_of = |r: &FdRecord| {
-        known
-            .get(&r.ino)
-            .copied()
-            .or_else(|| sockprotoname(dirfd, r.fd))
-    };
-    let net_dir = root.pid_dir(pid).join("net");
-    let mut buf: Vec<u8> = Vec::new();
-    let mut found: HashMap<u64, SocketInfo> = HashMap::with_capacity(wanted.len());
-    let mut read = |table: Table, wanted: &HashSet<u64>, found: &mut HashMap<u64, SocketInfo>| {
-        // A missing table (no IPv6, no packet support) resolves nothing: not an error.
-        if read_table(&net_dir.join(table.file_name()), &mut buf).is_ok() {
-            if let Ok(text) = std::str::from_utf8(&buf) {
-                net::parse_table(table, text, &|ino| wanted.contains(&ino), found);
-            }
-        }
-    };
-    for table in [Table::Unix, Table::Netlink, Table::Udp, Table::Udp6] {
-        if found.len() < wanted.len() {
-            read(table, &wanted, &mut found);
-        }
-    }
-    apply_found(records, &found, sample);
-
-    // Probe a few of the rest: if TCP (or raw, packet) sockets are among them,
-    // read those tables now, before naming every socket one by one.
-    let mut read_tables: Vec<Table> = Vec::new();
-    let rest: Vec<FdRecord> = records
+    let previous = std::mem::take(&mut cache.sockets);
+    let mut info: InoMap<SocketInfo> = InoMap::default();
+    let mut unknown: Vec<FdRecord> = Vec::new();
+    for r in records
         .iter()
         .filter(|r| r.kind == FdKind::SocketUnresolved)
-        .copied()
-        .collect();
-    let probe: Vec<FdKind> = rest
-        .iter()
-        .step_by((rest.len() / 8).max(1))
-        .take(8)
-        .filter_map(name_of)
-        .collect();
-    let tables_for = |kinds: &[FdKind]| -> Vec<Table> {
-        [
-            Table::Tcp,
-            Table::Tcp6,
-            Table::Raw,
-            Table::Raw6,
-            Table::Packet,
-        ]
-        .into_iter()
-        .filter(|t| kinds.contains(&t.kind()))
-        .collect()
+    {
+        match previous.get(&r.ino) {
+            Some(known) => {
+                info.insert(r.ino, known.clone());
+            }
+            None => unknown.push(*r),
+        }
+    }
+    if info.is_empty() && unknown.is_empty() {
+        return;
+    }
+    drop(previous);
+
+    let mut tables = Tables {
+        net_dir: root.pid_dir(pid).join("net"),
+        buf: Vec::new(),
+        read: Vec::new(),
     };
-    for pass in 0..2 {
-        let tables: Vec<Table> = if pass == 0 {
-            tables_for(&probe)
-        } else {
-            // Name every socket still in no table, then read what they call for.
-            let unnamed: Vec<FdRecord> = records
-                .iter()
-                .filter(|r| r.kind == FdKind::SocketUnresolved)
-                .copied()
-                .collect();
-            let names = par_map(&unnamed, name_of);
-            let mut named = Vec::new();
-            let mut nameless = false;
-            let mut it = names.into_iter();
-            for r in records
-                .iter_mut()
-                .filter(|r| r.kind == FdKind::SocketUnresolved)
-            {
-                match it.next() {
-                    Some(Some(kind)) => {
-                        r.kind = kind;
-                        named.push(kind);
-                        cache.socket_names.insert(r.ino, kind);
-                    }
-                    _ => nameless = true,
+
+    // Netlink sockets not bound when last seen: the netlink table may list them now.
+    let unbound: InoMap<()> = info
+        .iter()
+        .filter(|(_, i)| i.kind == FdKind::Netlink && i.netlink_protocol.is_none())
+        .map(|(ino, _)| (*ino, ()))
+        .collect();
+    if !unknown.is_empty() {
+        let wanted: InoMap<()> = unknown.iter().map(|r| (r.ino, ())).collect();
+        if unix_table_pays(&root.pid_dir(pid).join("net/protocols"), unknown.len()) {
+            tables.read(Table::Unix, &|ino| wanted.contains_key(&ino), &mut info);
+        }
+        let netlink_wanted = |ino| wanted.contains_key(&ino) || unbound.contains_key(&ino);
+        tables.read(Table::Netlink, &netlink_wanted, &mut info);
+        unknown.retain(|r| !info.contains_key(&r.ino));
+        let names = par_map(&unknown, |r| sockprotoname(dirfd, r.fd));
+        let mut nameless = false;
+        for (r, name) in unknown.iter().zip(names) {
+            match name {
+                Some(kind) => {
+                    info.insert(r.ino, SocketInfo::of(kind));
+                }
+                None => nameless = true,
+            }
+        }
+        if nameless {
+            // Nothing can name them one by one: the tables must.
+            for table in Table::ALL {
+                if !tables.read.contains(&table) {
+                    let missing = |ino| wanted.contains_key(&ino) && !info.contains_key(&ino);
+                    let mut found = InoMap::default();
+                    tables.read(table, &missing, &mut found);
+                    info.extend(found);
                 }
             }
-            if nameless {
-                // Could not be named (no xattr support): any table may hold them.
-                named.extend([
-                    FdKind::Tcp,
-                    FdKind::Tcp6,
-                    FdKind::Raw,
-                    FdKind::Raw6,
-                    FdKind::Packet,
-                ]);
-            }
-            tables_for(&named)
-        };
-        let tables: Vec<Table> = tables
-            .into_iter()
-            .filter(|t| !read_tables.contains(t))
-            .collect();
-        if tables.is_empty() {
-            continue;
         }
-        wanted = records
-            .iter()
-            .filter(|r| {
-                r.kind == FdKind::SocketUnresolved || tables.iter().any(|t| t.kind() == r.kind)
-            })
-            .map(|r| r.ino)
-            .collect();
-        let mut more = HashMap::new();
-        for t in &tables {
-            read(*t, &wanted, &mut more);
-        }
-        read_tables.extend(tables);
-        apply_found(records, &more, sample);
-        found.extend(more);
     }
+
+    // Details that change while the socket lives: read every sample.
+    for (table, kind) in [(Table::Tcp, FdKind::Tcp), (Table::Tcp6, FdKind::Tcp6)] {
+        if !tables.read.contains(&table) && info.values().any(|i| i.kind == kind) {
+            let of_kind: InoMap<()> = info
+                .iter()
+                .filter(|(_, i)| i.kind == kind)
+                .map(|(ino, _)| (*ino, ()))
+                .collect();
+            tables.read(table, &|ino| of_kind.contains_key(&ino), &mut info);
+        }
+    }
+    if !unbound.is_empty() && !tables.read.contains(&Table::Netlink) {
+        tables.read(Table::Netlink, &|ino| unbound.contains_key(&ino), &mut info);
+    }
+
     let mut remotes: HashMap<String, u64> = HashMap::new();
-    for r in records.iter().filter(|r| r.kind.is_socket()) {
-        if let Some(remote) = found.get(&r.ino).and_then(|i| i.remote.as_ref()) {
+    for r in records
+        .iter_mut()
+        .filter(|r| r.kind == FdKind::SocketUnresolved)
+    {
+        let Some(i) = info.get(&r.ino) else {
+            continue;
+        };
+        r.kind = i.kind;
+        if let Some(state) = i.tcp_state {
+            *sample
+                .tcp_states
+                .entry(net::tcp_state_name(state).to_string())
+                .or_default() += 1;
+        }
+        if r.kind == FdKind::Netlink {
+            // Netlink sockets in no table were never bound: /proc cannot tell their protocol.
+            let name = match i.netlink_protocol {
+                Some(p) => net::netlink_protocol_name(p),
+                None => "unknown".to_string(),
+            };
+            *sample.netlink_protocols.entry(name).or_default() += 1;
+        }
+        if let Some(remote) = &i.remote {
             *remotes.entry(remote.clone()).or_default() += 1;
         }
     }
-    // Netlink sockets in no table were never bound: /proc cannot tell their protocol.
-    let unbound_netlink = records
-        .iter()
-        .filter(|r| r.kind == FdKind::Netlink && !found.contains_key(&r.ino))
-        .count() as u64;
-    if unbound_netlink > 0 {
-        *sample
-            .netlink_protocols
-            .entry("unknown".to_string())
-            .or_default() += unbound_netlink;
-    }
     sample.remote_endpoints = top_counted(remotes.into_iter(), TOP_N, 1);
+    // What stays true for the next sample: the kind, and a netlink protocol.
+    cache.sockets = info
+        .into_iter()
+        .map(|(ino, i)| {
+            (
+                ino,
+                SocketInfo {
+                    tcp_state: None,
+                    remote: None,
+                    ..i
+                },
+            )
+        })
+        .collect();
 }
 
-/// Give records found in a table their kind, and count their details.
-fn apply_found(records: &mut [FdRecord], found: &HashMap<u64, SocketInfo>, sample: &mut Sample) {
-    if found.is_empty() {
-        return;
-    }
-    for r in records.iter_mut().filter(|r| r.kind.is_socket()) {
-        let Some(info) = found.get(&r.ino) else {
-            continue;
-        };
-        if r.kind != FdKind::SocketUnresolved && r.kind != info.kind {
-            continue;
-        }
-        let first_time = r.kind == FdKind::SocketUnresolved;
-        r.kind = info.kind;
-        // A socket named by getxattr and now found in its table: count its details once.
-        if first_time || info.tcp_state.is_some() || info.netlink_protocol.is_some() {
-            if let Some(state) = info.tcp_state {
-                *sample
-                    .tcp_states
-                    .entry(net::tcp_state_name(state).to_string())
-                    .or_default() += 1;
-            }
-            if let Some(proto) = info.netlink_protocol {
-                *sample
-                    .netlink_protocols
-                    .entry(net::netlink_protocol_name(proto))
-                    .or_default() += 1;
+/// The netns tables of one sample: each read at most once, whole.
+struct Tables {
+    net_dir: std::path::PathBuf,
+    buf: Vec<u8>,
+    read: Vec<Table>,
+}
+
+impl Tables {
+    fn read(&mut self, table: Table, want: &dyn Fn(u64) -> bool, info: &mut InoMap<SocketInfo>) {
+        self.read.push(table);
+        // A missing table (no IPv6, no packet support) resolves nothing: not an error.
+        if read_table(&self.net_dir.join(table.file_name()), &mut self.buf).is_ok() {
+            if let Ok(text) = std::str::from_utf8(&self.buf) {
+                net::parse_table(table, text, want, info);
             }
         }
     }
+}
+
+/// Whether reading the unix table beats naming `unknown` sockets one by one:
+/// a table line costs ~1/5 of a lookup, and the table lists every unix
+/// socket of the netns. Unknown counts (a fixture tree): read it.
+fn unix_table_pays(protocols: &std::path::Path, unknown: usize) -> bool {
+    let Ok(text) = std::fs::read_to_string(protocols) else {
+        return true;
+    };
+    let unix: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("UNIX"))
+        .filter_map(|l| l.split_ascii_whitespace().nth(2)?.parse::<u64>().ok())
+        .sum();
+    unix <= 5 * unknown as u64
 }
 
 /// Read a whole /proc table in as few `read()`s as possible: each read of a
 /// seq_file restarts the kernel's walk of its hash, so small reads cost dearly.
 fn read_table(path: &std::path::Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    use std::io::Read;
     buf.clear();
     if buf.capacity() < 256 * 1024 {
         buf.reserve(256 * 1024);
     }
-    let mut f = std::fs::File::open(path)?;
+    let f = std::fs::File::open(path)?;
     loop {
         if buf.len() == buf.capacity() {
             buf.reserve(buf.capacity());
         }
-        let spare = buf.capacity() - buf.len();
-        let start = buf.len();
-        buf.resize(start + spare, 0);
-        let n = f.read(&mut buf[start..])?;
-        buf.truncate(start + n);
+        // Straight into the spare capacity: no zeroing of a buffer the kernel overwrites.
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: spare is writable for its length; read() initialises the first n bytes.
+        let n = unsafe { libc::read(f.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
         if n == 0 {
             return Ok(());
         }
+        // SAFETY: the kernel wrote n bytes into the spare capacity.
+        unsafe { buf.set_len(buf.len() + n as usize) };
     }
 }
 

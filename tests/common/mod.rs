@@ -108,6 +108,14 @@ impl Workload {
         }
     }
 
+    /// Write one line to the workload's stdin (a script waiting for its cue).
+    pub fn send_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").expect("write to the workload");
+        stdin.flush().expect("flush");
+    }
+
     /// Close the workload's stdin: it ends, as when its parent goes away.
     pub fn close_stdin(&mut self) {
         drop(self.stdin.take());
