@@ -311,7 +311,7 @@ pub struct TopArgs {
     /// Plain text even on a terminal.
     #[arg(long, conflicts_with = "json")]
     pub plain: bool,
-    /// Classified censuses (a readlink per fd) per refresh, for the KIND of the first growing rows.
+    /// Classified censuses (a stat per fd) per refresh, for the KIND of the first growing rows.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub classify: usize,
     #[command(flatten)]

@@ -391,7 +391,7 @@ impl SampleError {
 /// What to read for one sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Census {
-    /// Classify every fd (readlink per fd + socket tables).
+    /// Classify every fd (a stat per fd + socket tables; see `fds`).
     Full,
     /// Count only (`stat` fast path).
     CountOnly,
