@@ -3,6 +3,8 @@
 //!
 //! Reads once a second (fdwatch's default interval) and prints the final
 //! cumulative counts as one JSON line on stdout; stops early if PID exits.
+//! The backend is `FDWATCH_SYSCALLS_BACKEND` (auto, bpf or perf). On stderr:
+//! the notes, and how long attaching and dropping the counter took.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,7 @@ fn main() -> std::process::ExitCode {
         eprintln!("usage: count_syscalls PID SECONDS");
         return 3.into();
     };
+    let t = Instant::now();
     let (mut counter, notes) = match SyscallCounter::attach(pid) {
         Ok(c) => c,
         Err(e) => {
@@ -24,9 +27,11 @@ fn main() -> std::process::ExitCode {
             return 3.into();
         }
     };
+    let attach = t.elapsed();
     for n in notes {
         eprintln!("count_syscalls: {n}");
     }
+    let backend = counter.backend();
     let start = Instant::now();
     let mut last = counter.read().unwrap_or_default();
     while start.elapsed().as_secs_f64() < secs {
@@ -42,9 +47,17 @@ fn main() -> std::process::ExitCode {
             }
         }
     }
+    let t = Instant::now();
+    drop(counter);
+    let teardown = t.elapsed();
     println!(
         "{}",
         serde_json::to_string(&last).unwrap_or_else(|e| e.to_string())
+    );
+    eprintln!(
+        "count_syscalls: backend {backend}, attach {:.1} ms, teardown {:.1} ms",
+        attach.as_secs_f64() * 1e3,
+        teardown.as_secs_f64() * 1e3
     );
     0.into()
 }

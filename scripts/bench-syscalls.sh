@@ -1,41 +1,62 @@
 #!/usr/bin/env bash
-# Overhead of exact syscall counting on a syscall-heavy process.
+# Overhead of exact syscall counting on a syscall-heavy process, per backend.
 #
 # Runs `fdwatch workload --churn netlink:1000000` (socket+bind+close as fast as
-# it can) for CHURN_FOR, ROUNDS times in each of three modes, interleaved:
-#   alone    nothing attached
-#   fdwatch  a SyscallCounter held on it, read once a second
-#            (examples/count_syscalls.rs)
-#   strace   strace -c -f -p PID
+# it can, on THREADS threads) for CHURN_FOR, ROUNDS times in each mode,
+# rounds interleaved:
+#   alone           nothing attached
+#   fdwatch-bpf     a SyscallCounter (BPF backend) held on it, read once a
+#                   second (examples/count_syscalls.rs, FDWATCH_SYSCALLS_BACKEND=bpf)
+#   fdwatch-perf    the same with the perf backend
+#   strace          strace -c -f -p PID
+#   bystander-bpf   the BPF counter attached to ANOTHER (idle) process: what
+#                   counting one process costs every other process on the host
+#   bystander-perf  the same with the perf backend
 # and prints throughput (netlink_socket_calls / seconds, from the workload's
-# own `done` line) per run, the median per mode, and the ratio vs alone.
+# own `done` line) per run, the median per mode, and the ratio vs alone. For
+# the fdwatch modes it also checks the counter's netlink count against the
+# workload's own.
 #
-# Usage: scripts/bench-syscalls.sh [ROUNDS]   (env: THREADS=1 CHURN_FOR=5s)
-# Needs root (perf counters, strace -p).
+# Then it times attach and teardown (drop) of each backend on an idle
+# one-thread process, ATTACH_RUNS times each, and prints the medians.
+#
+# Usage: scripts/bench-syscalls.sh [ROUNDS]
+#   env: THREADS=1 CHURN_FOR=5s MODES="alone fdwatch-bpf ..." ATTACH_RUNS=10
+# Needs root (BPF, perf counters, strace -p). On a shared machine take the
+# benchmark lock: flock /tmp/fdwatch-bench.lock bash scripts/bench-syscalls.sh 5
 set -euo pipefail
 
 ROUNDS=${1:-3}
 THREADS=${THREADS:-1}
 CHURN_FOR=${CHURN_FOR:-5s}
+MODES=${MODES:-alone fdwatch-bpf fdwatch-perf strace bystander-bpf bystander-perf}
+ATTACH_RUNS=${ATTACH_RUNS:-10}
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --quiet --release --bin fdwatch --example count_syscalls
 FDW=$CARGO_TARGET_DIR/release/fdwatch
 COUNT=$CARGO_TARGET_DIR/release/examples/count_syscalls
-command -v strace >/dev/null || { echo "strace missing: apt-get install -y strace" >&2; exit 1; }
+case " $MODES " in
+  *" strace "*) command -v strace >/dev/null || { echo "strace missing: apt-get install -y strace" >&2; exit 1; } ;;
+esac
 
 TMP=$(mktemp -d)
 HOLDER=""
+IDLE=""
 cleanup() {
   [ -n "$HOLDER" ] && kill "$HOLDER" 2>/dev/null || true
+  [ -n "$IDLE" ] && kill "$IDLE" 2>/dev/null || true
   rm -rf "$TMP"
 }
 trap cleanup EXIT
 
-# run_one MODE -> prints throughput (calls/s)
+echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) cores, THREADS=$THREADS CHURN_FOR=$CHURN_FOR ROUNDS=$ROUNDS"
+echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# run_one MODE -> prints "throughput counted_netlink/true_netlink"
 run_one() {
-  local mode=$1 out=$TMP/out.$mode in=$TMP/in.$mode pid obs="" line=""
-  rm -f "$in" "$out"; mkfifo "$in"
+  local mode=$1 out=$TMP/out.$mode in=$TMP/in.$mode pid obs="" line="" backend="" target
+  rm -f "$in" "$out" "$TMP/count.json" "$TMP/count.err"; mkfifo "$in"
   sleep 600 >"$in" & HOLDER=$!          # keeps the workload's stdin open
   "$FDW" workload --churn netlink:1000000 --threads "$THREADS" \
     --start-after 1s --churn-for "$CHURN_FOR" <"$in" >"$out" &
@@ -43,34 +64,87 @@ run_one() {
   until grep -q '^ready ' "$out" 2>/dev/null; do sleep 0.02; done
   pid=$(awk '/^ready /{print $2}' "$out")
   case $mode in
-    fdwatch) "$COUNT" "$pid" 600 >"$TMP/count.json" 2>"$TMP/count.err" & obs=$! ;;
-    strace)  strace -c -f -p "$pid" -o "$TMP/strace.txt" 2>/dev/null & obs=$! ;;
+    fdwatch-*|bystander-*)
+      backend=${mode#*-}
+      target=$pid
+      if [[ $mode == bystander-* ]]; then
+        sleep 600 & IDLE=$!
+        target=$IDLE
+      fi
+      FDWATCH_SYSCALLS_BACKEND=$backend "$COUNT" "$target" 600 >"$TMP/count.json" 2>"$TMP/count.err" & obs=$!
+      # Counting must have started before the churn does (1 s after ready).
+      until grep -q "syscalls counted by" "$TMP/count.err" 2>/dev/null; do
+        kill -0 "$obs" 2>/dev/null || { cat "$TMP/count.err" >&2; echo "count_syscalls failed" >&2; exit 1; }
+        sleep 0.02
+      done
+      ;;
+    strace) strace -c -f -p "$pid" -o "$TMP/strace.txt" 2>/dev/null & obs=$! ;;
   esac
   until grep -q '^done ' "$out" 2>/dev/null; do sleep 0.05; done
   line=$(grep '^done ' "$out" | cut -d' ' -f2-)
-  if [ -n "$obs" ]; then kill -INT "$obs" 2>/dev/null || true; fi
+  # count_syscalls reads once a second: let it read once after the churn
+  # ended, then ending the workload ends it on its next read (Exited) and it
+  # prints its last counts. strace is stopped.
+  [[ $mode == fdwatch-* ]] && sleep 1.2
+  [ "$mode" = strace ] && kill -INT "$obs" 2>/dev/null
+  [ -n "$IDLE" ] && { kill "$IDLE" 2>/dev/null || true; wait "$IDLE" 2>/dev/null || true; IDLE=""; }
   kill "$HOLDER"; HOLDER=""
   wait "$wl" 2>/dev/null || true
   if [ -n "$obs" ]; then wait "$obs" 2>/dev/null || true; fi
-  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.0f" % (d["netlink_socket_calls"]/d["seconds"]))' "$line"
+  local counted=""
+  if [[ $mode == fdwatch-* ]]; then
+    grep -q "backend $backend," "$TMP/count.err" || { cat "$TMP/count.err" >&2; echo "not counted by $backend" >&2; exit 1; }
+    counted=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["socket_netlink"])' "$TMP/count.json")
+  fi
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); c=sys.argv[2]; print("%.0f %s" % (d["netlink_socket_calls"]/d["seconds"], (c + "/" + str(d["netlink_socket_calls"])) if c else "-"))' "$line" "$counted"
 }
 
 declare -A RES
 for r in $(seq 1 "$ROUNDS"); do
-  for mode in alone fdwatch strace; do
-    t=$(run_one "$mode")
+  for mode in $MODES; do
+    read -r t check < <(run_one "$mode")
     RES[$mode]="${RES[$mode]:-} $t"
-    printf 'round %d %-8s %10s netlink sockets/s\n' "$r" "$mode" "$t"
+    printf 'round %d %-15s %10s netlink sockets/s   counted %s\n' "$r" "$mode" "$t" "$check"
   done
 done
+echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-python3 - "${RES[alone]}" "${RES[fdwatch]}" "${RES[strace]}" <<'PY'
+args=()
+for mode in $MODES; do args+=("$mode=${RES[$mode]}"); done
+python3 - "${args[@]}" <<'PY'
 import statistics, sys
-names = ["alone", "fdwatch", "strace"]
-med = {n: statistics.median(float(x) for x in s.split()) for n, s in zip(names, sys.argv[1:])}
+med = {}
+for a in sys.argv[1:]:
+    name, vals = a.split("=", 1)
+    med[name] = statistics.median(float(x) for x in vals.split())
+base = med.get("alone")
 print()
-print("%-8s %12s %8s %10s" % ("mode", "median/s", "ratio", "slowdown"))
-for n in names:
-    ratio = med[n] / med["alone"]
-    print("%-8s %12.0f %8.3f %9.1f%%" % (n, med[n], ratio, (1 - ratio) * 100))
+print("%-15s %12s %8s %10s" % ("mode", "median/s", "ratio", "slowdown"))
+for n, m in med.items():
+    if base:
+        ratio = m / base
+        print("%-15s %12.0f %8.3f %9.1f%%" % (n, m, ratio, (1 - ratio) * 100))
+    else:
+        print("%-15s %12.0f" % (n, m))
 PY
+
+if [ "$ATTACH_RUNS" -gt 0 ]; then
+  echo
+  echo "attach / teardown of one counter on an idle 1-thread process, $ATTACH_RUNS runs each (median, ms):"
+  sleep 600 & IDLE=$!
+  for backend in bpf perf; do
+    a=(); d=()
+    for _ in $(seq 1 "$ATTACH_RUNS"); do
+      FDWATCH_SYSCALLS_BACKEND=$backend "$COUNT" "$IDLE" 0 >/dev/null 2>"$TMP/t.err"
+      read -r at dt < <(sed -n 's/.*attach \([0-9.]*\) ms, teardown \([0-9.]*\) ms/\1 \2/p' "$TMP/t.err")
+      a+=("$at"); d+=("$dt")
+    done
+    python3 - "$backend" "${a[*]}" "${d[*]}" <<'PY'
+import statistics, sys
+b, a, d = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+med = lambda xs: statistics.median(float(x) for x in xs)
+print("%-5s attach %7.1f  teardown %7.1f   (attach: %s; teardown: %s)" % (b, med(a), med(d), " ".join(a), " ".join(d)))
+PY
+  done
+  kill "$IDLE" 2>/dev/null || true; wait "$IDLE" 2>/dev/null || true; IDLE=""
+fi

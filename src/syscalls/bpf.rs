@@ -221,9 +221,10 @@ impl BpfCounter {
         Ok(())
     }
 
-    /// fds held: the program, its link, and its two maps (counts, .rodata).
+    /// fds held: the program, its link, its two maps (counts, .rodata) and
+    /// the object's BTF, which aya loads into the kernel.
     pub(super) fn fds(&self) -> usize {
-        4
+        5
     }
 }
 
