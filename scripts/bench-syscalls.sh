@@ -12,16 +12,23 @@
 #   bystander-bpf   the BPF counter attached to ANOTHER (idle) process: what
 #                   counting one process costs every other process on the host
 #   bystander-perf  the same with the perf backend
-# and prints throughput (netlink_socket_calls / seconds, from the workload's
-# own `done` line) per run, the median per mode, and the ratio vs alone. For
-# the fdwatch modes it also checks the counter's netlink count against the
+# and prints, per run, throughput (netlink_socket_calls / seconds, from the
+# workload's own `done` line) and the workload's CPU time per socket+bind+close
+# (utime+stime of /proc/PID/stat: less sensitive than throughput to other
+# load on the machine), then the medians per mode and the ratios vs alone.
+# For the fdwatch modes it checks the counter's netlink count against the
 # workload's own.
 #
 # Then it times attach and teardown (drop) of each backend on an idle
 # one-thread process, ATTACH_RUNS times each, and prints the medians.
 #
+# BPF_STATS=1 turns on kernel.bpf_stats_enabled for the run (restored at the
+# end) and adds the BPF program's own run time per call (run_time_ns /
+# run_cnt from the fdinfo of its fd). The stats cost time themselves, so take
+# throughput numbers from runs without them.
+#
 # Usage: scripts/bench-syscalls.sh [ROUNDS]
-#   env: THREADS=1 CHURN_FOR=5s MODES="alone fdwatch-bpf ..." ATTACH_RUNS=10
+#   env: THREADS=1 CHURN_FOR=5s MODES="alone fdwatch-bpf ..." ATTACH_RUNS=10 BPF_STATS=0
 # Needs root (BPF, perf counters, strace -p). On a shared machine take the
 # benchmark lock: flock /tmp/fdwatch-bench.lock bash scripts/bench-syscalls.sh 5
 set -euo pipefail
@@ -31,6 +38,7 @@ THREADS=${THREADS:-1}
 CHURN_FOR=${CHURN_FOR:-5s}
 MODES=${MODES:-alone fdwatch-bpf fdwatch-perf strace bystander-bpf bystander-perf}
 ATTACH_RUNS=${ATTACH_RUNS:-10}
+BPF_STATS=${BPF_STATS:-0}
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --quiet --release --bin fdwatch --example count_syscalls
@@ -39,23 +47,51 @@ COUNT=$CARGO_TARGET_DIR/release/examples/count_syscalls
 case " $MODES " in
   *" strace "*) command -v strace >/dev/null || { echo "strace missing: apt-get install -y strace" >&2; exit 1; } ;;
 esac
+TCK=$(getconf CLK_TCK)
 
 TMP=$(mktemp -d)
 HOLDER=""
 IDLE=""
+STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo "?")
 cleanup() {
   [ -n "$HOLDER" ] && kill "$HOLDER" 2>/dev/null || true
   [ -n "$IDLE" ] && kill "$IDLE" 2>/dev/null || true
+  if [ "$BPF_STATS" = 1 ] && [ "$STATS_WAS" != "?" ]; then
+    sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS" || true
+  fi
   rm -rf "$TMP"
 }
 trap cleanup EXIT
+if [ "$BPF_STATS" = 1 ]; then
+  sysctl -qw kernel.bpf_stats_enabled=1
+elif [ "$STATS_WAS" = 1 ]; then
+  echo "# WARNING: kernel.bpf_stats_enabled=1 (set by someone else): every BPF program run is timed, which costs" >&2
+fi
 
-echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) cores, THREADS=$THREADS CHURN_FOR=$CHURN_FOR ROUNDS=$ROUNDS"
+echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) cores, THREADS=$THREADS CHURN_FOR=$CHURN_FOR ROUNDS=$ROUNDS, kernel.bpf_stats_enabled=$(sysctl -n kernel.bpf_stats_enabled)"
 echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# run_one MODE -> prints "throughput counted_netlink/true_netlink"
+# utime+stime of a process (all its threads, live and exited), in ticks.
+cpu_ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
+
+# run_time_ns and run_cnt of the BPF program held by process $1.
+prog_stats() {
+  local f
+  for f in /proc/"$1"/fdinfo/*; do
+    if grep -q '^prog_type:' "$f" 2>/dev/null; then
+      awk '/^run_time_ns:/{t=$2} /^run_cnt:/{c=$2} END{print t+0, c+0}' "$f"
+      return
+    fi
+  done
+  echo "0 0"
+}
+
+# run_one MODE -> prints "throughput cpu_us_per_op counted/true prog_ns_per_run"
 run_one() {
-  local mode=$1 out=$TMP/out.$mode in=$TMP/in.$mode pid obs="" line="" backend="" target
+  local mode=$1 out=$TMP/out.$mode in=$TMP/in.$mode pid obs="" line="" backend="" target ticks
+  local stats="0 0"
+  # run_one runs in a subshell ($(...)): clean up its own children on any exit.
+  trap '[ -n "$HOLDER" ] && kill "$HOLDER" 2>/dev/null; [ -n "$IDLE" ] && kill "$IDLE" 2>/dev/null; true' EXIT
   rm -f "$in" "$out" "$TMP/count.json" "$TMP/count.err"; mkfifo "$in"
   sleep 600 >"$in" & HOLDER=$!          # keeps the workload's stdin open
   "$FDW" workload --churn netlink:1000000 --threads "$THREADS" \
@@ -81,13 +117,15 @@ run_one() {
     strace) strace -c -f -p "$pid" -o "$TMP/strace.txt" 2>/dev/null & obs=$! ;;
   esac
   until grep -q '^done ' "$out" 2>/dev/null; do sleep 0.05; done
+  ticks=$(cpu_ticks "$pid")
+  [ "$backend" = bpf ] && stats=$(prog_stats "$obs")
   line=$(grep '^done ' "$out" | cut -d' ' -f2-)
   # count_syscalls reads once a second: let it read once after the churn
   # ended, then ending the workload ends it on its next read (Exited) and it
   # prints its last counts. strace is stopped.
-  [[ $mode == fdwatch-* ]] && sleep 1.2
-  [ "$mode" = strace ] && kill -INT "$obs" 2>/dev/null
-  [ -n "$IDLE" ] && { kill "$IDLE" 2>/dev/null || true; wait "$IDLE" 2>/dev/null || true; IDLE=""; }
+  if [[ $mode == fdwatch-* ]]; then sleep 1.2; fi
+  if [ "$mode" = strace ]; then kill -INT "$obs" 2>/dev/null || true; fi
+  if [ -n "$IDLE" ]; then kill "$IDLE" 2>/dev/null || true; wait "$IDLE" 2>/dev/null || true; IDLE=""; fi
   kill "$HOLDER"; HOLDER=""
   wait "$wl" 2>/dev/null || true
   if [ -n "$obs" ]; then wait "$obs" 2>/dev/null || true; fi
@@ -96,36 +134,46 @@ run_one() {
     grep -q "backend $backend," "$TMP/count.err" || { cat "$TMP/count.err" >&2; echo "not counted by $backend" >&2; exit 1; }
     counted=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["socket_netlink"])' "$TMP/count.json")
   fi
-  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); c=sys.argv[2]; print("%.0f %s" % (d["netlink_socket_calls"]/d["seconds"], (c + "/" + str(d["netlink_socket_calls"])) if c else "-"))' "$line" "$counted"
+  python3 - "$line" "$counted" "$ticks" "$TCK" $stats <<'PY'
+import json, sys
+d = json.loads(sys.argv[1]); counted = sys.argv[2]
+ticks, tck, rt, rc = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+n = d["netlink_socket_calls"]
+print("%.0f %.3f %s %s" % (n / d["seconds"], ticks / tck * 1e6 / n,
+      "%s/%d" % (counted, n) if counted else "-", "%.1f" % (rt / rc) if rc else "-"))
+PY
 }
 
-declare -A RES
+declare -A RES CPU
 for r in $(seq 1 "$ROUNDS"); do
   for mode in $MODES; do
-    read -r t check < <(run_one "$mode")
+    res=$(run_one "$mode")
+    read -r t c check ns <<<"$res"
     RES[$mode]="${RES[$mode]:-} $t"
-    printf 'round %d %-15s %10s netlink sockets/s   counted %s\n' "$r" "$mode" "$t" "$check"
+    CPU[$mode]="${CPU[$mode]:-} $c"
+    printf 'round %d %-15s %10s netlink sockets/s  %7s µs CPU/op  counted %-17s prog ns/run %s\n' "$r" "$mode" "$t" "$c" "$check" "$ns"
   done
 done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 args=()
-for mode in $MODES; do args+=("$mode=${RES[$mode]}"); done
+for mode in $MODES; do args+=("$mode=${RES[$mode]}=${CPU[$mode]}"); done
 python3 - "${args[@]}" <<'PY'
 import statistics, sys
-med = {}
+med, cpu = {}, {}
 for a in sys.argv[1:]:
-    name, vals = a.split("=", 1)
+    name, vals, cpus = a.split("=")
     med[name] = statistics.median(float(x) for x in vals.split())
-base = med.get("alone")
+    cpu[name] = statistics.median(float(x) for x in cpus.split())
+base, cbase = med.get("alone"), cpu.get("alone")
 print()
-print("%-15s %12s %8s %10s" % ("mode", "median/s", "ratio", "slowdown"))
-for n, m in med.items():
+print("%-15s %12s %8s %10s %12s %10s" % ("mode", "median/s", "ratio", "slowdown", "µs CPU/op", "CPU +%"))
+for n in med:
     if base:
-        ratio = m / base
-        print("%-15s %12.0f %8.3f %9.1f%%" % (n, m, ratio, (1 - ratio) * 100))
+        ratio = med[n] / base
+        print("%-15s %12.0f %8.3f %9.1f%% %12.3f %9.1f%%" % (n, med[n], ratio, (1 - ratio) * 100, cpu[n], (cpu[n] / cbase - 1) * 100))
     else:
-        print("%-15s %12.0f" % (n, m))
+        print("%-15s %12.0f %21s %12.3f" % (n, med[n], "", cpu[n]))
 PY
 
 if [ "$ATTACH_RUNS" -gt 0 ]; then
