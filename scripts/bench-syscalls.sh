@@ -22,13 +22,20 @@
 # Then it times attach and teardown (drop) of each backend on an idle
 # one-thread process, ATTACH_RUNS times each, and prints the medians.
 #
+# Last, the cost per call, with less noise than throughput: scripts/syscall-loop.c
+# runs getppid() (the cheapest syscall) and socket+bind+close in a tight loop
+# and reports the minimum CPU ns per iteration over 5 repetitions, alone, with
+# each backend counting it (target), and with each backend counting another,
+# idle process (bystander); LOOP_ROUNDS rounds, interleaved, medians shown.
+#
 # BPF_STATS=1 turns on kernel.bpf_stats_enabled for the run (restored at the
 # end) and adds the BPF program's own run time per call (run_time_ns /
 # run_cnt from the fdinfo of its fd). The stats cost time themselves, so take
 # throughput numbers from runs without them.
 #
 # Usage: scripts/bench-syscalls.sh [ROUNDS]
-#   env: THREADS=1 CHURN_FOR=5s MODES="alone fdwatch-bpf ..." ATTACH_RUNS=10 BPF_STATS=0
+#   env: THREADS=1 CHURN_FOR=5s MODES="alone fdwatch-bpf ..." ATTACH_RUNS=10
+#        LOOP_ROUNDS=3 BPF_STATS=0
 # Needs root (BPF, perf counters, strace -p). On a shared machine take the
 # benchmark lock: flock /tmp/fdwatch-bench.lock bash scripts/bench-syscalls.sh 5
 set -euo pipefail
@@ -39,6 +46,7 @@ CHURN_FOR=${CHURN_FOR:-5s}
 MODES=${MODES:-alone fdwatch-bpf fdwatch-perf strace bystander-bpf bystander-perf}
 ATTACH_RUNS=${ATTACH_RUNS:-10}
 BPF_STATS=${BPF_STATS:-0}
+LOOP_ROUNDS=${LOOP_ROUNDS:-3}
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --quiet --release --bin fdwatch --example count_syscalls
@@ -195,4 +203,54 @@ print("%-5s attach %7.1f  teardown %7.1f   (attach: %s; teardown: %s)" % (b, med
 PY
   done
   kill "$IDLE" 2>/dev/null || true; wait "$IDLE" 2>/dev/null || true; IDLE=""
+fi
+
+if [ "$LOOP_ROUNDS" -gt 0 ]; then
+  LOOP=$TMP/syscall-loop
+  cc -O2 -o "$LOOP" scripts/syscall-loop.c
+  echo
+  echo "cost per call: min CPU ns per iteration of 5 repetitions, median of $LOOP_ROUNDS rounds (+ns vs alone):"
+  # loop_one OP N CFG -> CPU ns per iteration
+  loop_one() {
+    local op=$1 n=$2 cfg=$3 obs="" lp
+    case $cfg in
+      alone) DELAY=0.5 "$LOOP" "$n" "$op" >"$TMP/loop.out" ;;
+      target-*)
+        DELAY=0.5 "$LOOP" "$n" "$op" >"$TMP/loop.out" & lp=$!
+        FDWATCH_SYSCALLS_BACKEND=${cfg#*-} "$COUNT" "$lp" 600 >/dev/null 2>"$TMP/loop.err" & obs=$!
+        wait "$lp" ;;
+      bystander-*)
+        sleep 600 & IDLE=$!
+        FDWATCH_SYSCALLS_BACKEND=${cfg#*-} "$COUNT" "$IDLE" 600 >/dev/null 2>"$TMP/loop.err" & obs=$!
+        until grep -q "syscalls counted by" "$TMP/loop.err" 2>/dev/null; do sleep 0.02; done
+        DELAY=0.1 "$LOOP" "$n" "$op" >"$TMP/loop.out"
+        kill "$IDLE"; wait "$IDLE" 2>/dev/null || true; IDLE="" ;;
+    esac
+    if [ -n "$obs" ]; then
+      kill -INT "$obs" 2>/dev/null || true; wait "$obs" 2>/dev/null || true
+      grep -q "syscalls counted by" "$TMP/loop.err" || { cat "$TMP/loop.err" >&2; exit 1; }
+    fi
+    sed -n 's/.*wall, \([0-9.]*\) ns\/iter cpu.*/\1/p' "$TMP/loop.out"
+  }
+  for spec in getppid:1000000 netlink:100000; do
+    op=${spec%%:*}; n=${spec#*:}
+    declare -A L=()
+    for r in $(seq 1 "$LOOP_ROUNDS"); do
+      for cfg in alone target-bpf bystander-bpf target-perf bystander-perf; do
+        L[$cfg]="${L[$cfg]:-} $(loop_one "$op" "$n" "$cfg")"
+      done
+    done
+    python3 - "$op" "alone=${L[alone]}" "target-bpf=${L[target-bpf]}" "bystander-bpf=${L[bystander-bpf]}" \
+      "target-perf=${L[target-perf]}" "bystander-perf=${L[bystander-perf]}" <<'PY'
+import statistics, sys
+op = sys.argv[1]
+med = {}
+for a in sys.argv[2:]:
+    k, v = a.split("=")
+    med[k] = (statistics.median(float(x) for x in v.split()), v.split())
+base = med["alone"][0]
+for k, (m, runs) in med.items():
+    print("%-8s %-15s %8.1f ns  %+7.1f ns  %+6.1f%%   (rounds: %s)" % (op, k, m, m - base, (m / base - 1) * 100, " ".join(runs)))
+PY
+  done
 fi

@@ -1,5 +1,12 @@
-// loop N MODE: N iterations of MODE (getppid | netlink), prints ns per iteration
-// (wall and CPU), min over REPS repetitions (env, default 5).
+// The cost of one syscall, or of one socket(AF_NETLINK)+bind+close, in a
+// tight loop: what a syscall counter adds per call (scripts/bench-syscalls.sh).
+//
+//   syscall-loop N MODE     MODE: getppid | netlink
+//
+// Prints ns per iteration (wall clock and this process's CPU time), the
+// minimum over REPS repetitions of N (env REPS, default 5): the minimum is
+// the run least disturbed by the rest of the machine. DELAY=seconds waits
+// first, so that a counter can be attached to this pid before the loop.
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>

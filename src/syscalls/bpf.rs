@@ -177,76 +177,23 @@ impl BpfCounter {
                 one_line(&error_chain(&e))
             ))
         })?;
-        let hook = std::env::var("FDWATCH_SYSCALLS_BPF_HOOK").unwrap_or_default();
-        match hook.as_str() {
-            "fentry" => {
-                let prog: &mut aya::programs::FEntry = ebpf
-                    .program_mut("fdw_x64_sys_call")
-                    .ok_or_else(|| unavailable("no fentry program"))?
-                    .try_into()
-                    .map_err(|e| unavailable(format!("{e}")))?;
-                prog.load("x64_sys_call", &btf).map_err(|e| {
-                    unavailable(format!("fentry load: {}", one_line(&error_chain(&e))))
-                })?;
-                prog.attach().map_err(|e| {
-                    unavailable(format!("fentry attach: {}", one_line(&error_chain(&e))))
-                })?;
-            }
-            "nop" => {
-                let prog: &mut RawTracePoint = ebpf
-                    .program_mut("fdw_sys_enter_nop")
-                    .unwrap()
-                    .try_into()
-                    .unwrap();
-                prog.load().unwrap();
-                prog.attach("sys_enter").unwrap();
-            }
-            "tp" => {
-                let prog: &mut aya::programs::TracePoint = ebpf
-                    .program_mut("fdw_tp_sys_enter")
-                    .unwrap()
-                    .try_into()
-                    .unwrap();
-                prog.load().unwrap();
-                prog.attach("raw_syscalls", "sys_enter").unwrap();
-            }
-            "tp_btf" | "task" => {
-                let prog: &mut aya::programs::BtfTracePoint = ebpf
-                    .program_mut(if hook == "task" {
-                        "fdw_sys_enter_task"
-                    } else {
-                        "fdw_sys_enter_btf"
-                    })
-                    .ok_or_else(|| unavailable("no tp_btf program"))?
-                    .try_into()
-                    .map_err(|e| unavailable(format!("{e}")))?;
-                prog.load("sys_enter", &btf).map_err(|e| {
-                    unavailable(format!("tp_btf load: {}", one_line(&error_chain(&e))))
-                })?;
-                prog.attach().map_err(|e| {
-                    unavailable(format!("tp_btf attach: {}", one_line(&error_chain(&e))))
-                })?;
-            }
-            _ => {
-                let prog: &mut RawTracePoint = ebpf
-                    .program_mut(PROGRAM)
-                    .ok_or_else(|| unavailable(format!("the BPF object has no program {PROGRAM}")))?
-                    .try_into()
-                    .map_err(|e| unavailable(format!("the BPF syscall counter program: {e}")))?;
-                prog.load().map_err(|e| {
-                    unavailable(format!(
-                        "the kernel refused the BPF syscall counter program: {}",
-                        one_line(&error_chain(&e))
-                    ))
-                })?;
-                prog.attach("sys_enter").map_err(|e| {
-                    unavailable(format!(
+        let prog: &mut RawTracePoint = ebpf
+            .program_mut(PROGRAM)
+            .ok_or_else(|| unavailable(format!("the BPF object has no program {PROGRAM}")))?
+            .try_into()
+            .map_err(|e| unavailable(format!("the BPF syscall counter program: {e}")))?;
+        prog.load().map_err(|e| {
+            unavailable(format!(
+                "the kernel refused the BPF syscall counter program: {}",
+                one_line(&error_chain(&e))
+            ))
+        })?;
+        prog.attach("sys_enter").map_err(|e| {
+            unavailable(format!(
                 "attaching the BPF syscall counter to the sys_enter raw tracepoint failed: {}",
                 one_line(&error_chain(&e))
             ))
-                })?;
-            }
-        }
+        })?;
         let map = ebpf
             .take_map(MAP)
             .ok_or_else(|| unavailable(format!("the BPF object has no map {MAP}")))?;

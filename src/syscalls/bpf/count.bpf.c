@@ -92,16 +92,29 @@ static __always_inline int socket_slot(int family)
 	return -1;
 }
 
-static __always_inline int count(struct pt_regs *regs, long id)
+// The context is the tracepoint's arguments as u64s (struct
+// bpf_raw_tracepoint_args): args[0] the syscall's struct pt_regs *, args[1]
+// the syscall number. Read as a plain array: vmlinux.h's type would make
+// clang emit a CO-RE relocation on its flexible array, which is fixed ABI
+// anyway and which not every loader (aya) relocates.
+SEC("raw_tracepoint/sys_enter")
+int fdw_sys_enter(void *ctx)
 {
+	const __u64 *args = ctx;
+
+	if ((__u32)(bpf_get_current_pid_tgid() >> 32) != target_tgid)
+		return 0;
+
 	__u32 zero = 0;
 	struct counts *c = bpf_map_lookup_elem(&fdw_syscalls, &zero);
 	if (!c)
 		return 0;
+	long id = (long)args[1];
 	int s = -1;
 
 	c->slot[S_TOTAL]++;
 	if (id == nr_socket) {
+		struct pt_regs *regs = (struct pt_regs *)args[0];
 		// The syscall's own first argument (orig_x0 on arm64, di on x86).
 		int family = (int)PT_REGS_PARM1_CORE_SYSCALL(regs);
 
@@ -128,72 +141,5 @@ static __always_inline int count(struct pt_regs *regs, long id)
 	}
 	if (s >= 0 && s < NR_SLOTS)
 		c->slot[s]++;
-	return 0;
-}
-
-static __always_inline int other_process(void)
-{
-	return (__u32)(bpf_get_current_pid_tgid() >> 32) != target_tgid;
-}
-
-// The context is the tracepoint's arguments as u64s (struct
-// bpf_raw_tracepoint_args): args[0] the syscall's struct pt_regs *, args[1]
-// the syscall number. Read as a plain array: vmlinux.h's type would make
-// clang emit a CO-RE relocation on its flexible array, which is fixed ABI
-// anyway and which not every loader (aya) relocates.
-SEC("raw_tracepoint/sys_enter")
-int fdw_sys_enter(void *ctx)
-{
-	const __u64 *args = ctx;
-
-	if (other_process())
-		return 0;
-	return count((struct pt_regs *)args[0], (long)args[1]);
-}
-
-SEC("tp_btf/sys_enter")
-int BPF_PROG(fdw_sys_enter_btf, struct pt_regs *regs, long id)
-{
-	if (other_process())
-		return 0;
-	return count(regs, id);
-}
-
-#if defined(__TARGET_ARCH_x86)
-SEC("fentry/x64_sys_call")
-int BPF_PROG(fdw_x64_sys_call, struct pt_regs *regs, unsigned int nr)
-{
-	if (other_process())
-		return 0;
-	return count(regs, nr);
-}
-#endif
-
-SEC("tp_btf/sys_enter")
-int BPF_PROG(fdw_sys_enter_task, struct pt_regs *regs, long id)
-{
-	struct task_struct *t = bpf_get_current_task_btf();
-
-	if (t->tgid != target_tgid)
-		return 0;
-	return count(regs, id);
-}
-
-SEC("raw_tracepoint/sys_enter")
-int fdw_sys_enter_nop(void *ctx)
-{
-	return 0;
-}
-
-SEC("tracepoint/raw_syscalls/sys_enter")
-int fdw_tp_sys_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	if (other_process())
-		return 0;
-	__u32 zero = 0;
-	struct counts *c = bpf_map_lookup_elem(&fdw_syscalls, &zero);
-	if (!c)
-		return 0;
-	c->slot[S_TOTAL]++;
 	return 0;
 }
