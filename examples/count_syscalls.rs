@@ -5,6 +5,11 @@
 //! cumulative counts as one JSON line on stdout; stops early if PID exits.
 //! The backend is `FDWATCH_SYSCALLS_BACKEND` (auto, bpf or perf). On stderr:
 //! the notes, and how long attaching and dropping the counter took.
+//!
+//! `PID,PID,...` counts several processes at once, as `fdwatch check` does
+//! (one counter each; the BPF ones share one program): the benchmark uses it
+//! to measure what counting N processes costs the others. The counts
+//! printed are the first PID's.
 
 use std::time::{Duration, Instant};
 
@@ -12,33 +17,39 @@ use fdwatch::syscalls::{SyscallCounter, SyscallError};
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (Some(pid), Some(secs)) = (
-        args.first().and_then(|a| a.parse::<i32>().ok()),
-        args.get(1).and_then(|a| a.parse::<f64>().ok()),
-    ) else {
-        eprintln!("usage: count_syscalls PID SECONDS");
+    let pids: Option<Vec<i32>> = args
+        .first()
+        .map(|a| a.split(',').map(|p| p.parse::<i32>().ok()).collect())
+        .unwrap_or(None);
+    let (Some(pids), Some(secs)) = (pids, args.get(1).and_then(|a| a.parse::<f64>().ok())) else {
+        eprintln!("usage: count_syscalls PID[,PID...] SECONDS");
         return 3.into();
     };
     let t = Instant::now();
-    let (mut counter, notes) = match SyscallCounter::attach(pid) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("count_syscalls: {e}");
-            return 3.into();
+    let mut counters = Vec::new();
+    for &pid in &pids {
+        match SyscallCounter::attach(pid) {
+            Ok((counter, notes)) => {
+                for n in notes {
+                    eprintln!("count_syscalls: {n}");
+                }
+                counters.push(counter);
+            }
+            Err(e) => {
+                eprintln!("count_syscalls: {e}");
+                return 3.into();
+            }
         }
-    };
-    let attach = t.elapsed();
-    for n in notes {
-        eprintln!("count_syscalls: {n}");
     }
-    let backend = counter.backend();
+    let attach = t.elapsed();
+    let backend = counters[0].backend();
     let start = Instant::now();
-    let mut last = counter.read().unwrap_or_default();
+    let mut last = counters[0].read().unwrap_or_default();
     while start.elapsed().as_secs_f64() < secs {
         std::thread::sleep(Duration::from_secs(1).min(Duration::from_secs_f64(
             (secs - start.elapsed().as_secs_f64()).max(0.0),
         )));
-        match counter.read() {
+        match counters[0].read() {
             Ok(c) => last = c,
             Err(SyscallError::Exited { .. }) => break,
             Err(e) => {
@@ -48,7 +59,7 @@ fn main() -> std::process::ExitCode {
         }
     }
     let t = Instant::now();
-    drop(counter);
+    drop(counters);
     let teardown = t.elapsed();
     println!(
         "{}",

@@ -287,6 +287,115 @@ fn drop_closes_every_counter_fd() {
     }
 }
 
+/// The BPF counters of one process share one program (each program on
+/// sys_enter costs every syscall on the host): each counts only its own
+/// target, two on the same pid both count it all, and the program goes with
+/// the last counter.
+#[test]
+fn bpf_counters_share_one_program() {
+    let _g = serial();
+    let before = counter_fds();
+    let churn = |n: &str| {
+        Workload::start(&[
+            "--churn",
+            n,
+            "--threads",
+            "1",
+            "--start-after",
+            "500ms",
+            "--churn-for",
+            "1s",
+        ])
+    };
+    let (a, b) = (churn("netlink:1000"), churn("netlink:2000"));
+    let Some((mut ca, _)) = attach_or_skip(a.pid, BackendChoice::Bpf) else {
+        return;
+    };
+    let (mut cb, _) = SyscallCounter::attach_with(b.pid, BackendChoice::Bpf).unwrap();
+    let (mut cb2, _) = SyscallCounter::attach_with(b.pid, BackendChoice::Bpf).unwrap();
+    assert_eq!(
+        counter_fds() - before,
+        ca.fds(),
+        "one program for three counters"
+    );
+    let truth = |w: &Workload| {
+        let done = w.expect_line("done ", Duration::from_secs(20));
+        let v: serde_json::Value = serde_json::from_str(&done).unwrap();
+        v["netlink_socket_calls"].as_u64().unwrap()
+    };
+    let (ta, tb) = (truth(&a), truth(&b));
+    let (na, nb, nb2) = (
+        ca.read().unwrap().socket_netlink,
+        cb.read().unwrap().socket_netlink,
+        cb2.read().unwrap().socket_netlink,
+    );
+    eprintln!("a {na}/{ta}, b {nb}/{tb}, b again {nb2}/{tb}");
+    assert_eq!((na, nb, nb2), (ta, tb, tb));
+    // The first counter of b goes; the second still counts, from its start.
+    drop(cb);
+    assert_eq!(cb2.read().unwrap().socket_netlink, tb);
+    drop(ca);
+    drop(cb2);
+    assert_eq!(counter_fds(), before, "the program outlived its counters");
+    // A fresh program afterwards starts from zero.
+    let Some((mut c, _)) = attach_or_skip(a.pid, BackendChoice::Bpf) else {
+        return;
+    };
+    assert_eq!(c.read().unwrap().socket_netlink, 0);
+}
+
+/// One fdwatch counts at most MAX_TARGETS processes with BPF; `auto` then
+/// counts the next ones with perf and says why.
+#[test]
+fn beyond_max_targets_auto_uses_perf() {
+    let _g = serial();
+    let n = fdwatch::syscalls::BPF_MAX_TARGETS as usize;
+    let mut sleepers: Vec<std::process::Child> = (0..=n)
+        .map(|_| Command::new("sleep").arg("60").spawn().expect("sleep"))
+        .collect();
+    let pids: Vec<i32> = sleepers.iter().map(|c| c.id() as i32).collect();
+    let mut counters = Vec::new();
+    for &pid in &pids[..n] {
+        let Some((c, _)) = attach_or_skip(pid, BackendChoice::Bpf) else {
+            for s in &mut sleepers {
+                let _ = s.kill();
+                let _ = s.wait();
+            }
+            return;
+        };
+        counters.push(c);
+    }
+    match SyscallCounter::attach_with(pids[n], BackendChoice::Bpf) {
+        Err(SyscallError::Unavailable { reason }) => assert_eq!(
+            reason,
+            format!("the BPF syscall counter counts at most {n} processes per fdwatch")
+        ),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("counted more than {n} processes with BPF"),
+    }
+    match SyscallCounter::attach_with(pids[n], BackendChoice::Auto) {
+        Ok((c, notes)) => {
+            assert_eq!(c.backend(), "perf");
+            let why = format!(
+                "BPF not possible: the BPF syscall counter counts at most {n} processes per fdwatch"
+            );
+            assert!(notes[0].ends_with(&why), "{notes:?}");
+        }
+        Err(SyscallError::Unavailable { reason }) => skip(&reason),
+        Err(e) => panic!("{e}"),
+    }
+    // A slot freed is reused.
+    counters.remove(3);
+    let (c, _) = SyscallCounter::attach_with(pids[n], BackendChoice::Bpf).unwrap();
+    assert_eq!(c.backend(), "bpf");
+    drop(c);
+    drop(counters);
+    for s in &mut sleepers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+}
+
 /// The BPF program of an fdwatch that is SIGKILLed is gone from the kernel:
 /// nothing is pinned, so its fds were its only references.
 #[test]

@@ -1,17 +1,25 @@
 //! The BPF backend: one program on the `sys_enter` raw tracepoint counts the
-//! syscalls of one tgid into a per-CPU array (`bpf/count.bpf.c`).
+//! syscalls of the watched tgids into a per-CPU array (`bpf/count.bpf.c`).
 //!
-//! The filter is the tgid, so every thread of the target is counted, whenever
+//! The filter is the tgid, so every thread of a target is counted, whenever
 //! it was created, with nothing to attach per thread; exited threads' counts
 //! stay in the per-CPU array. `read()` sums the CPUs.
 //!
+//! Every program on sys_enter costs every syscall on the host the kernel's
+//! dispatch, whatever the program does, so all the counters of one fdwatch
+//! share ONE program ([`Shared`]): each counter registers its tgid in a slot
+//! of the program's target list and reads that slot's counts (minus what
+//! they were at attach, so slots can be reused and shared).
+//!
 //! Nothing is pinned: the program, its maps and the raw tracepoint link are
-//! fds of fdwatch, so the kernel frees them when fdwatch exits or is killed.
+//! fds of fdwatch, dropped with the last counter, and the kernel frees them
+//! whenever fdwatch exits or is killed.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
-use aya::maps::{MapData, PerCpuArray};
+use aya::maps::{Array, MapData, PerCpuArray};
 use aya::programs::RawTracePoint;
 use aya::{Btf, Ebpf};
 
@@ -25,7 +33,10 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!("bpf/count.bpf.o");
 pub const OBJECT_ENV: &str = "FDWATCH_SYSCALLS_BPF_OBJECT";
 
 const PROGRAM: &str = "fdw_sys_enter";
-const MAP: &str = "fdw_syscalls";
+const COUNTS_MAP: &str = "fdw_syscalls";
+const TARGETS_MAP: &str = "fdw_targets";
+/// Processes one fdwatch can count with BPF at once (MAX_TARGETS in C).
+pub const MAX_TARGETS: u32 = 64;
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
 const CAP_BPF: u32 = 39;
 /// The inode number of the initial pid namespace (`PROC_PID_INIT_INO`).
@@ -67,10 +78,36 @@ const SYSCALL_NUMBERS: [(&str, libc::c_long); 11] = [
     ("nr_recvmsg", libc::SYS_recvmsg),
 ];
 
+/// One counter: a slot of the shared program, and that slot's counts when
+/// this counter attached.
 pub(super) struct BpfCounter {
-    /// Holds the program and its raw tracepoint link (detached on drop).
+    slot: u32,
+    baseline: [u64; NR_SLOTS],
+}
+
+/// The program of this process and its target list, loaded by the first
+/// counter and dropped (detached) with the last.
+struct Shared {
+    /// Holds the program and its raw tracepoint link.
     _ebpf: Ebpf,
+    targets: Array<MapData, Targets>,
     counts: PerCpuArray<MapData, [u64; NR_SLOTS]>,
+    /// What the program's `struct targets` holds now: `[0]` the slots in
+    /// use (a high-water mark), `[1 + slot]` the slot's tgid (0: free).
+    published: Targets,
+    /// How many counters use each slot.
+    users: [usize; MAX_TARGETS as usize],
+}
+
+/// `struct targets` of count.bpf.c: `used`, then `tgid[MAX_TARGETS]`.
+type Targets = [u32; MAX_TARGETS as usize + 1];
+
+static SHARED: Mutex<Option<Shared>> = Mutex::new(None);
+
+fn shared() -> MutexGuard<'static, Option<Shared>> {
+    // A panic elsewhere while holding it leaves consistent data: no
+    // update spans two statements that a panic could split.
+    SHARED.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The cheap checks, in the order a person would fix them: privileges, pid
@@ -82,7 +119,8 @@ fn precheck(pid: i32) -> Result<(), String> {
         .unwrap_or(0);
     let has = |c: u32| caps & (1u64 << c) != 0;
     // CAP_SYS_ADMIN implies both (Linux 5.8+).
-    if !has(access::CAP_SYS_ADMIN) && !(has(CAP_BPF) && has(access::CAP_PERFMON)) {
+    let allowed = has(access::CAP_SYS_ADMIN) || (has(CAP_BPF) && has(access::CAP_PERFMON));
+    if !allowed {
         let missing: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (access::CAP_PERFMON, "CAP_PERFMON")]
             .into_iter()
             .filter(|(c, _)| !has(*c))
@@ -137,10 +175,68 @@ fn elf_class(pid: i32) -> Option<u32> {
 }
 
 impl BpfCounter {
-    /// Load the program with the target's tgid and this architecture's
-    /// syscall numbers, and attach it. `Err` is why BPF cannot count here.
+    /// Count `pid` with this process's program, loading and attaching it
+    /// first if no counter has. `Err` is why BPF cannot count here.
     pub(super) fn attach(pid: i32) -> Result<BpfCounter, SyscallError> {
         precheck(pid).map_err(unavailable)?;
+        let mut guard = shared();
+        let shared = match guard.take() {
+            Some(s) => guard.insert(s),
+            None => guard.insert(Shared::load()?),
+        };
+        let counter = shared
+            .register(pid as u32)
+            .and_then(|slot| match shared.sum(slot) {
+                Ok(baseline) => Ok(BpfCounter { slot, baseline }),
+                Err(e) => {
+                    shared.unregister(slot);
+                    Err(e)
+                }
+            });
+        if counter.is_err() && shared.is_idle() {
+            *guard = None;
+        }
+        counter.map_err(unavailable)
+    }
+
+    /// Add the counts since attach, summed over the CPUs, into `c`.
+    pub(super) fn read(&mut self, c: &mut SyscallCounts) -> Result<(), SyscallError> {
+        let guard = shared();
+        let Some(shared) = guard.as_ref() else {
+            return Err(unavailable("the BPF syscall counter was unloaded"));
+        };
+        let now = shared.sum(self.slot).map_err(unavailable)?;
+        for ((add, now), then) in SLOTS.iter().zip(now).zip(self.baseline) {
+            add(c, now.saturating_sub(then));
+        }
+        Ok(())
+    }
+
+    /// fds of this process's program, shared by all its BPF counters: the
+    /// program, its link, its three maps (targets, counts, .rodata) and the
+    /// object's BTF, which aya loads into the kernel.
+    pub(super) fn fds(&self) -> usize {
+        6
+    }
+}
+
+impl Drop for BpfCounter {
+    fn drop(&mut self) {
+        let mut guard = shared();
+        if let Some(shared) = guard.as_mut() {
+            shared.unregister(self.slot);
+            if shared.is_idle() {
+                // The last counter: detach and unload.
+                *guard = None;
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Load the program with this architecture's syscall numbers and attach
+    /// it, counting nothing until a target is registered.
+    fn load() -> Result<Shared, SyscallError> {
         let btf = Btf::from_sys_fs().map_err(|e| {
             unavailable(format!(
                 "the BPF syscall counter cannot read kernel BTF: {e}"
@@ -159,15 +255,14 @@ impl BpfCounter {
             }
             None => OBJECT,
         };
-        let tgid = pid as u32;
+        // The C globals are __s64; c_long is i32 on 32-bit targets.
+        #[allow(clippy::useless_conversion)]
         let numbers: Vec<(&str, i64)> = SYSCALL_NUMBERS
             .iter()
-            .map(|&(name, nr)| (name, nr as i64))
+            .map(|&(name, nr)| (name, i64::from(nr)))
             .collect();
         let mut loader = aya::EbpfLoader::new();
-        loader
-            .btf(Some(&btf))
-            .override_global("target_tgid", &tgid, true);
+        loader.btf(Some(&btf));
         for (name, nr) in &numbers {
             loader.override_global(name, nr, true);
         }
@@ -194,37 +289,102 @@ impl BpfCounter {
                 one_line(&error_chain(&e))
             ))
         })?;
-        let map = ebpf
-            .take_map(MAP)
-            .ok_or_else(|| unavailable(format!("the BPF object has no map {MAP}")))?;
-        let counts = PerCpuArray::try_from(map)
-            .map_err(|e| unavailable(format!("the BPF map {MAP}: {e}")))?;
-        Ok(BpfCounter {
+        let mut map = |name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| unavailable(format!("the BPF object has no map {name}")))
+        };
+        let counts = PerCpuArray::try_from(map(COUNTS_MAP)?)
+            .map_err(|e| unavailable(format!("the BPF map {COUNTS_MAP}: {e}")))?;
+        let targets = Array::try_from(map(TARGETS_MAP)?)
+            .map_err(|e| unavailable(format!("the BPF map {TARGETS_MAP}: {e}")))?;
+        if counts.len() != MAX_TARGETS {
+            return Err(unavailable(format!(
+                "the BPF map {COUNTS_MAP} has {} entries, not {MAX_TARGETS}: the object and fdwatch disagree",
+                counts.len()
+            )));
+        }
+        Ok(Shared {
             _ebpf: ebpf,
+            targets,
             counts,
+            published: [0; MAX_TARGETS as usize + 1],
+            users: [0; MAX_TARGETS as usize],
         })
     }
 
-    /// Add the counts since attach, summed over the CPUs, into `c`.
-    pub(super) fn read(&mut self, c: &mut SyscallCounts) -> Result<(), SyscallError> {
-        let per_cpu = self.counts.get(&0, 0).map_err(|e| {
-            unavailable(format!(
-                "reading the BPF syscall counts failed: {}",
-                error_chain(&e)
-            ))
-        })?;
-        for cpu in per_cpu.iter() {
-            for (add, &v) in SLOTS.iter().zip(cpu) {
-                add(c, v);
-            }
+    /// The slot counting `tgid`: its own if another counter has one, else
+    /// the first free one, published to the program.
+    fn register(&mut self, tgid: u32) -> Result<u32, String> {
+        let tgid_of = |slot: usize| self.published[1 + slot];
+        if let Some(slot) = (0..self.users.len()).find(|&s| self.users[s] > 0 && tgid_of(s) == tgid)
+        {
+            self.users[slot] += 1;
+            return Ok(slot as u32);
         }
+        let Some(slot) = self.users.iter().position(|&u| u == 0) else {
+            return Err(format!(
+                "the BPF syscall counter counts at most {MAX_TARGETS} processes per fdwatch"
+            ));
+        };
+        // One field per update, the tgid before the mark: the program never
+        // reads a slot it was not told about.
+        self.publish(1 + slot, tgid)?;
+        if slot as u32 >= self.published[0] {
+            self.publish(0, slot as u32 + 1)?;
+        }
+        self.users[slot] = 1;
+        Ok(slot as u32)
+    }
+
+    fn unregister(&mut self, slot: u32) {
+        let slot = slot as usize;
+        let Some(users) = self.users.get_mut(slot) else {
+            return;
+        };
+        *users = users.saturating_sub(1);
+        if *users > 0 {
+            return;
+        }
+        // Best effort: a failure leaves a stale tgid counted into a slot no
+        // one reads, until the program is unloaded.
+        let _ = self.publish(1 + slot, 0);
+        let used = self.users.iter().rposition(|&u| u > 0).map_or(0, |s| s + 1);
+        if used as u32 != self.published[0] {
+            let _ = self.publish(0, used as u32);
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.users.iter().all(|&u| u == 0)
+    }
+
+    /// Set one field of the program's target list.
+    fn publish(&mut self, field: usize, value: u32) -> Result<(), String> {
+        let mut next = self.published;
+        next[field] = value;
+        self.targets.set(0, next, 0).map_err(|e| {
+            format!(
+                "updating the BPF syscall counter's targets failed: {}",
+                error_chain(&e)
+            )
+        })?;
+        self.published = next;
         Ok(())
     }
 
-    /// fds held: the program, its link, its two maps (counts, .rodata) and
-    /// the object's BTF, which aya loads into the kernel.
-    pub(super) fn fds(&self) -> usize {
-        5
+    /// A slot's counts summed over the CPUs.
+    fn sum(&self, slot: u32) -> Result<[u64; NR_SLOTS], String> {
+        let per_cpu = self
+            .counts
+            .get(&slot, 0)
+            .map_err(|e| format!("reading the BPF syscall counts failed: {}", error_chain(&e)))?;
+        let mut sum = [0u64; NR_SLOTS];
+        for cpu in per_cpu.iter() {
+            for (s, v) in sum.iter_mut().zip(cpu) {
+                *s = s.wrapping_add(*v);
+            }
+        }
+        Ok(sum)
     }
 }
 
@@ -335,6 +495,7 @@ mod tests {
         ];
         assert_eq!(names, want);
         assert!(body.contains("NR_SLOTS"));
+        assert!(src.contains(&format!("#define MAX_TARGETS {MAX_TARGETS}\n")));
         for (name, _) in SYSCALL_NUMBERS {
             assert!(
                 src.contains(&format!("const volatile __s64 {name} = -1;")),

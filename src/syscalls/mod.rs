@@ -15,7 +15,7 @@ mod bpf;
 mod perf;
 mod tracepoints;
 
-pub use bpf::OBJECT_ENV as BPF_OBJECT_ENV;
+pub use bpf::{MAX_TARGETS as BPF_MAX_TARGETS, OBJECT_ENV as BPF_OBJECT_ENV};
 
 /// Picks the backend: `auto` (default), `bpf` or `perf`.
 pub const BACKEND_ENV: &str = "FDWATCH_SYSCALLS_BACKEND";
