@@ -14,7 +14,7 @@ use crate::report::{json, screen, View};
 use crate::sample::{bpf, Census, ProcRoot, Sample, SampleError};
 use crate::syscalls::{SyscallCounter, SyscallError};
 
-/// Whether to count syscalls exactly (perf tracepoints).
+/// Whether to count syscalls exactly (BPF, else perf tracepoints).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyscallMode {
     /// Where allowed; otherwise say why once and carry on.
@@ -114,8 +114,9 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
         eprintln!("fdwatch: using the /proc census: {why}");
     }
     // After the first sample: a target we may not read fails with that reason alone.
-    // One sample has no rates, and tearing tracepoint counters down costs a
-    // few RCU grace periods (~0.4 s here): a one-shot census skips them.
+    // One sample has no rates, and setting up a counter costs time (~60 ms
+    // for BPF; ~0.4 s of RCU grace periods to tear perf counters down): a
+    // one-shot census skips it.
     let mode = if opts.count == Some(1) {
         SyscallMode::Off
     } else {
