@@ -166,22 +166,28 @@ echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 args=()
 for mode in $MODES; do args+=("$mode=${RES[$mode]}=${CPU[$mode]}"); done
+# "paired": the median over rounds of (mode / alone of the same round), which
+# drift of the machine between rounds disturbs less than a ratio of medians.
 python3 - "${args[@]}" <<'PY'
 import statistics, sys
-med, cpu = {}, {}
+runs, cpus = {}, {}
 for a in sys.argv[1:]:
-    name, vals, cpus = a.split("=")
-    med[name] = statistics.median(float(x) for x in vals.split())
-    cpu[name] = statistics.median(float(x) for x in cpus.split())
-base, cbase = med.get("alone"), cpu.get("alone")
+    name, vals, cs = a.split("=")
+    runs[name] = [float(x) for x in vals.split()]
+    cpus[name] = [float(x) for x in cs.split()]
+med = {n: statistics.median(v) for n, v in runs.items()}
+cpu = {n: statistics.median(v) for n, v in cpus.items()}
+base = runs.get("alone")
 print()
-print("%-15s %12s %8s %10s %12s %10s" % ("mode", "median/s", "ratio", "slowdown", "µs CPU/op", "CPU +%"))
+print("%-15s %12s %8s %10s %10s %12s %10s" % ("mode", "median/s", "ratio", "slowdown", "paired", "µs CPU/op", "CPU +%"))
 for n in med:
     if base:
-        ratio = med[n] / base
-        print("%-15s %12.0f %8.3f %9.1f%% %12.3f %9.1f%%" % (n, med[n], ratio, (1 - ratio) * 100, cpu[n], (cpu[n] / cbase - 1) * 100))
+        ratio = med[n] / med["alone"]
+        paired = statistics.median(x / b for x, b in zip(runs[n], base))
+        print("%-15s %12.0f %8.3f %9.1f%% %9.1f%% %12.3f %9.1f%%" % (n, med[n], ratio, (1 - ratio) * 100,
+              (1 - paired) * 100, cpu[n], (cpu[n] / cpu["alone"] - 1) * 100))
     else:
-        print("%-15s %12.0f %21s %12.3f" % (n, med[n], "", cpu[n]))
+        print("%-15s %12.0f %30s %12.3f" % (n, med[n], "", cpu[n]))
 PY
 
 if [ "$ATTACH_RUNS" -gt 0 ]; then
