@@ -12,7 +12,7 @@ use super::{print_line, signals};
 use crate::diagnose::{Level, Thresholds, Tracker};
 use crate::report::{json, screen, View};
 use crate::sample::{bpf, Census, ProcRoot, Sample, SampleError};
-use crate::syscalls::{SyscallCounter, SyscallError};
+use crate::syscalls::{Backend, SyscallCounter, SyscallError};
 
 /// Whether to count syscalls exactly (BPF, else perf tracepoints).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,14 +26,18 @@ pub enum SyscallMode {
 
 /// Attach the syscall counter per `mode`. Unavailable in `Auto`: one line on
 /// stderr saying why, and the watch carries on with the sampled view.
+/// Counting with BPF (the default) is silent; counting with perf prints the
+/// notes, which say why not BPF (and e.g. that tracefs was mounted).
 pub fn attach_syscalls(pid: i32, mode: SyscallMode) -> anyhow::Result<Option<SyscallCounter>> {
     if mode == SyscallMode::Off {
         return Ok(None);
     }
     match SyscallCounter::attach(pid) {
         Ok((counter, notes)) => {
-            for n in notes {
-                eprintln!("fdwatch: {n}");
+            if counter.backend_kind() != Backend::Bpf {
+                for n in notes {
+                    eprintln!("fdwatch: {n}");
+                }
             }
             Ok(Some(counter))
         }
