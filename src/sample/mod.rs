@@ -131,8 +131,9 @@ pub struct Sample {
     pub new_inodes: BTreeMap<FdKind, u64>,
     #[serde(default)]
     pub activity: Activity,
-    /// Exact cumulative syscall counts since fdwatch attached (perf
-    /// tracepoints; root or CAP_PERFMON). None when not counted.
+    /// Exact cumulative syscall counts since fdwatch attached (BPF or perf
+    /// tracepoints, `backend` says which; docs/syscalls.md). None when not
+    /// counted.
     #[serde(default)]
     pub syscalls: Option<crate::syscalls::SyscallCounts>,
     /// fds listed by readdir that were closed before they could be read (a race, not an error).

@@ -121,6 +121,12 @@ impl Workload {
         drop(self.stdin.take());
     }
 
+    /// SIGKILL the workload and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Wait for the workload to exit.
     pub fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().expect("wait for the workload")
@@ -235,6 +241,13 @@ pub fn require_root(what: &str) -> bool {
     if std::env::var_os("CI").is_some() {
         panic!("{msg} (CI is set: this test must run)");
     }
-    eprintln!("{msg}");
+    say_skipped(&msg);
     false
+}
+
+/// Print a skip on the real stderr: the test harness captures `eprintln!`
+/// of passing tests, and a skip must never pass silently.
+pub fn say_skipped(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{msg}");
 }
