@@ -262,6 +262,10 @@ fn fill(c: wire::Census, proc_fd_dir: &Path, sample: &mut Sample) {
         .collect();
     sample.deleted_bytes = c.deleted_bytes;
     sample.inodes = c.inodes;
+    // `Sample::mark_new_inodes` wants them sorted by inode; it sorts them
+    // itself, but a comparison sort of ~15k inodes took longer than decoding
+    // them. Sorted here (radix), it finds them sorted in one pass.
+    sort_by_inode(&mut sample.inodes);
     let mut remotes: BTreeMap<String, u64> = BTreeMap::new();
     for r in &c.remotes {
         *remotes.entry(r.clone()).or_default() += 1;
@@ -287,6 +291,52 @@ fn fill(c: wire::Census, proc_fd_dir: &Path, sample: &mut Sample) {
         .map(|(t, n)| (wire::unix_type_name(*t), *n))
         .collect();
     debug_assert!(sample.kinds.values().sum::<u64>() == sample.fds);
+}
+
+/// Sort by inode number. The walk goes in fd order, which is mostly the
+/// order the inodes were made in: a few ascending runs, which the standard
+/// (merging) sort finishes in one or two passes. A target whose fds were
+/// reused many times gives many short runs: then an LSD radix sort, 11 bits
+/// a pass over the bits in which the inodes differ (socket and pipe inodes
+/// come from one 32-bit counter: at most 3 passes), costs a third of a
+/// comparison sort (measured on 15k inodes: 0.16 ms against 0.54 ms).
+fn sort_by_inode(v: &mut Vec<(super::FdKind, u64)>) {
+    let descents = v.windows(2).filter(|w| w[1].1 < w[0].1).count();
+    if v.len() < 1024 || descents * 64 < v.len() {
+        v.sort_by_key(|(_, ino)| *ino);
+        return;
+    }
+    const BITS: u32 = 11;
+    let (mut all_and, mut all_or) = (u64::MAX, 0u64);
+    for (_, ino) in v.iter() {
+        all_and &= ino;
+        all_or |= ino;
+    }
+    let varying = all_and ^ all_or;
+    let top = u64::BITS - varying.leading_zeros();
+    let mut shift = varying.trailing_zeros().min(top);
+    let mut other = vec![(super::FdKind::Other, 0); v.len()];
+    let mut start = [0usize; 1 << BITS];
+    while shift < top {
+        let digit = |ino: u64| ((ino >> shift) & ((1 << BITS) - 1)) as usize;
+        start.fill(0);
+        for (_, ino) in v.iter() {
+            start[digit(*ino)] += 1;
+        }
+        let mut sum = 0;
+        for s in start.iter_mut() {
+            let n = *s;
+            *s = sum;
+            sum += n;
+        }
+        for e in v.iter() {
+            let d = digit(e.1);
+            other[start[d]] = *e;
+            start[d] += 1;
+        }
+        std::mem::swap(v, &mut other);
+        shift += BITS;
+    }
 }
 
 fn bpf_error(detail: impl Into<String>) -> SampleError {
@@ -478,7 +528,39 @@ impl Sampler {
 
 #[cfg(test)]
 mod tests {
-    use super::one_line;
+    use super::{one_line, sort_by_inode};
+    use crate::sample::FdKind;
+
+    #[test]
+    fn radix_sorts_like_a_comparison_sort() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for (n, mask) in [
+            (10, u64::MAX),
+            (5000, 0xffff_ffff),
+            (20000, 0x00ff_00ff),
+            (3000, 0),
+            (4000, u64::MAX),
+        ] {
+            let mut v: Vec<(FdKind, u64)> = (0..n)
+                .map(|i| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (FdKind::ALL[i % FdKind::ALL.len()], x & mask)
+                })
+                .collect();
+            let mut want = v.clone();
+            want.sort_by_key(|(_, ino)| *ino);
+            sort_by_inode(&mut v);
+            let inos = |v: &[(FdKind, u64)]| v.iter().map(|e| e.1).collect::<Vec<_>>();
+            assert_eq!(inos(&v), inos(&want));
+            // The same multiset of (kind, inode) pairs.
+            let (mut a, mut b) = (v.clone(), want.clone());
+            a.sort();
+            b.sort();
+            assert_eq!(a, b);
+        }
+    }
 
     #[test]
     fn verifier_logs_fit_on_one_line() {
