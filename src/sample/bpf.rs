@@ -207,22 +207,17 @@ impl BpfCensus {
         self.loader
     }
 
-    fn set_filter(&mut self, pid: i32) -> Result<(), SampleError> {
-        if self.filter == pid as u32 {
-            return Ok(());
-        }
-        load::update_u32(self.config.as_fd(), 0, pid as u32)
-            .map_err(|e| bpf_error(format!("setting the target: {e}")))?;
-        self.filter = pid as u32;
-        Ok(())
-    }
-
     /// One walk of `pid`'s fd table, returned decoded.
     pub fn walk(&mut self, pid: i32) -> Result<wire::Census, SampleError> {
-        self.set_filter(pid)?;
         let prog_fd = self.prog.as_fd();
+        // The tgid filter matters only to a link that walks every task.
+        let (config, filter) = (self.config.as_fd(), &mut self.filter);
+        let mut unbound = || {
+            set_filter(config, filter, pid)?;
+            Ok::<_, SampleError>(sys::link_create(prog_fd, None))
+        };
         let link = match self.pid_bound {
-            Some(false) => sys::link_create(prog_fd, None),
+            Some(false) => unbound()?,
             _ => match sys::link_create(prog_fd, Some(pid)) {
                 Ok(l) => {
                     self.pid_bound = Some(true);
@@ -237,7 +232,7 @@ impl BpfCensus {
                 {
                     // An older kernel: walk every task, the program filters by tgid.
                     self.pid_bound = Some(false);
-                    sys::link_create(prog_fd, None)
+                    unbound()?
                 }
                 Err(e) => Err(e),
             },
@@ -271,6 +266,17 @@ impl BpfCensus {
         fill(c, proc_fd_dir, sample);
         Ok(())
     }
+}
+
+/// Point the program's tgid filter at `pid` (one map write when it changes).
+fn set_filter(config: BorrowedFd<'_>, filter: &mut u32, pid: i32) -> Result<(), SampleError> {
+    if *filter == pid as u32 {
+        return Ok(());
+    }
+    load::update_u32(config, 0, pid as u32)
+        .map_err(|e| bpf_error(format!("setting the target: {e}")))?;
+    *filter = pid as u32;
+    Ok(())
 }
 
 /// Load through aya (user-space CO-RE against the parsed kernel BTF): the
