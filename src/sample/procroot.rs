@@ -353,3 +353,71 @@ pub fn mono_now() -> f64 {
         .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 * 1e-9)
         .unwrap_or(0.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake proc root with one process 77 whose `stat` and `limits` are given.
+    fn root_with(stat: &str, limits: &str) -> (tempfile::TempDir, ProcRoot) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("77");
+        std::fs::create_dir(&p).unwrap();
+        std::fs::write(p.join("stat"), stat).unwrap();
+        std::fs::write(p.join("limits"), limits).unwrap();
+        let root = ProcRoot::new(dir.path());
+        (dir, root)
+    }
+
+    fn stat(comm: &str, state: char, flags: u32, start: u64) -> String {
+        format!("77 ({comm}) {state} 1 77 77 0 -1 {flags} 98 0 0 0 0 0 0 0 20 0 1 0 {start} 3133440 356\n")
+    }
+
+    const LIMITS: &str =
+        "Limit                     Soft Limit           Hard Limit           Units     \n\
+        Max processes             96364                96364                processes \n\
+        Max open files            1024                 unlimited            files     \n";
+
+    #[test]
+    fn identity_from_stat_alone() {
+        let (_d, root) = root_with(&stat("a) (b c", 'S', 0, 4242), LIMITS);
+        let id = root.identity(77).unwrap().identity;
+        assert_eq!(id.comm, "a) (b c");
+        assert_eq!(id.start_time, 4242);
+        let limits = root.fd_limits(77, &id).unwrap();
+        assert_eq!(limits.soft, Some(1024));
+        assert_eq!(limits.hard, None, "unlimited");
+
+        let (_d, root) = root_with(&stat("z", 'Z', 0, 1), LIMITS);
+        assert!(matches!(root.identity(77), Err(SampleError::Zombie { .. })));
+        let (_d, root) = root_with(&stat("kworker/0:1", 'I', PF_KTHREAD, 1), LIMITS);
+        assert!(matches!(
+            root.identity(77),
+            Err(SampleError::KernelThread { .. })
+        ));
+        assert!(matches!(
+            root.identity(78),
+            Err(SampleError::NoSuchProcess { pid: 78 })
+        ));
+        let (_d, root) = root_with("77 (x", "no limits here\n");
+        assert!(matches!(
+            root.identity(77),
+            Err(SampleError::Malformed { .. })
+        ));
+        let who = Identity {
+            pid: 77,
+            comm: "x".into(),
+            start_time: 1,
+        };
+        assert!(matches!(
+            root.fd_limits(77, &who),
+            Err(SampleError::Malformed { .. })
+        ));
+        assert!(matches!(
+            root.fd_limits(78, &who),
+            Err(SampleError::Exited { pid: 78, .. })
+        ));
+        // Unreadable optional counters are None, never an error.
+        assert_eq!(root.activity(77), Activity::default());
+    }
+}
