@@ -1,10 +1,12 @@
 //! Time one census of a process in-process, without fdwatch's start-up:
-//! the BPF walk alone (iterator read + decode), a whole BPF sample, and a
-//! whole /proc sample. Used by scripts/bench-bpf.sh.
+//! the BPF walk alone (iterator read + decode), a whole BPF sample, the churn
+//! detection a watch runs on it, and a whole /proc sample. Used by
+//! scripts/bench-bpf.sh.
 //!
 //!     cargo run --release --example census_time -- PID [ROUNDS]
 //!
-//! Prints one line per measurement: `name median_ms min_ms mean_ms fds`.
+//! Prints one line per measurement: `name median_ms min_ms mean_ms fds`
+//! (`bpf_load`: wall and CPU time of loading the program, once).
 
 use std::time::Instant;
 
@@ -17,6 +19,17 @@ fn stats(name: &str, mut ms: Vec<f64>, fds: u64) {
     println!("{name} {median:.3} {:.3} {mean:.3} {fds}", ms[0]);
 }
 
+/// CPU time of this process, ms.
+fn cpu_ms() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
+}
+
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let pid: i32 = args
@@ -26,9 +39,13 @@ fn main() -> anyhow::Result<()> {
     let rounds: usize = args.next().map(|r| r.parse()).transpose()?.unwrap_or(50);
     let root = ProcRoot::default();
 
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_ms());
     let mut bpf = BpfCensus::load()?;
-    println!("bpf_load {:.3}", started.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "bpf_load {:.3} {:.3}",
+        started.elapsed().as_secs_f64() * 1e3,
+        cpu_ms() - cpu
+    );
 
     let mut walk = Vec::new();
     let mut fds = 0;
@@ -41,9 +58,11 @@ fn main() -> anyhow::Result<()> {
     stats("bpf_walk", walk, fds);
 
     let mut whole = Vec::new();
+    let mut mark = Vec::new();
+    let mut previous = None;
     for _ in 0..rounds {
         let t = Instant::now();
-        let s = sample::take_with(
+        let mut s = sample::take_with(
             &root,
             pid,
             Census::Full,
@@ -53,8 +72,15 @@ fn main() -> anyhow::Result<()> {
         )?;
         whole.push(t.elapsed().as_secs_f64() * 1e3);
         fds = s.fds;
+        if let Some(p) = &previous {
+            let t = Instant::now();
+            s.mark_new_inodes(p);
+            mark.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        previous = Some(s);
     }
     stats("bpf_sample", whole, fds);
+    stats("mark_new_inodes", mark, fds);
 
     let mut proc = Vec::new();
     for _ in 0..rounds.min(20) {

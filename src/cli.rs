@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::sample::bpf::Choice;
 use crate::workload::KindCount;
 
 #[derive(Debug, Parser)]
@@ -77,10 +78,8 @@ pub struct WatchArgs {
     /// `auto` where allowed (else one line why), `on` or fail, `off`.
     #[arg(long, value_enum, default_value_t = SyscallsArg::Auto)]
     pub syscalls: SyscallsArg,
-    /// Who classifies the fds: `bpf` (a kernel iterator, needs root or
-    /// CAP_BPF + CAP_PERFMON), `proc` (/proc/<pid>/fd), `auto` (bpf where allowed).
-    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
-    pub backend: BackendArg,
+    #[command(flatten)]
+    pub backend: BackendArgs,
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
 }
@@ -97,6 +96,25 @@ pub enum BackendArg {
     Auto,
     Bpf,
     Proc,
+}
+
+/// `--backend`, shared by every mode that classifies fds (watch, check, run, assert).
+#[derive(Debug, Clone, Args)]
+pub struct BackendArgs {
+    /// Who classifies the fds: `bpf` (a kernel iterator, needs root or
+    /// CAP_BPF + CAP_PERFMON), `proc` (/proc/<pid>/fd), `auto` (bpf where allowed).
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
+}
+
+impl BackendArgs {
+    pub fn choice(&self) -> Choice {
+        match self.backend {
+            BackendArg::Auto => Choice::Auto,
+            BackendArg::Bpf => Choice::Bpf,
+            BackendArg::Proc => Choice::Proc,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -162,6 +180,8 @@ pub struct CheckArgs {
     #[arg(long, value_enum, default_value_t = SyscallsArg::Auto)]
     pub syscalls: SyscallsArg,
     #[command(flatten)]
+    pub backend: BackendArgs,
+    #[command(flatten)]
     pub thresholds: ThresholdArgs,
 }
 
@@ -210,6 +230,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub children: bool,
     #[command(flatten)]
+    pub backend: BackendArgs,
+    #[command(flatten)]
     pub gate: GateArgs,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -227,6 +249,8 @@ pub struct AssertArgs {
     /// Time between samples.
     #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
     pub interval: Duration,
+    #[command(flatten)]
+    pub backend: BackendArgs,
     #[command(flatten)]
     pub gate: GateArgs,
 }

@@ -4,13 +4,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use fdwatch::cli::{
-    AnalyzeArgs, BackendArg, CensusArg, CheckArgs, CheckFormat, Cli, Command, FailOn, GateArgs,
-    SelectArgs, SyscallsArg, ThresholdArgs, WatchArgs,
+    AnalyzeArgs, CensusArg, CheckArgs, CheckFormat, Cli, Command, FailOn, GateArgs, SelectArgs,
+    SyscallsArg, ThresholdArgs, WatchArgs,
 };
 use fdwatch::cmd::watch::{Output, SyscallMode, WatchOptions};
 use fdwatch::cmd::{analyze, check, ci, demo, serve, targets::Targets, top, watch};
 use fdwatch::diagnose::Thresholds;
-use fdwatch::sample::bpf::Choice;
 use fdwatch::sample::{Census, ProcRoot};
 use fdwatch::workload;
 
@@ -100,6 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 &args.command,
                 args.interval,
                 args.children,
+                args.backend.choice(),
                 &gate,
             )?
             .clamp(0, 255) as u8)
@@ -111,6 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 args.pid,
                 args.watch_for,
                 args.interval,
+                args.backend.choice(),
                 &gate,
             )?
             .clamp(0, 255) as u8)
@@ -275,6 +276,7 @@ fn run_check(args: CheckArgs) -> u8 {
             thresholds: th,
             census: census(args.census),
             syscalls: syscall_mode(args.syscalls),
+            backend: args.backend.choice(),
         },
         Err(e) => return unknown(&e, args.format),
     };
@@ -312,11 +314,7 @@ fn run_watch(args: WatchArgs) -> anyhow::Result<u8> {
             record: args.record,
             plot: args.plot,
             census: census(args.census),
-            backend: match args.backend {
-                BackendArg::Auto => Choice::Auto,
-                BackendArg::Bpf => Choice::Bpf,
-                BackendArg::Proc => Choice::Proc,
-            },
+            backend: args.backend.choice(),
             thresholds: thresholds(&args.thresholds)?,
             syscalls: syscall_mode(args.syscalls),
             until: None,

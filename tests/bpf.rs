@@ -136,6 +136,67 @@ fn unbound_walk_filters_to_the_target() {
     assert_eq!(count(&unbound, "netlink_protocols", "ROUTE"), 4);
 }
 
+/// A `--count 1 --json --backend bpf` sample with extra environment.
+fn sample_env(pid: i32, env: &[(&str, &str)]) -> Value {
+    let out = Command::new(bin())
+        .args(["--pid", &pid.to_string(), "--count", "1", "--json"])
+        .args(["--backend", "bpf"])
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{env:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Linux 5.17+ (CO-RE in BPF_PROG_LOAD), from `uname -r`.
+fn kernel_does_core() -> bool {
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (5, 17)
+}
+
+/// The two loaders (the kernel applying the CO-RE relocations, aya applying
+/// them in user space) give the same program: the same census.
+#[test]
+fn both_loaders_give_the_same_census() {
+    if !require_bpf("kernel CO-RE vs aya loader") {
+        return;
+    }
+    if !kernel_does_core() {
+        skip(
+            "kernel CO-RE vs aya loader",
+            "needs Linux 5.17+ for CO-RE in BPF_PROG_LOAD",
+        );
+        return;
+    }
+    let _one = serial();
+    let w = Workload::start(FULL_HOLD);
+    let kernel = sample_env(w.pid, &[("FDWATCH_BPF_LOADER", "kernel")]);
+    let aya = sample_env(w.pid, &[("FDWATCH_BPF_LOADER", "aya")]);
+    for field in [
+        "fds",
+        "kinds",
+        "tcp_states",
+        "netlink_protocols",
+        "unix_types",
+        "repeated_paths",
+        "remote_endpoints",
+        "deleted_bytes",
+    ] {
+        assert_eq!(kernel[field], aya[field], "{field} differs");
+    }
+    assert_eq!(kernel["repeated_paths"][0]["count"], 50);
+}
+
 #[test]
 fn bpf_census_under_churn_has_no_error() {
     if !require_bpf("BPF census under churn") {

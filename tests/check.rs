@@ -328,3 +328,147 @@ fn prometheus_textfile_and_json() {
     assert_eq!(v["level"], "OK");
     assert_eq!(v["processes"][0]["sample"]["kinds"]["netlink"], 2);
 }
+
+/// As root, `check --backend bpf` takes its samples with the BPF census and
+/// counts what `--backend proc` counts; the status line and long output carry
+/// no note about the census.
+#[test]
+fn backend_bpf_counts_what_proc_counts() {
+    if !require_bpf("check --backend bpf against --backend proc") {
+        return;
+    }
+    let w = Workload::start(FULL_HOLD);
+    let json = |backend: &str| -> serde_json::Value {
+        let (code, out, err) = check(&[
+            "--pid",
+            &w.pid_str(),
+            "--samples",
+            "1",
+            "--format",
+            "json",
+            "--backend",
+            backend,
+        ]);
+        assert_eq!(code, 0, "{backend}: {out} {err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let (b, p) = (json("bpf"), json("proc"));
+    let (bs, ps) = (&b["processes"][0]["sample"], &p["processes"][0]["sample"]);
+    assert_eq!(bs["backend"], "bpf");
+    assert_eq!(ps["backend"], "proc");
+    for field in [
+        "fds",
+        "kinds",
+        "tcp_states",
+        "repeated_paths",
+        "remote_endpoints",
+        "deleted_bytes",
+    ] {
+        assert_eq!(bs[field], ps[field], "{field} differs");
+    }
+    assert_eq!(bs["repeated_paths"][0]["count"], 50);
+    assert_eq!(b["notes"], serde_json::json!([]));
+
+    let (code, out, err) = check(&[
+        "--pid",
+        &w.pid_str(),
+        "--samples",
+        "1",
+        "--backend",
+        "bpf",
+        "--syscalls",
+        "off",
+    ]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.starts_with("FDWATCH OK - "), "{out}");
+    assert!(!out.contains("note:"), "{out}");
+    assert!(err.is_empty(), "{err}");
+}
+
+/// As a user without CAP_BPF: `--backend bpf` is UNKNOWN (exit 3) with the
+/// reason on the status line and one line on stderr; `auto` checks through
+/// /proc and says why in the long output (a `note:`) and on stderr, never in
+/// the status line.
+#[test]
+fn backend_bpf_unprivileged_is_unknown_and_auto_says_why_in_long_output() {
+    if !require_root("check --backend as uid 65534 (needs root to become it)") {
+        return;
+    }
+    let w = nobody_workload(&["--hold", "pipe:2"]);
+    let pid = w.pid_str();
+    let out = fdwatch_as_nobody(&["check", "--pid", &pid, "--samples", "1", "--backend", "bpf"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(3), "{stdout} {stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.starts_with("FDWATCH UNKNOWN - --backend bpf: ") && stdout.contains("CAP_BPF"),
+        "{stdout}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("fdwatch: --backend bpf: "), "{stderr}");
+
+    let out = fdwatch_as_nobody(&[
+        "check",
+        "--pid",
+        &pid,
+        "--samples",
+        "1",
+        "--syscalls",
+        "off",
+    ]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout} {stderr}");
+    let first = stdout.lines().next().unwrap();
+    assert!(first.starts_with("FDWATCH OK - "), "{first}");
+    assert!(!first.contains("census"), "status line untouched: {first}");
+    let note = stdout
+        .lines()
+        .find(|l| l.starts_with("note: using the /proc census: "))
+        .unwrap_or_else(|| panic!("a note in the long output: {stdout}"));
+    assert!(note.contains("CAP_BPF"), "{note}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("fdwatch: using the /proc census: "),
+        "{stderr}"
+    );
+
+    let out = fdwatch_as_nobody(&[
+        "check",
+        "--pid",
+        &pid,
+        "--samples",
+        "1",
+        "--syscalls",
+        "off",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["processes"][0]["sample"]["backend"], "proc");
+    assert!(v["notes"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("using the /proc census: "));
+
+    // Asked for /proc: nothing to say.
+    let out = fdwatch_as_nobody(&[
+        "check",
+        "--pid",
+        &pid,
+        "--samples",
+        "1",
+        "--syscalls",
+        "off",
+        "--backend",
+        "proc",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("note:"));
+    assert!(out.stderr.is_empty());
+}

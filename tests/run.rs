@@ -246,3 +246,171 @@ fn run_draws_its_plot() {
         &text[..200.min(text.len())]
     );
 }
+
+/// The `--report` of a `run` as JSON.
+fn run_report(opts: &[&str], cmd: &[&str]) -> (i32, String, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let mut args = opts.to_vec();
+    args.extend(["--report", report.to_str().unwrap(), "--"]);
+    args.extend(cmd);
+    let (code, err) = run(&args);
+    let r = std::fs::read(&report)
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap_or_else(|e| panic!("no report ({e}): {err}"));
+    (code, err, r)
+}
+
+/// As root, `run --backend bpf` samples with the BPF census, says so in its
+/// report, and counts what `--backend proc` counts; with `--children` one
+/// loaded program walks the command and each descendant.
+#[test]
+fn run_backend_bpf_counts_what_proc_counts() {
+    if !require_bpf("run --backend bpf against --backend proc") {
+        return;
+    }
+    let holds = format!(
+        "{} workload --ignore-stdin --exit-after 1500ms --hold file:20 --hold pipe:5 \
+         --hold socketpair:3 --hold udp-unbound:4 --hold netlink-unbound:2",
+        bin()
+    );
+    let cmd: Vec<&str> = holds.split(' ').collect();
+    let mut seen = Vec::new();
+    for backend in ["bpf", "proc"] {
+        let (code, err, r) = run_report(&["--interval", "100ms", "--backend", backend], &cmd);
+        assert_eq!(code, 0, "{backend}: {err}");
+        assert_eq!(r["backend"], backend, "{r}");
+        assert!(r["samples"].as_u64().unwrap() >= 5, "{r}");
+        let census = if backend == "bpf" {
+            "BPF census"
+        } else {
+            "/proc census"
+        };
+        assert!(err.contains(census), "{err}");
+        seen.push((r["fds_peak"].clone(), r["fds_end"].clone()));
+    }
+    assert_eq!(seen[0], seen[1], "bpf and proc: (peak, end)");
+    // Peak: stdio + 20 files + 10 pipe ends + 6 socketpair ends + 6 sockets.
+    assert!(seen[0].0.as_u64().unwrap() >= 42, "{seen:?}");
+
+    // Two workload children of sh, summed.
+    let script = format!("{holds} & {holds} & wait");
+    let mut peaks = Vec::new();
+    for backend in ["bpf", "proc"] {
+        let (code, err, r) = run_report(
+            &["--interval", "100ms", "--children", "--backend", backend],
+            &["sh", "-c", &script],
+        );
+        assert_eq!(code, 0, "{backend}: {err}");
+        assert_eq!(r["backend"], backend, "{r}");
+        peaks.push(r["fds_peak"].as_u64().unwrap());
+    }
+    assert_eq!(peaks[0], peaks[1], "bpf and proc with --children");
+    assert!(peaks[0] >= 2 * 42, "{peaks:?}");
+}
+
+/// As root, `assert --backend bpf` samples with the BPF census.
+#[test]
+fn assert_backend_bpf_reports_it() {
+    if !require_bpf("assert --backend bpf") {
+        return;
+    }
+    let w = Workload::start(&["--hold", "pipe:3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let mut fds = Vec::new();
+    for backend in ["bpf", "proc"] {
+        let out = fdwatch(&[
+            "assert",
+            "--pid",
+            &w.pid_str(),
+            "--for",
+            "300ms",
+            "--interval",
+            "100ms",
+            "--backend",
+            backend,
+            "--report",
+            report.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{backend}: {err}");
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        assert_eq!(r["backend"], backend, "{r}");
+        fds.push(r["fds_end"].clone());
+    }
+    assert_eq!(fds[0], fds[1]);
+}
+
+/// As a user without CAP_BPF: `run --backend bpf` and `assert --backend bpf`
+/// exit 3 with one line naming what is missing, and `run` never starts the
+/// command; `auto` runs it through /proc and says why in one line.
+#[test]
+fn backend_bpf_unprivileged_exits_3_before_the_command() {
+    if !require_root("run/assert --backend bpf as uid 65534 (needs root to become it)") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let marker = dir.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let out = fdwatch_as_nobody(&["run", "--backend", "bpf", "--", "sh", "-c", &touch]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("fdwatch: --backend bpf: ") && err.contains("CAP_BPF"),
+        "{err}"
+    );
+    assert!(!marker.exists(), "the command must not have run");
+
+    let w = nobody_workload(&["--hold", "pipe:2"]);
+    let out = fdwatch_as_nobody(&[
+        "assert",
+        "--pid",
+        &w.pid_str(),
+        "--for",
+        "200ms",
+        "--backend",
+        "bpf",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("fdwatch: --backend bpf: ") && err.contains("CAP_BPF"),
+        "{err}"
+    );
+
+    // auto: the command runs, sampled through /proc, and the reason is said once.
+    let out = fdwatch_as_nobody(&[
+        "run",
+        "--interval",
+        "100ms",
+        "--",
+        bin(),
+        "workload",
+        "--ignore-stdin",
+        "--exit-after",
+        "500ms",
+        "--hold",
+        "pipe:2",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let said: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("using the /proc census"))
+        .collect();
+    assert_eq!(said.len(), 1, "{err}");
+    assert!(said[0].starts_with("fdwatch: ") && said[0].contains("CAP_BPF"));
+    assert!(
+        err.contains("/proc census)"),
+        "the report says which: {err}"
+    );
+}

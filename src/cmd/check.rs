@@ -11,7 +11,7 @@ use super::watch::{attach_syscalls, SyscallMode};
 use crate::diagnose::{Level, Thresholds, Tracker};
 use crate::report::nagios::{self, Checked};
 use crate::report::prometheus;
-use crate::sample::{self, Census, ProcRoot, Sample, SampleError};
+use crate::sample::{bpf, Census, ProcRoot, Sample, SampleError};
 use crate::state::LockedState;
 use crate::syscalls::SyscallCounter;
 
@@ -33,12 +33,17 @@ pub struct CheckOptions {
     pub thresholds: Thresholds,
     pub census: Census,
     pub syscalls: SyscallMode,
+    /// Who does a full census (`--backend`).
+    pub backend: bpf::Choice,
 }
 
 /// Run the check; returns the exit code (the worst level).
 pub fn run(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<u8> {
     signals::install();
     let pids = opts.targets.resolve(root)?;
+    // One program for every target; `--backend bpf` where it cannot run is
+    // UNKNOWN with the reason, like any other error of a check.
+    let (mut sampler, fallback) = super::open_sampler(opts.backend, opts.census)?;
     let mut counters: HashMap<i32, SyscallCounter> = HashMap::new();
     for (i, pid) in pids.iter().enumerate() {
         // Say why counting is unavailable once, not once per process.
@@ -67,7 +72,7 @@ pub fn run(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<u8> {
             let entry = bursts.entry(*pid).or_insert_with(|| Ok(Vec::new()));
             let Ok(list) = entry else { continue };
             let expect = list.first().map(Sample::identity);
-            match sample::take(root, *pid, opts.census, expect.as_ref()) {
+            match sampler.take(root, *pid, opts.census, expect.as_ref()) {
                 Ok(mut s) => {
                     s.syscalls = counters.get_mut(pid).and_then(|c| c.read().ok());
                     if let Some(prev) = list.last() {
@@ -83,6 +88,16 @@ pub fn run(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<u8> {
     }
 
     let mut notes = Vec::new();
+    // Why `auto` used /proc: long output (and stderr), never the status line.
+    // Said once a sample worked, so that an error stays the whole story.
+    if let Some(why) = &fallback {
+        if bursts
+            .values()
+            .any(|b| b.as_ref().is_ok_and(|l| !l.is_empty()))
+        {
+            notes.push(super::fallback_note(why));
+        }
+    }
     let mut locked = match &opts.state {
         Some(path) => {
             let l = LockedState::open(path)?;

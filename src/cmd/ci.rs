@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::signals;
 use crate::diagnose::{Level, Thresholds, Tracker, Verdict};
 use crate::report::ci as ci_report;
-use crate::sample::{self, Census, FdKind, Identity, ProcRoot, Sample};
+use crate::sample::{self, bpf, Backend, Census, FdKind, Identity, ProcRoot, Sample};
 
 #[derive(Debug, Clone)]
 pub struct Gate {
@@ -72,6 +72,8 @@ pub struct Outcome {
     pub exit_code: i32,
     /// A sampling problem that is not a verdict (e.g. permission denied).
     pub sampling_error: Option<String>,
+    /// Who classified the fds (`bpf` or `proc`), as of the last sample.
+    pub backend: Option<Backend>,
 }
 
 /// What a watch of one target collects.
@@ -196,11 +198,13 @@ impl Observation {
             command_exit,
             exit_code,
             sampling_error: self.error.clone(),
+            backend: self.last.as_ref().map(|s| s.backend),
         }
     }
 }
 
-/// Sample `pid` (and with `children`, its descendants, summed into one).
+/// Sample `pid` (and with `children`, its descendants, summed into one; the
+/// one loaded BPF program walks each of them in turn).
 ///
 /// Descendants are read first and the command last: a parent that exits
 /// hands its children to init and becomes a zombie in one step, so if the
@@ -208,6 +212,7 @@ impl Observation {
 /// sample (which rejects zombies) fails too, and no half-empty sample is kept.
 fn take(
     root: &ProcRoot,
+    sampler: &mut bpf::Sampler,
     pid: i32,
     expect: Option<&Identity>,
     children: bool,
@@ -216,12 +221,12 @@ fn take(
     if children {
         for child in root.descendants(pid) {
             // A child may exit between listing and reading: skip it.
-            if let Ok(c) = sample::take(root, child, Census::Full, None) {
+            if let Ok(c) = sampler.take(root, child, Census::Full, None) {
                 kids.push(c);
             }
         }
     }
-    let mut s = sample::take(root, pid, Census::Full, expect)?;
+    let mut s = sampler.take(root, pid, Census::Full, expect)?;
     for c in &kids {
         s.merge(c);
     }
@@ -240,11 +245,15 @@ pub fn run(
     command: &[String],
     interval: Duration,
     children: bool,
+    backend: bpf::Choice,
     gate: &Gate,
 ) -> anyhow::Result<i32> {
     let Some((program, args)) = command.split_first() else {
         bail!("run needs a command after --")
     };
+    // Before the command starts: `--backend bpf` where it cannot run is an
+    // error (exit 3) and the command never runs.
+    let (mut sampler, mut fallback) = super::open_sampler(backend, Census::Full)?;
     signals::install_forwarding();
     let start = Instant::now();
     let mut child = Command::new(program)
@@ -265,8 +274,12 @@ pub fn run(
         if let Some(status) = child.try_wait()? {
             break status;
         }
-        match take(root, pid, identity.as_ref(), children) {
+        match take(root, &mut sampler, pid, identity.as_ref(), children) {
             Ok(s) => {
+                // Said once the /proc census has worked.
+                if let Some(why) = fallback.take() {
+                    eprintln!("fdwatch: {}", super::fallback_note(&why));
+                }
                 identity.get_or_insert_with(|| s.identity());
                 obs.observe(s, start.elapsed(), gate.warmup);
             }
@@ -295,10 +308,16 @@ pub fn assert(
     pid: i32,
     watch_for: Duration,
     interval: Duration,
+    backend: bpf::Choice,
     gate: &Gate,
 ) -> anyhow::Result<i32> {
     signals::install();
-    let first = sample::take(root, pid, Census::Full, None)?;
+    let (mut sampler, fallback) = super::open_sampler(backend, Census::Full)?;
+    let first = sampler.take(root, pid, Census::Full, None)?;
+    // Said once the /proc census has worked: an error stays the only line.
+    if let Some(why) = fallback {
+        eprintln!("fdwatch: {}", super::fallback_note(&why));
+    }
     let identity = first.identity();
     let start = Instant::now();
     let mut obs = Observation {
@@ -315,7 +334,7 @@ pub fn assert(
         ) {
             break;
         }
-        match sample::take(root, pid, Census::Full, Some(&identity)) {
+        match sampler.take(root, pid, Census::Full, Some(&identity)) {
             Ok(s) => obs.observe(s, start.elapsed(), gate.warmup),
             Err(e) if e.target_gone() => {
                 gone = Some(e.to_string());

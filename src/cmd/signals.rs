@@ -27,6 +27,12 @@ pub fn stop_requested() -> bool {
 }
 
 /// Sleep up to `d`, waking early when a stop is requested. Returns false if stopped.
+///
+/// One `nanosleep` per half second at most: a stop signal interrupts it
+/// (EINTR, whatever SA_RESTART says), so the flag is seen at once. The cap
+/// only bounds the wait for a signal that lands between the check and the
+/// call. (`std::thread::sleep` resumes after EINTR, so it had to wake every
+/// 50 ms to look: 20 wake-ups a second of a 1 s watch.)
 pub fn sleep(d: std::time::Duration) -> bool {
     let end = std::time::Instant::now() + d;
     loop {
@@ -37,7 +43,13 @@ pub fn sleep(d: std::time::Duration) -> bool {
         if now >= end {
             return true;
         }
-        std::thread::sleep((end - now).min(std::time::Duration::from_millis(50)));
+        let left = (end - now).min(std::time::Duration::from_millis(500));
+        let ts = libc::timespec {
+            tv_sec: left.as_secs() as libc::time_t,
+            tv_nsec: left.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: a valid timespec; no remainder wanted (the loop recomputes it).
+        unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
     }
 }
 

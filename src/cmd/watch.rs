@@ -111,11 +111,11 @@ impl Drop for AltScreen {
 
 pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     signals::install();
-    let (mut sampler, fallback) = open_sampler(opts.backend, opts.census)?;
+    let (mut sampler, fallback) = super::open_sampler(opts.backend, opts.census)?;
     let mut first = sampler.take(root, opts.pid, opts.census, None)?;
     // Said once the /proc census has worked: an error stays the only line.
     if let Some(why) = fallback {
-        eprintln!("fdwatch: using the /proc census: {why}");
+        eprintln!("fdwatch: {}", super::fallback_note(&why));
     }
     // After the first sample: a target we may not read fails with that reason alone.
     // One sample has no rates, and setting up a counter costs time (~60 ms
@@ -245,18 +245,6 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     }
     end.last = previous;
     Ok(end)
-}
-
-/// The census backend, loaded once for the whole watch, and why `auto` fell
-/// back to /proc. A count-only watch needs none.
-fn open_sampler(
-    choice: bpf::Choice,
-    census: Census,
-) -> anyhow::Result<(bpf::Sampler, Option<bpf::Unavailable>)> {
-    if census == Census::CountOnly {
-        return Ok((bpf::Sampler::default(), None));
-    }
-    bpf::Sampler::open(choice).map_err(|e| anyhow::anyhow!("--backend bpf: {e}"))
 }
 
 fn gone_message(e: &SampleError, comm: &str, pid: i32, samples: u64) -> String {

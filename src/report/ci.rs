@@ -20,9 +20,14 @@ pub fn text(o: &Outcome) -> String {
     } else {
         "FAIL"
     };
+    let census = match o.backend {
+        Some(crate::sample::Backend::Bpf) => ", BPF census",
+        Some(crate::sample::Backend::Proc) => ", /proc census",
+        _ => "",
+    };
     let _ = writeln!(
         s,
-        "fdwatch {status} — {} ({:.1}s, {} samples)",
+        "fdwatch {status} — {} ({:.1}s, {} samples{census})",
         o.name, o.duration_s, o.samples
     );
     if let Some(code) = o.command_exit {

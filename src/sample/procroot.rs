@@ -2,14 +2,11 @@
 //!
 //! Tests point a [`ProcRoot`] at a fixture tree; nothing else in the crate
 //! builds a `/proc` path by hand. Errors are mapped here, once, from the raw
-//! `io::Error`/`ProcError` to [`SampleError`] with the path and the reason.
+//! `io::Error` to [`SampleError`] with the path and the reason.
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-
-use procfs::process::{LimitValue, Process};
-use procfs::ProcError;
 
 use super::{Activity, FdLimits, Identity, SampleError, SystemFiles};
 
@@ -60,72 +57,116 @@ impl ProcRoot {
         self.root.join(pid.to_string())
     }
 
-    fn process(&self, pid: i32) -> Result<Process, SampleError> {
-        Process::new_with_root(self.pid_dir(pid)).map_err(|e| map_proc_error(e, pid, 0))
-    }
-
     /// Who `pid` is now. Rejects kernel threads and zombies: neither has fds to watch.
+    ///
+    /// One open of `stat` (its owner is the process's, like its directory's),
+    /// parsed for the four fields used: every sample reads it twice.
     pub fn identity(&self, pid: i32) -> Result<IdentityRead, SampleError> {
-        let dir = self.pid_dir(pid);
-        let uid = match std::fs::metadata(&dir) {
-            Ok(m) => m.uid(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(SampleError::NoSuchProcess { pid })
-            }
-            Err(e) => return Err(io_error(&dir, e, pid, 0)),
+        let path = self.pid_dir(pid).join("stat");
+        let (text, uid) = read_small(&path, true).map_err(|e| io_error(&path, e, pid, 0))?;
+        let malformed = |detail: &str| SampleError::Malformed {
+            path: path.display().to_string(),
+            detail: detail.to_string(),
         };
-        let stat = self
-            .process(pid)?
-            .stat()
-            .map_err(|e| map_proc_error(e, pid, uid))?;
+        if text.is_empty() {
+            // Read as the process was reaped.
+            return Err(SampleError::NoSuchProcess { pid });
+        }
+        let text = String::from_utf8_lossy(&text);
+        // comm may hold spaces and parentheses: it ends at the last ')'.
+        let open = text.find('(').ok_or_else(|| malformed("no command name"))?;
+        let close = text
+            .rfind(')')
+            .ok_or_else(|| malformed("no command name"))?;
+        let comm = text.get(open + 1..close).unwrap_or("").to_string();
+        // Fields after comm: 3 state, ..., 9 flags, ..., 22 starttime.
+        let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
+        let field = |n: usize| rest.get(n - 3).copied();
+        let state = field(3)
+            .and_then(|s| s.chars().next())
+            .ok_or_else(|| malformed("no state"))?;
+        let flags: u32 = field(9)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| malformed("no flags"))?;
+        let start_time: u64 = field(22)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| malformed("no start time"))?;
         let identity = Identity {
             pid,
-            comm: stat.comm.clone(),
-            start_time: stat.starttime,
+            comm,
+            start_time,
         };
-        if stat.flags & PF_KTHREAD != 0 {
+        if flags & PF_KTHREAD != 0 {
             return Err(SampleError::KernelThread {
                 pid,
-                comm: stat.comm,
+                comm: identity.comm,
             });
         }
-        if stat.state == 'Z' || stat.state == 'X' {
+        if state == 'Z' || state == 'X' {
             return Err(SampleError::Zombie {
                 pid,
-                comm: stat.comm,
+                comm: identity.comm,
             });
         }
         Ok(IdentityRead { identity, uid })
     }
 
+    /// `RLIMIT_NOFILE` of `pid`: the "Max open files" line of `limits`.
     pub fn fd_limits(&self, pid: i32, who: &Identity) -> Result<FdLimits, SampleError> {
-        let limits = self
-            .process(pid)?
-            .limits()
-            .map_err(|e| gone_or(e, pid, who))?;
-        let value = |v: LimitValue| match v {
-            LimitValue::Unlimited => None,
-            LimitValue::Value(n) => Some(n),
+        let path = self.pid_dir(pid).join("limits");
+        let (text, _) = read_small(&path, false).map_err(|e| match io_error(&path, e, pid, 0) {
+            SampleError::NoSuchProcess { .. } => SampleError::Exited {
+                pid,
+                comm: who.comm.clone(),
+            },
+            other => other,
+        })?;
+        let text = String::from_utf8_lossy(&text);
+        let value = |v: Option<&str>| match v {
+            Some("unlimited") => Ok(None),
+            Some(n) => n.parse().map(Some).map_err(|_| ()),
+            None => Err(()),
         };
-        Ok(FdLimits {
-            soft: value(limits.max_open_files.soft_limit),
-            hard: value(limits.max_open_files.hard_limit),
-        })
+        text.lines()
+            .find_map(|l| l.strip_prefix("Max open files"))
+            .and_then(|l| {
+                let mut f = l.split_whitespace();
+                Some(FdLimits {
+                    soft: value(f.next()).ok()?,
+                    hard: value(f.next()).ok()?,
+                })
+            })
+            .ok_or_else(|| SampleError::Malformed {
+                path: path.display().to_string(),
+                detail: "no readable \"Max open files\" line".into(),
+            })
     }
 
     /// Counters that need ptrace-read rights (io) are `None` when unreadable:
     /// they are optional context, never a reason to fail a sample.
     pub fn activity(&self, pid: i32) -> Activity {
-        let Ok(process) = self.process(pid) else {
-            return Activity::default();
+        let dir = self.pid_dir(pid);
+        let read = |name: &str, keys: [&str; 2]| -> [Option<u64>; 2] {
+            let Ok((text, _)) = read_small(&dir.join(name), false) else {
+                return [None, None];
+            };
+            let text = String::from_utf8_lossy(&text);
+            keys.map(|k| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(k)?.strip_prefix(':'))
+                    .and_then(|v| v.trim().parse().ok())
+            })
         };
-        let io = process.io().ok();
-        let status = process.status().ok();
+        let [syscr, syscw] = read("io", ["syscr", "syscw"]);
+        let [voluntary, nonvoluntary] = read(
+            "status",
+            ["voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"],
+        );
         Activity {
-            syscr: io.as_ref().map(|i| i.syscr),
-            syscw: io.as_ref().map(|i| i.syscw),
-            voluntary_ctxt_switches: status.as_ref().and_then(|s| s.voluntary_ctxt_switches),
-            nonvoluntary_ctxt_switches: status.as_ref().and_then(|s| s.nonvoluntary_ctxt_switches),
+            syscr,
+            syscw,
+            voluntary_ctxt_switches: voluntary,
+            nonvoluntary_ctxt_switches: nonvoluntary,
         }
     }
 
@@ -224,7 +265,12 @@ impl ProcRoot {
 
     pub fn system_files(&self) -> Result<SystemFiles, SampleError> {
         let fs = self.root.join("sys/fs");
-        let file_nr = read_to_string(&fs.join("file-nr"))?;
+        let file_nr = read_small(&fs.join("file-nr"), false)
+            .map(|(b, _)| String::from_utf8_lossy(&b).into_owned())
+            .map_err(|source| SampleError::Io {
+                path: fs.join("file-nr").display().to_string(),
+                source,
+            })?;
         let mut fields = file_nr.split_whitespace().map(str::parse::<u64>);
         let mut field = |what: &str| match fields.next() {
             Some(Ok(v)) => Ok(v),
@@ -247,15 +293,29 @@ impl ProcRoot {
     }
 }
 
-fn read_to_string(path: &Path) -> Result<String, SampleError> {
-    std::fs::read_to_string(path).map_err(|source| SampleError::Io {
-        path: path.display().to_string(),
-        source,
-    })
+/// A small file (a /proc or sysctl file) in one open and as few reads as it
+/// takes, with its owner when `owner`: no `statx` for a size hint as
+/// `fs::read` makes, which /proc files do not have anyway. Every sample
+/// reads several of these.
+fn read_small(path: &Path, owner: bool) -> io::Result<(Vec<u8>, u32)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let uid = if owner { f.metadata()?.uid() } else { 0 };
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => return Ok((buf, uid)),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn read_u64(path: &Path) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    let (b, _) = read_small(path, false).ok()?;
+    String::from_utf8_lossy(&b).trim().parse().ok()
 }
 
 /// Map an I/O error on a path under `/proc/<pid>` to what it means for the watch.
@@ -274,45 +334,6 @@ pub fn io_error(path: &Path, e: io::Error, pid: i32, owner: u32) -> SampleError 
             path: path.display().to_string(),
             source: e,
         },
-    }
-}
-
-pub(crate) fn map_proc_error(e: ProcError, pid: i32, owner: u32) -> SampleError {
-    match e {
-        ProcError::NotFound(_) => SampleError::NoSuchProcess { pid },
-        ProcError::PermissionDenied(p) => {
-            let path = p
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| format!("/proc/{pid}"));
-            let root = proc_root_of(std::path::Path::new(&path), pid).to_path_buf();
-            super::permission_denied(path, pid, owner, &root)
-        }
-        // A short read means the process went away mid-read.
-        ProcError::Incomplete(_) => SampleError::NoSuchProcess { pid },
-        ProcError::Io(source, p) => match source.kind() {
-            io::ErrorKind::NotFound => SampleError::NoSuchProcess { pid },
-            _ => SampleError::Io {
-                path: p.map(|p| p.display().to_string()).unwrap_or_default(),
-                source,
-            },
-        },
-        ProcError::Other(detail)
-        | ProcError::InternalError(procfs::InternalError { msg: detail, .. }) => {
-            SampleError::Malformed {
-                path: format!("/proc/{pid}"),
-                detail,
-            }
-        }
-    }
-}
-
-fn gone_or(e: ProcError, pid: i32, who: &Identity) -> SampleError {
-    match map_proc_error(e, pid, 0) {
-        SampleError::NoSuchProcess { .. } => SampleError::Exited {
-            pid,
-            comm: who.comm.clone(),
-        },
-        other => other,
     }
 }
 
@@ -336,4 +357,72 @@ pub fn mono_now() -> f64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 * 1e-9)
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake proc root with one process 77 whose `stat` and `limits` are given.
+    fn root_with(stat: &str, limits: &str) -> (tempfile::TempDir, ProcRoot) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("77");
+        std::fs::create_dir(&p).unwrap();
+        std::fs::write(p.join("stat"), stat).unwrap();
+        std::fs::write(p.join("limits"), limits).unwrap();
+        let root = ProcRoot::new(dir.path());
+        (dir, root)
+    }
+
+    fn stat(comm: &str, state: char, flags: u32, start: u64) -> String {
+        format!("77 ({comm}) {state} 1 77 77 0 -1 {flags} 98 0 0 0 0 0 0 0 20 0 1 0 {start} 3133440 356\n")
+    }
+
+    const LIMITS: &str =
+        "Limit                     Soft Limit           Hard Limit           Units     \n\
+        Max processes             96364                96364                processes \n\
+        Max open files            1024                 unlimited            files     \n";
+
+    #[test]
+    fn identity_from_stat_alone() {
+        let (_d, root) = root_with(&stat("a) (b c", 'S', 0, 4242), LIMITS);
+        let id = root.identity(77).unwrap().identity;
+        assert_eq!(id.comm, "a) (b c");
+        assert_eq!(id.start_time, 4242);
+        let limits = root.fd_limits(77, &id).unwrap();
+        assert_eq!(limits.soft, Some(1024));
+        assert_eq!(limits.hard, None, "unlimited");
+
+        let (_d, root) = root_with(&stat("z", 'Z', 0, 1), LIMITS);
+        assert!(matches!(root.identity(77), Err(SampleError::Zombie { .. })));
+        let (_d, root) = root_with(&stat("kworker/0:1", 'I', PF_KTHREAD, 1), LIMITS);
+        assert!(matches!(
+            root.identity(77),
+            Err(SampleError::KernelThread { .. })
+        ));
+        assert!(matches!(
+            root.identity(78),
+            Err(SampleError::NoSuchProcess { pid: 78 })
+        ));
+        let (_d, root) = root_with("77 (x", "no limits here\n");
+        assert!(matches!(
+            root.identity(77),
+            Err(SampleError::Malformed { .. })
+        ));
+        let who = Identity {
+            pid: 77,
+            comm: "x".into(),
+            start_time: 1,
+        };
+        assert!(matches!(
+            root.fd_limits(77, &who),
+            Err(SampleError::Malformed { .. })
+        ));
+        assert!(matches!(
+            root.fd_limits(78, &who),
+            Err(SampleError::Exited { pid: 78, .. })
+        ));
+        // Unreadable optional counters are None, never an error.
+        assert_eq!(root.activity(77), Activity::default());
+    }
 }

@@ -251,3 +251,44 @@ pub fn say_skipped(msg: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{msg}");
 }
+
+/// Tests of the BPF census backend need root (or CAP_BPF + CAP_PERFMON) and
+/// kernel BTF; like [`require_root`], they say so loudly when they cannot run.
+pub fn require_bpf(what: &str) -> bool {
+    if !require_root(what) {
+        return false;
+    }
+    if std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return true;
+    }
+    let msg = format!("SKIPPED: {what}: needs kernel BTF at /sys/kernel/btf/vmlinux");
+    if std::env::var_os("CI").is_some() {
+        panic!("{msg} (CI is set: this test must run)");
+    }
+    say_skipped(&msg);
+    false
+}
+
+/// `fdwatch ARGS` as uid/gid 65534 (nobody), stdin closed.
+pub fn fdwatch_as_nobody(args: &[&str]) -> Output {
+    use std::os::unix::process::CommandExt;
+    Command::new(bin())
+        .args(args)
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run fdwatch as nobody")
+}
+
+/// A workload owned by nobody (uid 65534), so that fdwatch as nobody may read it.
+pub fn nobody_workload(args: &[&str]) -> Workload {
+    use std::os::unix::process::CommandExt;
+    Workload::start_with(
+        Command::new(bin())
+            .arg("workload")
+            .args(args)
+            .uid(65534)
+            .gid(65534),
+    )
+}

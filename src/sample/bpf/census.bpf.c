@@ -4,18 +4,24 @@
 // open file of one process and classifies it where the kernel's own structures
 // are, so userspace gets a compact result from one read of the iterator.
 //
-// Output (the seq_file of the iterator), little-endian fixed-size records,
-// each starting with `struct rec_hdr`:
-//   REC_INODE   socket/pipe inode (fdwatch's churn detection)      16 bytes
+// Output (the seq_file of the iterator), little-endian records, each starting
+// with `struct rec_hdr`:
+//   REC_INODES  up to INODE_BATCH socket/pipe inodes (fdwatch's churn
+//               detection), 8 bytes each: kind << 56 | inode      8 + 8 n bytes
+//   REC_INODE   one socket/pipe inode that does not fit in 56 bits  16 bytes
 //   REC_TCP     a connected TCP socket: inode + peer address        40 bytes
-//   REC_REPEAT  the n-th (n >= 2) fd on the same (dev, inode)       32 bytes
+//   REC_REPEAT  an fd on a (dev, inode) that an earlier fd holds     24 bytes
 //   REC_SUMMARY the aggregated counts, once, when the walk ends     sizeof(struct census)
 //
 // Why records are written before anything is counted: when a record does not
 // fit in the seq buffer, the kernel discards it and shows the same file again
 // on the next read(). A file is therefore counted only after its record was
 // accepted, so every file is counted exactly once. Files that produce no
-// record (most regular files, anon inodes) can never overflow.
+// record (most regular files, anon inodes) can never overflow. Inodes are
+// batched (one bpf_seq_write per INODE_BATCH sockets and pipes instead of one
+// each): a file whose inode fills the batch is counted once the batch is
+// written; if that write fails, its inode is taken back out of the batch and
+// the file is shown again.
 //
 // Built by scripts/build-bpf.sh (CO-RE: one object for every kernel with BTF).
 // Keep the numbers below in step with src/sample/bpf/wire.rs.
@@ -67,6 +73,7 @@ enum rec_type {
 	REC_TCP = 2,
 	REC_REPEAT = 3,
 	REC_SUMMARY = 4,
+	REC_INODES = 5,
 };
 
 #define N_TCP_STATES 16
@@ -76,7 +83,7 @@ enum rec_type {
 struct rec_hdr {
 	__u8 type;
 	__u8 kind;
-	__u16 port; /* REC_TCP: peer port, host order */
+	__u16 port; /* REC_TCP: peer port, host order; REC_INODES: entries */
 	__s32 fd;
 };
 
@@ -94,11 +101,20 @@ struct rec_tcp {
 	__u8 addr[16]; /* AF_INET: first 4 bytes */
 };
 
+/* fdwatch counts a file's fds as 1 + its REC_REPEAT records. */
 struct rec_repeat {
-	struct rec_hdr hdr; /* fd: the first fd seen on this file */
+	struct rec_hdr hdr; /* fd: this fd (not the file's first) */
 	__u64 ino;
 	__u64 dev;
-	__u64 count;
+};
+
+#define INODE_BATCH 32
+#define INO_BITS 56
+
+/* Inodes not yet written: [i] = kind << INO_BITS | inode. */
+struct rec_inodes {
+	struct rec_hdr hdr; /* port: how many of ent[] are filled */
+	__u64 ent[INODE_BATCH];
 };
 
 struct census {
@@ -115,13 +131,18 @@ struct census {
 	__u64 unix_types[N_SOCK_TYPES];
 };
 
-/* One slot of the repeat table: a regular file seen in the walk `generation`. */
+/* One slot of the repeat table: a regular file seen in the walk `generation`
+ * (16 bytes: the REPEAT_PROBES slots tried for a file share a cache line). */
 struct file_slot {
-	__u32 generation;
-	__u32 count;
-	__s32 first_fd;
-	__u32 dev;
 	__u64 ino;
+	__u32 dev;
+	__u32 generation;
+};
+
+/* The walk's state: the counts, and the inodes not yet written. */
+struct scratch {
+	struct census c;
+	struct rec_inodes batch;
 };
 
 /* Userspace sets [0] = target tgid (the filter used when the iterator link
@@ -137,14 +158,18 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct census);
+	__type(value, struct scratch);
 } fdw_scratch SEC(".maps");
 
 /* Regular files by (dev, ino), to find the same file held many times: an
  * open-addressing hash table in an array (REPEAT_PROBES slots tried per file).
  * A slot of an older walk (another generation) is free, so nothing is ever
  * cleared between samples; and an array lookup is inlined by the verifier, no
- * locks, no eviction: several times cheaper per file than an LRU hash. */
+ * locks, no eviction: several times cheaper per file than an LRU hash.
+ * The slot is chosen by the address of the file's inode (one in-memory inode
+ * per (dev, ino) while it is open; the key compared is still (dev, ino)): the
+ * address is on the file's own hot cache line, so the CPU fetches the slot
+ * while the inode itself is still on its way from memory, instead of after. */
 #define REPEAT_SLOTS 65536
 #define REPEAT_PROBES 4
 struct {
@@ -238,14 +263,59 @@ static __always_inline void bump(__u64 *arr, __u32 idx, __u32 n)
 	arr[idx & (n - 1)] += 1;
 }
 
-/* Emit the summary; `c` is reset at the start of every walk. */
-static __always_inline void reset(struct census *c)
+/* The walk's state is reset at the start of every walk. */
+static __always_inline void reset(struct scratch *s)
 {
-	__u64 gen = c->generation + 1;
+	__u64 gen = s->c.generation + 1;
 
-	__builtin_memset(c, 0, sizeof(*c));
-	c->generation = gen;
-	c->hdr.type = REC_SUMMARY;
+	__builtin_memset(&s->c, 0, sizeof(s->c));
+	s->c.generation = gen;
+	s->c.hdr.type = REC_SUMMARY;
+	s->batch.hdr.type = REC_INODES;
+	s->batch.hdr.port = 0;
+}
+
+/* The low 32 bits of a kernel address, as a number: a 32-bit move turns the
+ * pointer into a scalar (allowed with CAP_PERFMON, which the census needs
+ * anyway); clang would otherwise keep it a pointer, on which the verifier
+ * refuses arithmetic. Only used to pick a hash slot, never stored. */
+static __always_inline __u32 addr_bits(const void *p)
+{
+	__u32 v;
+
+	asm volatile("r0 = %1\n\tw0 = w0\n\t%0 = r0" : "=r"(v) : "r"(p) : "r0");
+	return v;
+}
+
+/* Queue a socket/pipe inode for output; 0 when the file may be counted
+ * (its inode is queued, or written), nonzero when it must be shown again. */
+static __always_inline int push_inode(struct seq_file *seq, struct rec_inodes *b, __u8 kind,
+				      __u64 ino, int fd)
+{
+	if (ino >> INO_BITS) {
+		/* Not from get_next_ino() (32 bits): its own record. */
+		struct rec_inode r = {};
+		r.hdr.type = REC_INODE;
+		r.hdr.kind = kind;
+		r.hdr.fd = fd;
+		r.ino = ino;
+		return bpf_seq_write(seq, &r, sizeof(r));
+	}
+	__u32 n = b->hdr.port;
+
+	b->ent[n & (INODE_BATCH - 1)] = (__u64)kind << INO_BITS | ino;
+	if (n + 1 < INODE_BATCH) {
+		b->hdr.port = n + 1;
+		return 0;
+	}
+	b->hdr.port = INODE_BATCH;
+	if (bpf_seq_write(seq, b, sizeof(*b))) {
+		/* Take this file's inode back out: it is shown again. */
+		b->hdr.port = INODE_BATCH - 1;
+		return 1;
+	}
+	b->hdr.port = 0;
+	return 0;
 }
 
 SEC("iter/task_file")
@@ -255,15 +325,26 @@ int census_task_file(struct bpf_iter__task_file *ctx)
 	struct task_struct *task = ctx->task;
 	struct file *file = ctx->file;
 	__u32 zero = 0;
-	struct census *c = bpf_map_lookup_elem(&fdw_scratch, &zero);
+	struct scratch *s = bpf_map_lookup_elem(&fdw_scratch, &zero);
 
-	if (!c)
+	if (!s)
 		return 0;
+	struct census *c = &s->c;
+	struct rec_inodes *batch = &s->batch;
+
 	if (ctx->meta->seq_num == 0)
-		reset(c);
+		reset(s);
 	if (!task || !file) {
-		/* The walk ended: hand over the counts. */
-		bpf_seq_write(seq, c, sizeof(*c));
+		/* The walk ended: hand over the last inodes and the counts. If
+		 * either does not fit, the kernel discards both and calls again
+		 * on the next read, so nothing changes until both are written. */
+		__u32 n = batch->hdr.port & (INODE_BATCH - 1);
+
+		if (n && bpf_seq_write(seq, batch, sizeof(batch->hdr) + n * sizeof(__u64)))
+			return 0;
+		if (bpf_seq_write(seq, c, sizeof(*c)))
+			return 0;
+		batch->hdr.port = 0;
 		return 0;
 	}
 	__u32 *tgid = bpf_map_lookup_elem(&fdw_config, &zero);
@@ -346,14 +427,8 @@ int census_task_file(struct bpf_iter__task_file *ctx)
 			}
 			if (bpf_seq_write(seq, &r, sizeof(r)))
 				return 0; /* shown again on the next read */
-		} else {
-			struct rec_inode r = {};
-			r.hdr.type = REC_INODE;
-			r.hdr.kind = kind;
-			r.hdr.fd = fd;
-			r.ino = ino;
-			if (bpf_seq_write(seq, &r, sizeof(r)))
-				return 0;
+		} else if (push_inode(seq, batch, kind, ino, fd)) {
+			return 0;
 		}
 		if (kind == K_TCP || kind == K_TCP6)
 			bump(c->tcp_states, state, N_TCP_STATES);
@@ -365,12 +440,7 @@ int census_task_file(struct bpf_iter__task_file *ctx)
 	}
 	case S_IFIFO:
 		if (magic == PIPEFS_MAGIC) {
-			struct rec_inode r = {};
-			r.hdr.type = REC_INODE;
-			r.hdr.kind = K_PIPE;
-			r.hdr.fd = fd;
-			r.ino = ino;
-			if (bpf_seq_write(seq, &r, sizeof(r)))
+			if (push_inode(seq, batch, K_PIPE, ino, fd))
 				return 0;
 			kind = K_PIPE;
 		} else {
@@ -418,11 +488,12 @@ int census_task_file(struct bpf_iter__task_file *ctx)
 		kind = K_REGULAR;
 		__u32 dev = inode->i_sb->s_dev;
 		__u32 gen = (__u32)c->generation;
-		__u32 slot = (__u32)(((ino * 0x9E3779B97F4A7C15ULL) ^ dev) >> 48);
+		/* The probes stay within one cache line (4 slots of 16 bytes). */
+		__u32 slot = (addr_bits(inode) * 0x9E3779B1u) >> 16;
 		int tracked = 0;
 #pragma unroll
 		for (int i = 0; i < REPEAT_PROBES; i++) {
-			__u32 idx = (slot + i) & (REPEAT_SLOTS - 1);
+			__u32 idx = ((slot & ~3u) | ((slot + i) & 3u)) & (REPEAT_SLOTS - 1);
 			struct file_slot *f = bpf_map_lookup_elem(&fdw_files, &idx);
 
 			if (!f)
@@ -430,8 +501,6 @@ int census_task_file(struct bpf_iter__task_file *ctx)
 			if (f->generation != gen) {
 				/* Free: the first fd on this file. */
 				f->generation = gen;
-				f->count = 1;
-				f->first_fd = fd;
 				f->dev = dev;
 				f->ino = ino;
 				tracked = 1;
@@ -441,13 +510,11 @@ int census_task_file(struct bpf_iter__task_file *ctx)
 				struct rec_repeat r = {};
 				r.hdr.type = REC_REPEAT;
 				r.hdr.kind = K_REGULAR;
-				r.hdr.fd = f->first_fd;
+				r.hdr.fd = fd;
 				r.ino = ino;
 				r.dev = dev;
-				r.count = f->count + 1;
 				if (bpf_seq_write(seq, &r, sizeof(r)))
 					return 0;
-				f->count += 1;
 				tracked = 1;
 				break;
 			}

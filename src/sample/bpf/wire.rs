@@ -13,10 +13,16 @@ const REC_INODE: u8 = 1;
 const REC_TCP: u8 = 2;
 const REC_REPEAT: u8 = 3;
 const REC_SUMMARY: u8 = 4;
+const REC_INODES: u8 = 5;
 
+const HDR_LEN: usize = 8;
 const INODE_LEN: usize = 16;
 const TCP_LEN: usize = 40;
-const REPEAT_LEN: usize = 32;
+const REPEAT_LEN: usize = 24;
+/// `INODE_BATCH` of the C program: most entries a REC_INODES record holds.
+const INODE_BATCH: usize = 32;
+/// A REC_INODES entry is `kind << INO_BITS | inode`.
+const INO_BITS: u32 = 56;
 
 pub const N_KINDS: usize = 32;
 pub const N_TCP_STATES: usize = 16;
@@ -39,7 +45,8 @@ pub fn kind_of(n: u8) -> FdKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repeat {
     pub count: u64,
-    /// The first fd seen on it: its path is read through `/proc/<pid>/fd/<fd>`.
+    /// The lowest fd that repeats it (the walk goes up from fd 0, so the
+    /// second fd on the file): its path is read through `/proc/<pid>/fd/<fd>`.
     pub fd: i32,
 }
 
@@ -56,7 +63,7 @@ pub struct Census {
     pub netlink: Vec<(u16, u64)>,
     /// (unix socket type: 1 STREAM, 2 DGRAM, 5 SEQPACKET, count)
     pub unix_types: Vec<(u16, u64)>,
-    /// Socket and pipe inodes.
+    /// Socket and pipe inodes, in the order the walk met them.
     pub inodes: Vec<(FdKind, u64)>,
     /// Peers of connected TCP sockets, `addr:port` as /proc's parser prints them.
     pub remotes: Vec<String>,
@@ -72,6 +79,8 @@ pub enum WireError {
     UnknownRecord { kind: u8, at: usize },
     #[error("BPF census output has no summary (the walk did not finish)")]
     NoSummary,
+    #[error("BPF census output has a batch of {entries} inodes at byte {at}")]
+    BadBatch { entries: usize, at: usize },
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
@@ -92,7 +101,11 @@ fn counts<K: TryFrom<usize>>(b: &[u8], at: usize, n: usize) -> Vec<(K, u64)> {
 
 /// Decode one full read of the iterator.
 pub fn parse(bytes: &[u8]) -> Result<Census, WireError> {
-    let mut c = Census::default();
+    let mut c = Census {
+        // Mostly batched inodes, 8 bytes each.
+        inodes: Vec::with_capacity(bytes.len() / 8),
+        ..Census::default()
+    };
     let mut summary = false;
     let mut at = 0;
     while at < bytes.len() {
@@ -102,6 +115,16 @@ pub fn parse(bytes: &[u8]) -> Result<Census, WireError> {
             REC_TCP => TCP_LEN,
             REC_REPEAT => REPEAT_LEN,
             REC_SUMMARY => SUMMARY_LEN,
+            REC_INODES => {
+                let n = match bytes.get(at + 2..at + 4) {
+                    Some(n) => u16::from_ne_bytes([n[0], n[1]]) as usize,
+                    None => return Err(WireError::Truncated(at)),
+                };
+                if n == 0 || n > INODE_BATCH {
+                    return Err(WireError::BadBatch { entries: n, at });
+                }
+                HDR_LEN + 8 * n
+            }
             _ => return Err(WireError::UnknownRecord { kind, at }),
         };
         let Some(r) = bytes.get(at..at + len) else {
@@ -110,6 +133,10 @@ pub fn parse(bytes: &[u8]) -> Result<Census, WireError> {
         let fd_kind = kind_of(r[1]);
         let fd = i32::from_ne_bytes([r[4], r[5], r[6], r[7]]);
         match kind {
+            REC_INODES => c.inodes.extend(r[HDR_LEN..].chunks_exact(8).map(|e| {
+                let e = u64::from_ne_bytes(e.try_into().unwrap_or_default());
+                (kind_of((e >> INO_BITS) as u8), e & ((1 << INO_BITS) - 1))
+            })),
             REC_INODE => c.inodes.push((fd_kind, u64_at(r, 8))),
             REC_TCP => {
                 c.inodes.push((fd_kind, u64_at(r, 8)));
@@ -119,10 +146,11 @@ pub fn parse(bytes: &[u8]) -> Result<Census, WireError> {
                 c.remotes.push(endpoint(family, addr, port));
             }
             REC_REPEAT => {
+                // One record per fd after the file's first.
                 let key = (u64_at(r, 16), u64_at(r, 8));
-                let count = u64_at(r, 24);
-                let e = c.repeats.entry(key).or_insert(Repeat { count, fd });
-                e.count = e.count.max(count);
+                let e = c.repeats.entry(key).or_insert(Repeat { count: 1, fd });
+                e.count += 1;
+                e.fd = e.fd.min(fd);
             }
             _ => {
                 summary = true;
@@ -231,6 +259,9 @@ mod tests {
     #[test]
     fn decodes_every_record() {
         let mut b = Vec::new();
+        b.extend(hdr(REC_INODES, 0, 2, 0));
+        b.extend((14u64 << INO_BITS | 55).to_ne_bytes());
+        b.extend((6u64 << INO_BITS | 56).to_ne_bytes());
         b.extend(hdr(REC_INODE, 6, 0, 4));
         b.extend(77u64.to_ne_bytes());
         let mut tcp = hdr(REC_TCP, 8, 8080, 5);
@@ -239,11 +270,10 @@ mod tests {
         tcp.extend([127, 0, 0, 1]);
         tcp.extend([0u8; 12]);
         b.extend(&tcp);
-        for count in [2u64, 3] {
-            b.extend(hdr(REC_REPEAT, 0, 0, 9));
+        for fd in [9, 12] {
+            b.extend(hdr(REC_REPEAT, 0, 0, fd));
             b.extend(1234u64.to_ne_bytes());
             b.extend(8u64.to_ne_bytes());
-            b.extend(count.to_ne_bytes());
         }
         b.extend(summary(6, &[(0, 3), (6, 1), (8, 1), (15, 1)], &[(0, 1)]));
         let c = parse(&b).unwrap();
@@ -259,7 +289,15 @@ mod tests {
             ]
         );
         assert_eq!(c.netlink, vec![(0, 1)]);
-        assert_eq!(c.inodes, vec![(FdKind::Pipe, 77), (FdKind::Tcp, 99)]);
+        assert_eq!(
+            c.inodes,
+            vec![
+                (FdKind::Unix, 55),
+                (FdKind::Pipe, 56),
+                (FdKind::Pipe, 77),
+                (FdKind::Tcp, 99)
+            ]
+        );
         assert_eq!(c.remotes, vec!["127.0.0.1:8080".to_string()]);
         assert_eq!(c.repeats[&(8, 1234)], Repeat { count: 3, fd: 9 });
     }
@@ -272,6 +310,14 @@ mod tests {
             Err(WireError::UnknownRecord { kind: 9, at: 0 })
         );
         assert_eq!(parse(&[REC_INODE, 0, 0]), Err(WireError::Truncated(0)));
+        assert_eq!(parse(&[REC_INODES, 0]), Err(WireError::Truncated(0)));
+        assert_eq!(
+            parse(&[REC_INODES, 0, 0, 0, 0, 0, 0, 0]),
+            Err(WireError::BadBatch { entries: 0, at: 0 })
+        );
+        let mut b = hdr(REC_INODES, 0, 2, 0);
+        b.extend(1u64.to_ne_bytes());
+        assert_eq!(parse(&b), Err(WireError::Truncated(0)));
     }
 
     #[test]
