@@ -432,7 +432,7 @@ fn io(what: &str, source: std::io::Error) -> SampleError {
 
 /// A verifier log on one line: its first line and the verifier's verdict
 /// (the last line before its statistics).
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -454,8 +454,8 @@ fn one_line(text: &str) -> String {
     }
 }
 
-/// The whole source chain of an error (aya puts the verifier's reason in a source).
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// The whole source chain of an error (aya puts the kernel's reason in a source).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(inner) = cur {
@@ -504,18 +504,7 @@ mod sys {
     }
 
     fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<OwnedFd> {
-        // SAFETY: attr is a valid, initialised bpf_attr prefix of the size given.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                cmd,
-                attr as *mut T,
-                std::mem::size_of::<T>() as libc::c_uint,
-            )
-        };
-        if rc < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        let rc = super::load::sys::bpf(cmd, attr)?;
         // SAFETY: the kernel returned a new fd that nothing else owns.
         Ok(unsafe { OwnedFd::from_raw_fd(rc as i32) })
     }

@@ -15,6 +15,7 @@
 //! fds of fdwatch, dropped with the last counter, and the kernel frees them
 //! whenever fdwatch exits or is killed.
 
+use crate::sample::bpf::{error_chain, one_line};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -386,42 +387,6 @@ impl Shared {
         }
         Ok(sum)
     }
-}
-
-/// A verifier log on one line: its first line and the verifier's verdict
-/// (the last line before its statistics).
-fn one_line(text: &str) -> String {
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let verdict = lines
-        .iter()
-        .rev()
-        .find(|l| {
-            !["verification time", "stack depth", "processed ", ": "]
-                .iter()
-                .any(|p| l.starts_with(p))
-        })
-        .copied();
-    match (lines.first(), verdict) {
-        (Some(first), Some(v)) if lines.len() > 1 && *first != v => format!("{first} ... {v}"),
-        (Some(first), _) => (*first).to_string(),
-        _ => String::new(),
-    }
-}
-
-/// The whole source chain of an error (aya puts the kernel's reason in a source).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]

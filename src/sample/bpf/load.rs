@@ -300,8 +300,9 @@ pub fn btf_func_id(raw: &[u8], name: &str) -> Option<u32> {
     None
 }
 
-/// The `bpf()` commands this loader needs.
-mod sys {
+/// The `bpf()` commands this loader needs (and the raw call the census's
+/// iterator commands use too).
+pub(crate) mod sys {
     use super::*;
 
     #[repr(C)]
@@ -371,7 +372,7 @@ mod sys {
     }
 
     /// `bpf(cmd, attr, size_of(attr))`; `Ok(rc)`.
-    fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
+    pub(crate) fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
         // SAFETY: attr is a valid, initialised bpf_attr prefix of the size
         // given; every pointer in it outlives the call.
         let rc = unsafe {
