@@ -62,7 +62,14 @@ fn main() -> anyhow::Result<()> {
     let mut previous = None;
     for _ in 0..rounds {
         let t = Instant::now();
-        let mut s = sample::take_with(&root, pid, Census::Full, None, Some(&mut bpf))?;
+        let mut s = sample::take_with(
+            &root,
+            pid,
+            Census::Full,
+            None,
+            Some(&mut bpf),
+            &mut Default::default(),
+        )?;
         whole.push(t.elapsed().as_secs_f64() * 1e3);
         fds = s.fds;
         if let Some(p) = &previous {

@@ -53,7 +53,8 @@ need cc gcc || { log "no C compiler"; exit 2; }
 
 # ---- build -----------------------------------------------------------------
 log "building fdwatch (cargo build --release) and the floor (cc -O2)"
-cargo build --release --quiet
+cargo build --release --quiet --bin fdwatch --example proc_census_time
+INPROC=$CARGO_TARGET_DIR/release/examples/proc_census_time
 cc -O2 -Wall -o "$FLOOR" scripts/floor.c
 
 # ---- sizes -----------------------------------------------------------------
@@ -137,7 +138,8 @@ check_sample() { # check_sample N THREADS_LABEL JSON FLOOR_COUNT
 # ---- run -------------------------------------------------------------------
 ALL=$OUT/all.tsv
 : >"$ALL"
-declare -A RSS RSS1 COUNT_MEAN COUNT_MIN
+declare -A RSS RSS1 COUNT_MEAN COUNT_MIN INPROC_ROWS
+: >"$OUT/inproc.tsv"
 REPORT=$OUT/results.md
 # Everything below goes to the terminal and to $REPORT (no pipeline: the
 # EXIT trap must stay with this shell, so a failure still stops the holder).
@@ -160,7 +162,6 @@ for n in $SIZES; do
     RESULTS=$OUT/size-$n.tsv
     : >"$RESULTS"
     floor_count=$("$FLOOR" "$P")
-    floor_inproc=$("$FLOOR" "$P" 50 2>&1 >/dev/null | sed -n 's/.*loops, \(.*\) us\/census/\1/p')
     log "size $n: holder pid $P, $floor_count fds"
 
     load0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -176,6 +177,17 @@ for n in $SIZES; do
     bench "ls -l /proc/P/fd" ls -l "/proc/$P/fd"
     bench "floor (getdents64 + readlinkat)" "$FLOOR" "$P"
 
+    # In-process, no exec: a one-shot census and the later samples of a
+    # watch (what a watch pays every interval), against the floor in-process.
+    floor_inproc=$("$FLOOR" "$P" 50 2>&1 >/dev/null | sed -n 's/.*loops, \(.*\) us\/census/\1/p')
+    inproc1=$(FDWATCH_CENSUS_THREADS=1 "$INPROC" "$P" 30)
+    inproc=$("$INPROC" "$P" 30)
+    INPROC_ROWS[$n]=$(
+        for label in "1 thread:$inproc1" "default threads:$inproc"; do
+            name=${label%%:*}
+            awk -v t="$name" -v fl="$floor_inproc" '
+                {printf "%s\t%s\t%.3f\t%.2f\n", $1, t, $4, $4 * 1000 / fl}' <<<"${label#*:}"
+        done)
     RSS[$n]=$(peak_rss_kib "")
     RSS1[$n]=$(peak_rss_kib 1)
     full=$(mean_of "fdwatch --backend proc --json (default threads)")
@@ -190,7 +202,11 @@ for n in $SIZES; do
     awk -F'\t' -v fl="$floor" -v fu="$full" -v f1="$full1" '
         {printf "| `%s` | %.2f ± %.2f | %.2f | %.2fx | %.2fx | %.2fx |\n", $1, $2, $3, $4, $2 / fl, $2 / fu, $2 / f1}' "$RESULTS"
     printf '\nRatios are of means. Load average before / after this size: %s / %s\n' "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)"
-    printf '\n- floor in-process (50 loops, no exec): %s µs per census\n' "$floor_inproc"
+    printf '\nIn-process, no exec (examples/proc_census_time.rs, mean of 30; floor: scripts/floor.c, mean of 50 loops = %s µs):\n\n' "$floor_inproc"
+    printf '| census | threads | mean [ms] | ÷ floor |\n|---|---|---:|---:|\n'
+    awk -F'\t' '{printf "| %s | %s | %s | %sx |\n", $1 == "proc_oneshot" ? "one-shot (every sample from scratch)" : "watch (later samples: socket names and devices remembered)", $2, $3, $4}' <<<"${INPROC_ROWS[$n]}"
+    printf '\n'
+    sed "s/^/$n\t/" <<<"${INPROC_ROWS[$n]}" >>"$OUT/inproc.tsv"
     printf -- '- peak RSS of a full sample: %s KiB (default threads), %s KiB (1 thread)\n' "${RSS[$n]}" "${RSS1[$n]}"
     check_sample "$n" "default threads" "$check_json" "$floor_count"
     check_sample "$n" "1 thread" "$check_json1" "$floor_count"
@@ -210,6 +226,13 @@ for n in $SIZES; do
     lo=$(awk -F'\t' -v n="$n" '$1 == n && $2 ~ /default threads/ {a = $3} $1 == n && $2 ~ /^lsof/ {b = $3} END {printf "%.2f", b / a}' "$ALL")
     printf -- '- %s fds: (a) 1-thread census / floor = %sx (target <= 1.2x): %s; threaded census / floor = %sx (target < 1x): %s; context: lsfd / fdwatch = %sx, lsof / fdwatch = %sx (original target >= 10x): %s\n' \
         "$n" "$r1" "$(pf "$r1 <= 1.2")" "$rt" "$(pf "$rt < 1")" "$lf" "$lo" "$(pf "$lf >= 10 && $lo >= 10")"
+done
+for n in $SIZES; do
+    w1=$(awk -F'\t' -v n="$n" '$1 == n && $2 == "proc_watch" && $3 == "1 thread" {print $5}' "$OUT/inproc.tsv")
+    o1=$(awk -F'\t' -v n="$n" '$1 == n && $2 == "proc_oneshot" && $3 == "1 thread" {print $5}' "$OUT/inproc.tsv")
+    wt=$(awk -F'\t' -v n="$n" '$1 == n && $2 == "proc_watch" && $3 == "default threads" {print $5}' "$OUT/inproc.tsv")
+    printf -- '- %s fds in-process: 1-thread one-shot / floor = %sx (<= 1.2x: %s); 1-thread watch sample / floor = %sx (<= 1.2x: %s); threaded watch sample / floor = %sx (< 1x: %s)\n' \
+        "$n" "$o1" "$(pf "$o1 <= 1.2")" "$w1" "$(pf "$w1 <= 1.2")" "$wt" "$(pf "$wt < 1")"
 done
 # Count-only is judged on the minimum of FAST_RUNS runs: the mean of a ~2 ms
 # command measures the machine's other load as much as the command.

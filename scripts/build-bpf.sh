@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
-# Rebuild the BPF census object from its C source.
+# Rebuild the BPF objects from their C sources.
 #
-#   scripts/build-bpf.sh [OUT]     (default: src/sample/bpf/census.bpf.o)
+#   scripts/build-bpf.sh                      both committed objects:
+#                                             src/sample/bpf/census.bpf.o and
+#                                             src/syscalls/bpf/count.bpf.o
+#   scripts/build-bpf.sh OUT                  the census only, into OUT (as before)
+#   scripts/build-bpf.sh OUT SYSCALLS_OUT     the census into OUT and the
+#                                             syscall counter into SYSCALLS_OUT
 #
 # Needs clang, bpftool and libbpf's headers (Debian: clang libbpf-dev bpftool)
 # and a kernel with BTF (/sys/kernel/btf/vmlinux) to generate vmlinux.h from.
-# The object is CO-RE: the kernel it was built on does not limit where it runs.
-# The committed object is what `cargo build` embeds; CI rebuilds it with this
-# script into a temporary path and runs the BPF tests on that rebuild (see
-# docs/bpf.md, "Building the object").
+# The objects are CO-RE: the kernel they were built on does not limit where
+# they run. The committed objects are what `cargo build` embeds; CI rebuilds
+# them with this script into a temporary directory and runs the tests on the
+# rebuilds (see docs/bpf.md, "Building the object", and docs/syscalls.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-src=src/sample/bpf/census.bpf.c
-out=${1:-src/sample/bpf/census.bpf.o}
+census_src=src/sample/bpf/census.bpf.c
+count_src=src/syscalls/bpf/count.bpf.c
+case $# in
+  0) census_out=src/sample/bpf/census.bpf.o; count_out=src/syscalls/bpf/count.bpf.o ;;
+  1) census_out=$1; count_out= ;;
+  2) census_out=$1; count_out=$2 ;;
+  *) echo "usage: scripts/build-bpf.sh [OUT [SYSCALLS_OUT]]" >&2; exit 2 ;;
+esac
 gen=${CARGO_TARGET_DIR:-target}/bpf-include
 mkdir -p "$gen"
 
@@ -32,14 +43,23 @@ case "$(uname -m)" in
   *) arch=$(uname -m) ;;
 esac
 
-# -g keeps the BTF that CO-RE relocations need; strip only DWARF afterwards
-# so the committed object stays small.
-clang -O2 -g -target bpf -D__TARGET_ARCH_${arch} \
-  -I"$gen" -I/usr/include/$(uname -m)-linux-gnu \
-  -Wall -Werror \
-  -c "$src" -o "$out.tmp"
-if command -v llvm-strip >/dev/null; then
-  llvm-strip -g "$out.tmp"
+build() { # build SRC OUT
+  local src=$1 out=$2
+  # -g keeps the BTF that CO-RE relocations need; strip only DWARF afterwards
+  # so the committed object stays small. __TARGET_ARCH_* picks the pt_regs
+  # layout of bpf_tracing.h's PT_REGS_* macros.
+  clang -O2 -g -target bpf -D__TARGET_ARCH_${arch} \
+    -I"$gen" -I/usr/include/$(uname -m)-linux-gnu \
+    -Wall -Werror \
+    -c "$src" -o "$out.tmp"
+  if command -v llvm-strip >/dev/null; then
+    llvm-strip -g "$out.tmp"
+  fi
+  mv "$out.tmp" "$out"
+  echo "build-bpf: wrote $out ($(stat -c %s "$out") bytes, $(clang --version | head -1))"
+}
+
+build "$census_src" "$census_out"
+if [ -n "$count_out" ]; then
+  build "$count_src" "$count_out"
 fi
-mv "$out.tmp" "$out"
-echo "build-bpf: wrote $out ($(stat -c %s "$out") bytes, $(clang --version | head -1))"

@@ -73,7 +73,8 @@ pub struct WatchArgs {
     /// `full` classifies every fd; `count` only counts them (one stat() per sample).
     #[arg(long, value_enum, default_value_t = CensusArg::Full)]
     pub census: CensusArg,
-    /// Exact syscall counts through perf tracepoints (root or CAP_PERFMON):
+    /// Exact syscall counts, by a BPF program (root or CAP_BPF + CAP_PERFMON)
+    /// or else perf tracepoint counters (CAP_PERFMON; docs/syscalls.md):
     /// `auto` where allowed (else one line why), `on` or fail, `off`.
     #[arg(long, value_enum, default_value_t = SyscallsArg::Auto)]
     pub syscalls: SyscallsArg,
@@ -175,7 +176,7 @@ pub struct CheckArgs {
     pub output: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = CensusArg::Full)]
     pub census: CensusArg,
-    /// Exact syscall counts over the burst (root or CAP_PERFMON): auto, on, off.
+    /// Exact syscall counts over the burst (BPF or perf; root): auto, on, off.
     #[arg(long, value_enum, default_value_t = SyscallsArg::Auto)]
     pub syscalls: SyscallsArg,
     #[command(flatten)]
@@ -335,7 +336,7 @@ pub struct TopArgs {
     /// Plain text even on a terminal.
     #[arg(long, conflicts_with = "json")]
     pub plain: bool,
-    /// Classified censuses (a readlink per fd) per refresh, for the KIND of the first growing rows.
+    /// Classified censuses (a stat per fd) per refresh, for the KIND of the first growing rows.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub classify: usize,
     #[command(flatten)]

@@ -20,7 +20,7 @@
 //! `limits` text costs the kernel more than the count itself. Verdicts (trend
 //! fits) are computed only for processes whose count ever changed: a flat
 //! series has no trend to fit. The classified census (`Census::Full`, a
-//! readlink per fd) runs only for the first `classify` growing rows of a
+//! stat per fd) runs only for the first `classify` growing rows of a
 //! refresh.
 
 use std::collections::HashMap;

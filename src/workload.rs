@@ -345,8 +345,26 @@ fn check(rc: libc::c_int) -> std::io::Result<libc::c_int> {
 
 impl Opener {
     fn new() -> std::io::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("fdwatch-workload-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
+        // A directory of its own: one left behind by a killed workload whose
+        // pid this one reuses (perhaps another user's) must not be shared.
+        let base = std::env::temp_dir();
+        let mut attempt = 0u32;
+        let dir = loop {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let dir = base.join(format!(
+                "fdwatch-workload-{}-{nanos:x}{attempt}",
+                std::process::id()
+            ));
+            match std::fs::create_dir(&dir) {
+                Ok(()) => break dir,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
+                    attempt += 1
+                }
+                Err(e) => return Err(e),
+            }
+        };
         std::fs::write(dir.join("same"), b"same file\n")?;
         Ok(Opener {
             dir,

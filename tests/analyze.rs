@@ -375,3 +375,29 @@ fn an_unreadable_file_among_good_ones_still_reports_the_rest() {
     assert!(out.contains("header (CSV): WARNING"), "{out}");
     assert!(err.contains("/nonexistent/x.csv"), "{err}");
 }
+
+#[test]
+fn a_corrupt_middle_line_is_skipped_and_said_many_refuse_the_file() {
+    let rec = recording();
+    let text = std::fs::read_to_string(&rec.path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let n = lines.len();
+    lines[5] = "{\"schema\":1,\"pid\": garbage".into();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "one-bad.jsonl", &(lines.join("\n") + "\n"));
+    let (code, v, err) = analyze_json(&[&f]);
+    assert!(code == 1 || code == 2, "analysed: {err}");
+    assert!(err.contains("skipped 1 corrupt line(s) (line 6"), "{err}");
+    assert_eq!(v["series"][0]["samples"], (n - 1) as u64);
+
+    // Half the file corrupt: not a recording to trust, exit 3, one line.
+    for l in lines.iter_mut().skip(1).step_by(2) {
+        *l = "not json".into();
+    }
+    let f = write(dir.path(), "many-bad.jsonl", &(lines.join("\n") + "\n"));
+    let (code, _, err) = analyze(&[&f]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("line 2"), "{err}");
+    assert!(err.contains("are not samples"), "{err}");
+}

@@ -386,14 +386,8 @@ fn nothing_is_left_behind_after_kill_9() {
     }
     let left: Vec<u32> = ids.into_iter().filter(|id| prog_exists(*id)).collect();
     assert!(left.is_empty(), "programs left after kill -9: {left:?}");
-    let shown = Command::new("bpftool")
-        .args(["prog", "show"])
-        .output()
-        .unwrap();
-    assert!(
-        !String::from_utf8_lossy(&shown.stdout).contains("census_task_fil"),
-        "no fdwatch program listed"
-    );
+    // (Not "no census program listed at all": another fdwatch on the same
+    // host, a `serve` say, may hold its own. The ids above are this watch's.)
     // No pins: nothing of fdwatch in bpffs.
     if let Ok(dir) = std::fs::read_dir("/sys/fs/bpf") {
         for e in dir.flatten() {

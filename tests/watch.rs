@@ -455,3 +455,166 @@ fn ctrl_c_ends_a_watch_cleanly() {
     let lines = String::from_utf8(out.stdout).unwrap().lines().count();
     assert!(lines >= 3, "samples before Ctrl-C: {lines}");
 }
+
+/// The /proc census probes fds `0..count` and lists the directory only past
+/// holes: a sparse table (holes low, fds up high) must still be counted fd by
+/// fd, and the kinds only a link can tell (memfd, pidfd, nsfs, anon inodes,
+/// unlinked files) must come out as a readlink-per-fd oracle says.
+#[test]
+fn sparse_table_and_pseudo_files_match_a_readlink_oracle() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"
+import os, sys
+d = sys.argv[1]
+f = os.open('/etc/hostname', os.O_RDONLY)
+for hi in (900, 5000, 19000):
+    try:
+        os.dup2(f, hi)
+    except OSError:
+        pass
+low = [os.open('/etc/hostname', os.O_RDONLY) for _ in range(6)]
+for fd in low[::2]:
+    os.close(fd)
+os.memfd_create('fdw-test')
+os.pidfd_open(os.getpid())
+os.open('/proc/self/ns/net', os.O_RDONLY)
+os.mkfifo(d + '/fifo')
+os.open(d + '/fifo', os.O_RDWR)
+os.pipe()
+os.eventfd(0)
+g = os.open(d + '/gone', os.O_CREAT | os.O_RDWR)
+os.unlink(d + '/gone')
+os.open(d, os.O_RDONLY)
+print('ready', os.getpid(), flush=True)
+sys.stdin.read()
+"#;
+    let w = Workload::start_with(
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(dir.path()),
+    );
+    let s = sample_json(w.pid);
+
+    // The oracle: every entry of /proc/PID/fd, classified by its link.
+    let fd_dir = format!("/proc/{}/fd", w.pid);
+    let mut want: std::collections::BTreeMap<&str, i64> = Default::default();
+    let mut max_fd = 0;
+    for e in std::fs::read_dir(&fd_dir).unwrap() {
+        let e = e.unwrap();
+        max_fd = max_fd.max(e.file_name().to_str().unwrap().parse::<i32>().unwrap());
+        let link = std::fs::read_link(e.path()).unwrap();
+        let link = link.to_str().unwrap();
+        let kind = if link.starts_with("pipe:") {
+            "pipe"
+        } else if link.starts_with("anon_inode:[pidfd]") {
+            "pidfd"
+        } else if link.starts_with("anon_inode:[eventfd]") {
+            "eventfd"
+        } else if link.starts_with("/memfd:") {
+            "memfd"
+        } else if link.starts_with("net:[") {
+            "other"
+        } else if link.ends_with(" (deleted)") {
+            "deleted"
+        } else {
+            use std::os::unix::fs::FileTypeExt;
+            let t = std::fs::metadata(e.path()).unwrap().file_type();
+            if t.is_dir() {
+                "directory"
+            } else if t.is_char_device() {
+                "char_device"
+            } else if t.is_fifo() {
+                "fifo"
+            } else if t.is_file() {
+                "regular"
+            } else {
+                "unclassified by the oracle"
+            }
+        };
+        *want.entry(kind).or_default() += 1;
+    }
+    assert!(max_fd >= 900, "the table is sparse (max fd {max_fd})");
+    let total: i64 = want.values().sum();
+    assert_eq!(s["fds"].as_i64(), Some(total), "every fd counted: {s}");
+    for (kind, n) in &want {
+        assert_eq!(count(&s, "kinds", kind), *n, "kind {kind}: {s}");
+    }
+    for kind in ["pidfd", "memfd", "other", "deleted", "fifo", "eventfd"] {
+        assert!(want.contains_key(kind), "the child holds a {kind}");
+    }
+}
+
+/// A watch remembers what cannot change about a socket (its protocol) and
+/// nothing that can: a netlink socket bound between two samples gets its
+/// protocol, a TCP socket that connects and is then closed by its peer shows
+/// CLOSE_WAIT, a socket closed and a new one opened are told apart.
+#[test]
+fn a_watch_remembers_protocols_not_states() {
+    use fdwatch::sample::{
+        bpf::{Choice, Sampler},
+        Census, ProcRoot,
+    };
+    let script = r#"
+import os, socket, sys
+nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+srv = socket.socket()
+srv.bind(('127.0.0.1', 0))
+srv.listen()
+cli = socket.socket()
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+print('ready', os.getpid(), flush=True)
+sys.stdin.readline()
+nl.bind((0, 0))
+cli.connect(srv.getsockname())
+conn, _ = srv.accept()
+conn.close()
+udp.close()
+u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+print('step', flush=True)
+sys.stdin.readline()
+"#;
+    let mut w = Workload::start_with(std::process::Command::new("python3").arg("-c").arg(script));
+    let root = ProcRoot::default();
+    let (mut sampler, _) = Sampler::open(Choice::Proc).unwrap();
+    let first = sampler.take(&root, w.pid, Census::Full, None).unwrap();
+    assert_eq!(
+        first.netlink_protocols.get("unknown"),
+        Some(&1),
+        "{first:?}"
+    );
+    assert_eq!(first.tcp_states.get("LISTEN"), Some(&1));
+    assert_eq!(
+        first.kind(fdwatch::sample::FdKind::Tcp),
+        2,
+        "listener + unbound"
+    );
+    assert_eq!(first.kind(fdwatch::sample::FdKind::Udp), 1);
+
+    w.send_line("go");
+    w.expect_line("step", Duration::from_secs(10));
+    // The peer's FIN arrives asynchronously: give the kernel a moment.
+    let mut second = sampler.take(&root, w.pid, Census::Full, None).unwrap();
+    for _ in 0..50 {
+        if second.tcp_states.get("CLOSE_WAIT") == Some(&1) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        second = sampler.take(&root, w.pid, Census::Full, None).unwrap();
+    }
+    assert_eq!(
+        second.netlink_protocols.get("ROUTE"),
+        Some(&1),
+        "{second:?}"
+    );
+    assert_eq!(second.netlink_protocols.get("unknown"), None);
+    assert_eq!(second.tcp_states.get("CLOSE_WAIT"), Some(&1), "{second:?}");
+    assert_eq!(second.tcp_states.get("LISTEN"), Some(&1));
+    assert_eq!(second.kind(fdwatch::sample::FdKind::Udp), 0);
+    assert_eq!(second.kind(fdwatch::sample::FdKind::Udp6), 1);
+    // The same answers as a census from scratch.
+    let fresh = fdwatch::sample::take(&root, w.pid, Census::Full, None).unwrap();
+    assert_eq!(fresh.kinds, second.kinds);
+    assert_eq!(fresh.tcp_states, second.tcp_states);
+    assert_eq!(fresh.netlink_protocols, second.netlink_protocols);
+}

@@ -12,9 +12,9 @@ use super::{print_line, signals};
 use crate::diagnose::{Level, Thresholds, Tracker};
 use crate::report::{json, screen, View};
 use crate::sample::{bpf, Census, ProcRoot, Sample, SampleError};
-use crate::syscalls::{SyscallCounter, SyscallError};
+use crate::syscalls::{Backend, SyscallCounter, SyscallError};
 
-/// Whether to count syscalls exactly (perf tracepoints).
+/// Whether to count syscalls exactly (BPF, else perf tracepoints).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyscallMode {
     /// Where allowed; otherwise say why once and carry on.
@@ -26,14 +26,18 @@ pub enum SyscallMode {
 
 /// Attach the syscall counter per `mode`. Unavailable in `Auto`: one line on
 /// stderr saying why, and the watch carries on with the sampled view.
+/// Counting with BPF (the default) is silent; counting with perf prints the
+/// notes, which say why not BPF (and e.g. that tracefs was mounted).
 pub fn attach_syscalls(pid: i32, mode: SyscallMode) -> anyhow::Result<Option<SyscallCounter>> {
     if mode == SyscallMode::Off {
         return Ok(None);
     }
     match SyscallCounter::attach(pid) {
         Ok((counter, notes)) => {
-            for n in notes {
-                eprintln!("fdwatch: {n}");
+            if counter.backend_kind() != Backend::Bpf {
+                for n in notes {
+                    eprintln!("fdwatch: {n}");
+                }
             }
             Ok(Some(counter))
         }
@@ -114,8 +118,9 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
         eprintln!("fdwatch: {}", super::fallback_note(&why));
     }
     // After the first sample: a target we may not read fails with that reason alone.
-    // One sample has no rates, and tearing tracepoint counters down costs a
-    // few RCU grace periods (~0.4 s here): a one-shot census skips them.
+    // One sample has no rates, and setting up a counter costs time (~60 ms
+    // for BPF; ~0.4 s of RCU grace periods to tear perf counters down): a
+    // one-shot census skips it.
     let mode = if opts.count == Some(1) {
         SyscallMode::Off
     } else {

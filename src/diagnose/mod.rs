@@ -564,7 +564,7 @@ impl Tracker {
                     id: "netlink_churn".into(),
                     summary: format!("netlink sockets opened {}/s, close() {}/s (exact)", format::thousands(r.socket_netlink), format::thousands(r.close)),
                     evidence: format!(
-                        "socket(AF_NETLINK) counted by perf tracepoints over the last {}; {held} netlink sockets held and not growing; close() counts every fd type",
+                        "socket(AF_NETLINK) counted exactly (--syscalls) over the last {}; {held} netlink sockets held and not growing; close() counts every fd type",
                         approx_duration(self.syscall_window()).trim_start_matches('~')
                     ),
                     cause: "interface address lookups in a hot path (e.g. Go net.InterfaceAddrs opens two NETLINK_ROUTE sockets per call); cache the result".into(),
@@ -700,7 +700,7 @@ impl Tracker {
                 recent.len(),
                 secs
             ),
-            cause: "a hot path opens and closes netlink sockets (e.g. interface address lookups per request or per log line: Go net.InterfaceAddrs); cache the result; count the exact rate with --syscalls (root or CAP_PERFMON)".into(),
+            cause: "a hot path opens and closes netlink sockets (e.g. interface address lookups per request or per log line: Go net.InterfaceAddrs); cache the result; count the exact rate with --syscalls (root)".into(),
         })
     }
 }

@@ -16,7 +16,11 @@ pub(crate) fn parse(
         .filter(|(_, l)| !l.is_empty())
         .collect();
     let last_line = lines.last().map(|l| l.0);
+    let total = lines.len();
     let mut samples = Vec::with_capacity(lines.len());
+    // Corrupt lines in the middle (a disk error, two writers interleaved):
+    // skipped and said, as long as they are few; many mean a wrong file.
+    let mut corrupt: Vec<(usize, String)> = Vec::new();
     for (n, line) in lines {
         match serde_json::from_str::<Record>(line) {
             Ok(r) => samples.push(r.sample),
@@ -44,14 +48,33 @@ pub(crate) fn parse(
                     detail: format!(" (line 1: {e})"),
                 });
             }
-            Err(e) => {
-                return Err(InputError::Malformed {
-                    path: name.into(),
-                    line: n,
-                    detail: format!("not an fdwatch sample: {e}"),
-                })
-            }
+            Err(e) => corrupt.push((n, e.to_string())),
         }
     }
+    if let Some((first, e)) = corrupt.first() {
+        if corrupt.len() > max_corrupt(total) {
+            return Err(InputError::Malformed {
+                path: name.into(),
+                line: *first,
+                detail: format!(
+                    "not an fdwatch sample: {e} ({} of {total} lines are not samples)",
+                    corrupt.len()
+                ),
+            });
+        }
+        let at: Vec<String> = corrupt.iter().take(5).map(|(n, _)| n.to_string()).collect();
+        let more = if corrupt.len() > 5 { ", ..." } else { "" };
+        warnings.push(format!(
+            "{name}: skipped {} corrupt line(s) (line {}{more}: {e})",
+            corrupt.len(),
+            at.join(", ")
+        ));
+    }
     Ok(split_by_process(samples))
+}
+
+/// How many corrupt lines a recording of `total` lines may have and still be
+/// read: one in ten, and at least one.
+fn max_corrupt(total: usize) -> usize {
+    (total / 10).max(1)
 }

@@ -561,6 +561,9 @@ pub enum Choice {
 #[derive(Debug, Default)]
 pub struct Sampler {
     bpf: Option<BpfCensus>,
+    /// What the /proc census learned in earlier samples (also used when a
+    /// BPF sample falls back to /proc).
+    proc_cache: super::fds::ProcCache,
 }
 
 impl Sampler {
@@ -572,11 +575,18 @@ impl Sampler {
             Choice::Bpf => Ok((
                 Sampler {
                     bpf: Some(BpfCensus::load()?),
+                    ..Sampler::default()
                 },
                 None,
             )),
             Choice::Auto => match BpfCensus::load() {
-                Ok(b) => Ok((Sampler { bpf: Some(b) }, None)),
+                Ok(b) => Ok((
+                    Sampler {
+                        bpf: Some(b),
+                        ..Sampler::default()
+                    },
+                    None,
+                )),
                 Err(why) => Ok((Sampler::default(), Some(why))),
             },
         }
@@ -594,10 +604,13 @@ impl Sampler {
         census: super::Census,
         expect: Option<&super::Identity>,
     ) -> Result<Sample, SampleError> {
-        match super::take_with(root, pid, census, expect, self.bpf.as_mut()) {
+        let cache = &mut self.proc_cache;
+        match super::take_with(root, pid, census, expect, self.bpf.as_mut(), cache) {
             // The kernel walk saw nothing where /proc sees fds: take this
             // sample through /proc, which says what it can (or why it cannot).
-            Err(SampleError::BpfBlind { .. }) => super::take_with(root, pid, census, expect, None),
+            Err(SampleError::BpfBlind { .. }) => {
+                super::take_with(root, pid, census, expect, None, cache)
+            }
             other => other,
         }
     }

@@ -1,16 +1,32 @@
 //! Enumerate and classify every fd of a process through `/proc/<pid>/fd`.
 //!
-//! The cost floor of this census is `getdents64` plus one `readlinkat` per fd;
-//! everything else here is kept off the per-fd path where it can be: a
-//! `fstatat` only for fds that name a filesystem path (to tell files, dirs,
-//! devices and FIFOs apart), socket tables read once per sample and only until
-//! every socket is resolved, `getxattr` only for sockets found in no table.
+//! The cost floor of a census is `getdents64` plus one `readlinkat` per fd
+//! (scripts/floor.c). This one pays one `statx` per fd and, on procfs, no
+//! `getdents64` at all:
+//!
+//! - Which fds: `stat("/proc/PID/fd")` gives the number of open fds (Linux
+//!   6.2+), and fds are allocated lowest-first, so `0..count` is probed
+//!   directly. Every miss in that range is a hole, and each hole means one fd
+//!   at or above `count`: only then is the directory listed, from `count` on
+//!   (the fd directory's offset is the fd number + 2).
+//! - What kind: the followed `statx` of `/proc/PID/fd/N` gives the type, the
+//!   inode (a socket's or pipe's inode is the one its link and the netns
+//!   tables name), the device, the link count and the size. A `readlinkat`
+//!   is left only for what the mode cannot tell: anonymous inodes (eventfd,
+//!   epoll, ...), unlinked files (deleted vs memfd), one fd per device the
+//!   first time that device is seen (path-named filesystem, pipefs, or a
+//!   pseudo filesystem such as nsfs), and the first fd of the few most
+//!   repeated files (their path).
+//! - Sockets: netns tables read once per sample and only until every socket
+//!   is resolved; `getxattr("system.sockprotoname")` for the ones in no table,
+//!   remembered by inode for the rest of a watch ([`ProcCache`]).
+//!
+//! `AT_STATX_DONT_SYNC` keeps a stat of a file on NFS or FUSE from asking the
+//! server (a dead server must not hang the census).
 
-use std::collections::{HashMap, HashSet};
-use std::ffi::CStr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
@@ -30,7 +46,38 @@ struct FdRecord {
     dev_or_size: u64,
 }
 
-/// Above this many fds the readlinks are spread over threads.
+/// What a followed `statx` of `/proc/PID/fd/N` says about the open file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct FdStat {
+    pub mode: u32,
+    pub ino: u64,
+    pub dev: u64,
+    pub nlink: u32,
+    pub size: u64,
+}
+
+/// What kind of filesystem a device is, learned by one readlink of an fd on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Device {
+    /// Links are paths: a regular file here is a regular file, a FIFO a FIFO.
+    Paths,
+    /// pipefs: a FIFO here is an anonymous pipe.
+    Pipes,
+    /// A pseudo filesystem (nsfs, ...): every fd on it needs its link read.
+    Pseudo,
+}
+
+/// What one /proc census remembers for the next census of the same watch.
+/// Only facts that cannot change under it: a socket's protocol (its inode
+/// number is unique while it lives) and what a device is.
+#[derive(Debug, Default)]
+pub struct ProcCache {
+    /// Kind and netlink protocol by socket inode (no state, no peer).
+    sockets: InoMap<SocketInfo>,
+    devices: HashMap<u64, Device>,
+}
+
+/// Above this many fds the stats are spread over threads.
 const PARALLEL_MIN_FDS: usize = 4096;
 
 /// Classify every fd of `pid` into `sample` (kinds, sockets, repeated paths).
@@ -39,60 +86,169 @@ pub fn census(
     pid: i32,
     owner: u32,
     sample: &mut Sample,
+    cache: &mut ProcCache,
 ) -> Result<(), SampleError> {
     let fd_path = root.pid_dir(pid).join("fd");
-    let mut dir = Dir::open(
+    let dir: OwnedFd = nix::fcntl::open(
         &fd_path,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
+    .map(|fd| {
+        // SAFETY: open just returned this fd and nothing else owns it.
+        unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+    })
     .map_err(|e| io_error(&fd_path, std::io::Error::from(e), pid, owner))?;
     let dirfd = dir.as_raw_fd();
-    let mut fds: Vec<i32> = Vec::new();
-    for entry in dir.iter() {
-        let entry = entry.map_err(|e| io_error(&fd_path, std::io::Error::from(e), pid, owner))?;
-        if let Some(fd) = parse_fd_name(entry.file_name()) {
-            fds.push(fd);
+    let denied = |fd: i32| {
+        super::permission_denied(
+            fd_path.join(fd.to_string()).display().to_string(),
+            pid,
+            owner,
+            root.path(),
+        )
+    };
+    let io = |fd: i32, e: Errno| SampleError::Io {
+        path: fd_path.join(fd.to_string()).display().to_string(),
+        source: e.into(),
+    };
+
+    // Which fds, each with its stat.
+    let count = if root.is_procfs() {
+        nix::sys::stat::fstat(dirfd).map_or(0, |st| st.st_size.max(0) as u64)
+    } else {
+        0
+    };
+    let mut looked: Vec<(i32, Result<FdStat, Errno>)> = Vec::new();
+    let list_from = if count > 0 && count <= i32::MAX as u64 {
+        let probe: Vec<i32> = (0..count as i32).collect();
+        let stats = par_map(&probe, |fd| stat_fd(dirfd, *fd));
+        let mut holes = 0;
+        for (fd, st) in probe.into_iter().zip(stats) {
+            match st {
+                // A hole in 0..count, not a vanished fd.
+                Err(Errno::ENOENT) => holes += 1,
+                st => looked.push((fd, st)),
+            }
         }
+        (holes > 0).then_some(count as i32)
+    } else {
+        Some(0)
+    };
+    if let Some(from) = list_from {
+        let listed = list_fds(dirfd, from).map_err(|e| {
+            if matches!(e, Errno::EACCES | Errno::EPERM) {
+                denied(from)
+            } else {
+                io(from, e)
+            }
+        })?;
+        let stats = par_map(&listed, |fd| stat_fd(dirfd, *fd));
+        looked.extend(listed.into_iter().zip(stats));
     }
 
-    let records: Vec<Result<FdRecord, Errno>> = par_map(&fds, |fd| classify(dirfd, *fd));
-
-    let mut kept: Vec<FdRecord> = Vec::with_capacity(records.len());
-    for (fd, rec) in fds.iter().zip(records) {
+    // What kind each one is; a readlink only where the stat cannot tell.
+    let mut kept: Vec<FdRecord> = Vec::with_capacity(looked.len());
+    let mut by_link: Vec<(i32, Option<FdStat>)> = Vec::new();
+    for (fd, st) in looked {
+        let st = match st {
+            Ok(st) => st,
+            // Closed since listed, or a link the stat cannot follow (a
+            // fixture tree): the link text decides.
+            Err(Errno::ENOENT) => {
+                by_link.push((fd, None));
+                continue;
+            }
+            Err(Errno::EACCES) | Err(Errno::EPERM) => return Err(denied(fd)),
+            Err(e) => return Err(io(fd, e)),
+        };
+        let device = match st.mode & libc::S_IFMT {
+            libc::S_IFIFO | libc::S_IFREG => match cache.devices.get(&st.dev) {
+                Some(d) => Some(*d),
+                None => {
+                    let d = learn_device(dirfd, fd);
+                    if let Some(d) = d {
+                        cache.devices.insert(st.dev, d);
+                    }
+                    d
+                }
+            },
+            _ => None,
+        };
+        match classify_stat(&st, device) {
+            Some((kind, ino, dev_or_size)) => kept.push(FdRecord {
+                fd,
+                kind,
+                ino,
+                dev_or_size,
+            }),
+            None => by_link.push((fd, Some(st))),
+        }
+    }
+    let linked = par_map(&by_link, |(fd, st)| {
+        let mut buf = [0u8; 4200];
+        let len = read_link(dirfd, *fd, &mut buf)?;
+        Ok(classify_target(&buf[..len], *fd, || *st))
+    });
+    for ((fd, _), rec) in by_link.iter().zip(linked) {
         match rec {
             Ok(r) => kept.push(r),
-            // Closed between readdir and readlink: gone, not an error.
+            // Closed between the listing and now: gone, not an error.
             Err(Errno::ENOENT) => sample.vanished += 1,
-            Err(Errno::EACCES) | Err(Errno::EPERM) => {
-                return Err(super::permission_denied(
-                    fd_path.join(fd.to_string()).display().to_string(),
-                    pid,
-                    owner,
-                    root.path(),
-                ))
-            }
-            Err(e) => {
-                return Err(SampleError::Io {
-                    path: fd_path.join(fd.to_string()).display().to_string(),
-                    source: e.into(),
-                })
-            }
+            Err(Errno::EACCES) | Err(Errno::EPERM) => return Err(denied(*fd)),
+            Err(e) => return Err(io(*fd, e)),
         }
     }
-    if kept.len() as u64 + sample.vanished != fds.len() as u64 {
-        return Err(SampleError::Malformed {
-            path: fd_path.display().to_string(),
-            detail: "census lost fds".into(),
-        });
-    }
+    kept.sort_unstable_by_key(|r| r.fd);
 
-    resolve_sockets(root, pid, dirfd, &mut kept, sample);
+    resolve_sockets(root, pid, dirfd, &mut kept, sample, cache);
     aggregate(dirfd, &kept, sample);
     Ok(())
 }
 
-/// Threads for the readlinks of a large fd table: `FDWATCH_CENSUS_THREADS`
+/// The fds of the directory at or above `from`, by `getdents64` from offset
+/// `from + 2` (procfs numbers its fd entries fd + 2, after `.` and `..`).
+fn list_fds(dirfd: RawFd, from: i32) -> Result<Vec<i32>, Errno> {
+    #[repr(C, align(8))]
+    struct Buf([u8; 32 * 1024]);
+    let mut buf = Buf([0; 32 * 1024]);
+    // SAFETY: lseek on a directory fd we own.
+    if unsafe { libc::lseek(dirfd, from as libc::off_t + 2, libc::SEEK_SET) } < 0 && from > 0 {
+        return Err(Errno::last());
+    }
+    let mut fds = Vec::new();
+    loop {
+        // SAFETY: buf is writable for its length; the kernel fills whole records.
+        let n =
+            unsafe { libc::syscall(libc::SYS_getdents64, dirfd, buf.0.as_mut_ptr(), buf.0.len()) };
+        if n < 0 {
+            return Err(Errno::last());
+        }
+        if n == 0 {
+            break;
+        }
+        let mut off = 0usize;
+        while off < n as usize {
+            // struct linux_dirent64 { u64 ino; i64 off; u16 reclen; u8 type; char name[]; }
+            let rec = &buf.0[off..n as usize];
+            let reclen = u16::from_ne_bytes([rec[16], rec[17]]) as usize;
+            if reclen == 0 || reclen > rec.len() {
+                return Err(Errno::EIO);
+            }
+            let name = &rec[19..reclen];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            if let Some(fd) = parse_fd_name(name) {
+                if fd >= from {
+                    fds.push(fd);
+                }
+            }
+            off += reclen;
+        }
+    }
+    Ok(fds)
+}
+
+/// Threads for the stats of a large fd table: `FDWATCH_CENSUS_THREADS`
 /// (1 forces the single-threaded path, for benchmarks), else one per core.
 fn census_threads() -> usize {
     std::env::var("FDWATCH_CENSUS_THREADS")
@@ -106,8 +262,7 @@ fn census_threads() -> usize {
         })
 }
 
-fn parse_fd_name(name: &CStr) -> Option<i32> {
-    let bytes = name.to_bytes();
+fn parse_fd_name(bytes: &[u8]) -> Option<i32> {
     if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -152,16 +307,75 @@ fn fd_name(fd: i32, out: &mut [u8; 16]) -> usize {
     len
 }
 
-fn classify(dirfd: RawFd, fd: i32) -> Result<FdRecord, Errno> {
-    // PATH_MAX plus room for " (deleted)".
+/// The followed `statx` of `/proc/PID/fd/<fd>`, from cached attributes.
+fn stat_fd(dirfd: RawFd, fd: i32) -> Result<FdStat, Errno> {
+    let mut name = [0u8; 16];
+    let n = fd_name(fd, &mut name);
+    let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    let want = libc::STATX_TYPE | libc::STATX_INO | libc::STATX_NLINK | libc::STATX_SIZE;
+    // SAFETY: name is NUL-terminated; stx is writable and zeroed.
+    let rc = unsafe {
+        libc::statx(
+            dirfd,
+            name[..=n].as_ptr().cast(),
+            libc::AT_STATX_DONT_SYNC,
+            want,
+            stx.as_mut_ptr(),
+        )
+    };
+    if rc < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel filled it (and it was zeroed before).
+    let stx = unsafe { stx.assume_init() };
+    Ok(FdStat {
+        mode: u32::from(stx.stx_mode),
+        ino: stx.stx_ino,
+        dev: libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
+        nlink: stx.stx_nlink,
+        size: stx.stx_size,
+    })
+}
+
+/// Read the link of `fd` to learn what its device is.
+fn learn_device(dirfd: RawFd, fd: i32) -> Option<Device> {
     let mut buf = [0u8; 4200];
-    let len = read_link(dirfd, fd, &mut buf)?;
-    let target = &buf[..len];
-    Ok(classify_target(target, fd, || fstat_fd(dirfd, fd)))
+    let len = read_link(dirfd, fd, &mut buf).ok()?;
+    Some(device_of_link(&buf[..len]))
+}
+
+fn device_of_link(target: &[u8]) -> Device {
+    if target.starts_with(b"/") && !target.starts_with(b"/memfd:") {
+        Device::Paths
+    } else if target.starts_with(b"pipe:[") {
+        Device::Pipes
+    } else {
+        Device::Pseudo
+    }
+}
+
+/// Classify from the stat alone: `(kind, ino, dev_or_size)`, or None when
+/// only the link can tell (anonymous inodes, unlinked files, pseudo files).
+fn classify_stat(st: &FdStat, device: Option<Device>) -> Option<(FdKind, u64, u64)> {
+    match st.mode & libc::S_IFMT {
+        libc::S_IFSOCK => Some((FdKind::SocketUnresolved, st.ino, 0)),
+        libc::S_IFDIR => Some((FdKind::Directory, st.ino, st.dev)),
+        libc::S_IFCHR => Some((FdKind::CharDevice, st.ino, st.dev)),
+        libc::S_IFBLK => Some((FdKind::BlockDevice, st.ino, st.dev)),
+        libc::S_IFIFO => match device? {
+            Device::Pipes => Some((FdKind::Pipe, st.ino, 0)),
+            Device::Paths => Some((FdKind::Fifo, st.ino, st.dev)),
+            Device::Pseudo => None,
+        },
+        libc::S_IFREG if st.nlink > 0 && device? == Device::Paths => {
+            Some((FdKind::Regular, st.ino, st.dev))
+        }
+        _ => None,
+    }
 }
 
 /// Classify one link target. `stat` is only called for path-named targets.
-fn classify_target(target: &[u8], fd: i32, stat: impl FnOnce() -> Option<libc::stat>) -> FdRecord {
+fn classify_target(target: &[u8], fd: i32, stat: impl FnOnce() -> Option<FdStat>) -> FdRecord {
     let rec = |kind, ino, dev_or_size| FdRecord {
         fd,
         kind,
@@ -200,21 +414,21 @@ fn classify_target(target: &[u8], fd: i32, stat: impl FnOnce() -> Option<libc::s
             0,
         );
     };
-    let kind = match st.st_mode & libc::S_IFMT {
+    let kind = match st.mode & libc::S_IFMT {
         libc::S_IFDIR => FdKind::Directory,
         libc::S_IFCHR => FdKind::CharDevice,
         libc::S_IFBLK => FdKind::BlockDevice,
         libc::S_IFIFO => FdKind::Fifo,
         libc::S_IFSOCK => FdKind::SocketUnresolved,
-        _ if deleted && st.st_nlink == 0 => FdKind::Deleted,
+        _ if deleted && st.nlink == 0 => FdKind::Deleted,
         _ => FdKind::Regular,
     };
     let dev_or_size = if kind == FdKind::Deleted {
-        st.st_size.max(0) as u64
+        st.size
     } else {
-        st.st_dev
+        st.dev
     };
-    rec(kind, st.st_ino, dev_or_size)
+    rec(kind, st.ino, dev_or_size)
 }
 
 fn bracketed_inode(target: &[u8], prefix: &[u8]) -> Option<u64> {
@@ -222,216 +436,236 @@ fn bracketed_inode(target: &[u8], prefix: &[u8]) -> Option<u64> {
     std::str::from_utf8(rest).ok()?.parse().ok()
 }
 
-fn fstat_fd(dirfd: RawFd, fd: i32) -> Option<libc::stat> {
-    let mut name = [0u8; 16];
-    let n = fd_name(fd, &mut name);
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    let rc = unsafe { libc::fstatat(dirfd, name[..=n].as_ptr().cast(), st.as_mut_ptr(), 0) };
-    (rc == 0).then(|| unsafe { st.assume_init() })
+/// A hasher for inode numbers: one multiply. Inodes are not attacker-chosen
+/// keys here, and SipHash over 10k+ sockets per sample showed in profiles.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct InoHasher(u64);
+
+impl std::hash::Hasher for InoHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        // Sequential inodes land in distinct buckets (odd multiplier: a
+        // bijection on the low bits) and the top bits are well mixed.
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
-/// Resolve socket inodes against the netns tables, then name the rest with
-/// `system.sockprotoname`. Updates each record's kind and the sample's socket details.
+type InoMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<InoHasher>>;
+
+/// Resolve the sockets among `records`: their kind, and the details that
+/// only the netns tables know (TCP state and peer, netlink protocol).
 ///
-/// Order matters for cost: the tables are read once each, fully, and only
-/// while needed. The TCP tables cost a walk of the whole established hash
-/// (milliseconds on a big machine, even when empty), so they are read only
-/// when a probe or the naming pass finds a TCP socket in the target.
+/// What each costs decides the order. Naming one socket by
+/// `getxattr("system.sockprotoname")` costs about one readlink; a table costs
+/// a line per socket of its kind *in the whole netns* (and the UDP table a
+/// walk of its whole hash). So:
+/// 1. sockets the previous sample of this watch already named keep their kind
+///    (and netlink protocol): a socket's protocol never changes;
+/// 2. the unix table is read only when the netns holds fewer unix sockets than
+///    ~5x the sockets still to name (`/proc/PID/net/protocols` says how many),
+///    the netlink table (bound sockets only: short) always;
+/// 3. the rest are named one by one; where that is not possible (no xattr
+///    support, a fixture tree) every table is read instead;
+/// 4. the TCP tables are read while TCP sockets are held (state and peer
+///    change), the netlink table again for netlink sockets not yet bound.
 fn resolve_sockets(
     root: &ProcRoot,
     pid: i32,
     dirfd: RawFd,
     records: &mut [FdRecord],
     sample: &mut Sample,
+    cache: &mut ProcCache,
 ) {
-    let unresolved = |records: &[FdRecord]| -> HashSet<u64> {
-        records
-            .iter()
-            .filter(|r| r.kind == FdKind::SocketUnresolved)
-            .map(|r| r.ino)
-            .collect()
-    };
-    let mut wanted = unresolved(records);
-    if wanted.is_empty() {
-        return;
-    }
-    let net_dir = root.pid_dir(pid).join("net");
-    let mut buf: Vec<u8> = Vec::new();
-    let mut found: HashMap<u64, SocketInfo> = HashMap::with_capacity(wanted.len());
-    let mut read = |table: Table, wanted: &HashSet<u64>, found: &mut HashMap<u64, SocketInfo>| {
-        // A missing table (no IPv6, no packet support) resolves nothing: not an error.
-        if read_table(&net_dir.join(table.file_name()), &mut buf).is_ok() {
-            if let Ok(text) = std::str::from_utf8(&buf) {
-                net::parse_table(table, text, &|ino| wanted.contains(&ino), found);
-            }
-        }
-    };
-    for table in [Table::Unix, Table::Netlink, Table::Udp, Table::Udp6] {
-        if found.len() < wanted.len() {
-            read(table, &wanted, &mut found);
-        }
-    }
-    apply_found(records, &found, sample);
-
-    // Probe a few of the rest: if TCP (or raw, packet) sockets are among them,
-    // read those tables now, before naming every socket one by one.
-    let mut read_tables: Vec<Table> = Vec::new();
-    let rest: Vec<i32> = records
+    let previous = std::mem::take(&mut cache.sockets);
+    let mut info: InoMap<SocketInfo> = InoMap::default();
+    let mut unknown: Vec<FdRecord> = Vec::new();
+    for r in records
         .iter()
         .filter(|r| r.kind == FdKind::SocketUnresolved)
-        .map(|r| r.fd)
-        .collect();
-    let probe: Vec<FdKind> = rest
-        .iter()
-        .step_by((rest.len() / 8).max(1))
-        .take(8)
-        .filter_map(|fd| sockprotoname(dirfd, *fd))
-        .collect();
-    let tables_for = |kinds: &[FdKind]| -> Vec<Table> {
-        [
-            Table::Tcp,
-            Table::Tcp6,
-            Table::Raw,
-            Table::Raw6,
-            Table::Packet,
-        ]
-        .into_iter()
-        .filter(|t| kinds.contains(&t.kind()))
-        .collect()
+    {
+        match previous.get(&r.ino) {
+            Some(known) => {
+                info.insert(r.ino, known.clone());
+            }
+            None => unknown.push(*r),
+        }
+    }
+    if info.is_empty() && unknown.is_empty() {
+        return;
+    }
+    drop(previous);
+
+    let mut tables = Tables {
+        net_dir: root.pid_dir(pid).join("net"),
+        buf: Vec::new(),
+        read: Vec::new(),
     };
-    for pass in 0..2 {
-        let tables: Vec<Table> = if pass == 0 {
-            tables_for(&probe)
-        } else {
-            // Name every socket still in no table, then read what they call for.
-            let fds: Vec<i32> = records
-                .iter()
-                .filter(|r| r.kind == FdKind::SocketUnresolved)
-                .map(|r| r.fd)
-                .collect();
-            let names = par_map(&fds, |fd| sockprotoname(dirfd, *fd));
-            let mut named = Vec::new();
-            let mut nameless = false;
-            let mut it = names.into_iter();
-            for r in records
-                .iter_mut()
-                .filter(|r| r.kind == FdKind::SocketUnresolved)
-            {
-                match it.next() {
-                    Some(Some(kind)) => {
-                        r.kind = kind;
-                        named.push(kind);
-                    }
-                    _ => nameless = true,
+
+    // Netlink sockets not bound when last seen: the netlink table may list them now.
+    let unbound: InoMap<()> = info
+        .iter()
+        .filter(|(_, i)| i.kind == FdKind::Netlink && i.netlink_protocol.is_none())
+        .map(|(ino, _)| (*ino, ()))
+        .collect();
+    if !unknown.is_empty() {
+        let wanted: InoMap<()> = unknown.iter().map(|r| (r.ino, ())).collect();
+        if unix_table_pays(&root.pid_dir(pid).join("net/protocols"), unknown.len()) {
+            tables.read(Table::Unix, &|ino| wanted.contains_key(&ino), &mut info);
+        }
+        let netlink_wanted = |ino| wanted.contains_key(&ino) || unbound.contains_key(&ino);
+        tables.read(Table::Netlink, &netlink_wanted, &mut info);
+        unknown.retain(|r| !info.contains_key(&r.ino));
+        let names = par_map(&unknown, |r| sockprotoname(dirfd, r.fd));
+        let mut nameless = false;
+        for (r, name) in unknown.iter().zip(names) {
+            match name {
+                Some(kind) => {
+                    info.insert(r.ino, SocketInfo::of(kind));
+                }
+                None => nameless = true,
+            }
+        }
+        if nameless {
+            // Nothing can name them one by one: the tables must.
+            for table in Table::ALL {
+                if !tables.read.contains(&table) {
+                    let missing = |ino| wanted.contains_key(&ino) && !info.contains_key(&ino);
+                    let mut found = InoMap::default();
+                    tables.read(table, &missing, &mut found);
+                    info.extend(found);
                 }
             }
-            if nameless {
-                // Could not be named (no xattr support): any table may hold them.
-                named.extend([
-                    FdKind::Tcp,
-                    FdKind::Tcp6,
-                    FdKind::Raw,
-                    FdKind::Raw6,
-                    FdKind::Packet,
-                ]);
-            }
-            tables_for(&named)
-        };
-        let tables: Vec<Table> = tables
-            .into_iter()
-            .filter(|t| !read_tables.contains(t))
-            .collect();
-        if tables.is_empty() {
-            continue;
         }
-        wanted = records
-            .iter()
-            .filter(|r| {
-                r.kind == FdKind::SocketUnresolved || tables.iter().any(|t| t.kind() == r.kind)
-            })
-            .map(|r| r.ino)
-            .collect();
-        let mut more = HashMap::new();
-        for t in &tables {
-            read(*t, &wanted, &mut more);
-        }
-        read_tables.extend(tables);
-        apply_found(records, &more, sample);
-        found.extend(more);
     }
+
+    // Details that change while the socket lives: read every sample.
+    for (table, kind) in [(Table::Tcp, FdKind::Tcp), (Table::Tcp6, FdKind::Tcp6)] {
+        if !tables.read.contains(&table) && info.values().any(|i| i.kind == kind) {
+            let of_kind: InoMap<()> = info
+                .iter()
+                .filter(|(_, i)| i.kind == kind)
+                .map(|(ino, _)| (*ino, ()))
+                .collect();
+            tables.read(table, &|ino| of_kind.contains_key(&ino), &mut info);
+        }
+    }
+    if !unbound.is_empty() && !tables.read.contains(&Table::Netlink) {
+        tables.read(Table::Netlink, &|ino| unbound.contains_key(&ino), &mut info);
+    }
+
     let mut remotes: HashMap<String, u64> = HashMap::new();
-    for r in records.iter().filter(|r| r.kind.is_socket()) {
-        if let Some(remote) = found.get(&r.ino).and_then(|i| i.remote.as_ref()) {
+    for r in records
+        .iter_mut()
+        .filter(|r| r.kind == FdKind::SocketUnresolved)
+    {
+        let Some(i) = info.get(&r.ino) else {
+            continue;
+        };
+        r.kind = i.kind;
+        if let Some(state) = i.tcp_state {
+            *sample
+                .tcp_states
+                .entry(net::tcp_state_name(state).to_string())
+                .or_default() += 1;
+        }
+        if r.kind == FdKind::Netlink {
+            // Netlink sockets in no table were never bound: /proc cannot tell their protocol.
+            let name = match i.netlink_protocol {
+                Some(p) => net::netlink_protocol_name(p),
+                None => "unknown".to_string(),
+            };
+            *sample.netlink_protocols.entry(name).or_default() += 1;
+        }
+        if let Some(remote) = &i.remote {
             *remotes.entry(remote.clone()).or_default() += 1;
         }
     }
-    // Netlink sockets in no table were never bound: /proc cannot tell their protocol.
-    let unbound_netlink = records
-        .iter()
-        .filter(|r| r.kind == FdKind::Netlink && !found.contains_key(&r.ino))
-        .count() as u64;
-    if unbound_netlink > 0 {
-        *sample
-            .netlink_protocols
-            .entry("unknown".to_string())
-            .or_default() += unbound_netlink;
-    }
     sample.remote_endpoints = top_counted(remotes.into_iter(), TOP_N, 1);
+    // What stays true for the next sample: the kind, and a netlink protocol.
+    cache.sockets = info
+        .into_iter()
+        .map(|(ino, i)| {
+            (
+                ino,
+                SocketInfo {
+                    tcp_state: None,
+                    remote: None,
+                    ..i
+                },
+            )
+        })
+        .collect();
 }
 
-/// Give records found in a table their kind, and count their details.
-fn apply_found(records: &mut [FdRecord], found: &HashMap<u64, SocketInfo>, sample: &mut Sample) {
-    if found.is_empty() {
-        return;
-    }
-    for r in records.iter_mut().filter(|r| r.kind.is_socket()) {
-        let Some(info) = found.get(&r.ino) else {
-            continue;
-        };
-        if r.kind != FdKind::SocketUnresolved && r.kind != info.kind {
-            continue;
-        }
-        let first_time = r.kind == FdKind::SocketUnresolved;
-        r.kind = info.kind;
-        // A socket named by getxattr and now found in its table: count its details once.
-        if first_time || info.tcp_state.is_some() || info.netlink_protocol.is_some() {
-            if let Some(state) = info.tcp_state {
-                *sample
-                    .tcp_states
-                    .entry(net::tcp_state_name(state).to_string())
-                    .or_default() += 1;
-            }
-            if let Some(proto) = info.netlink_protocol {
-                *sample
-                    .netlink_protocols
-                    .entry(net::netlink_protocol_name(proto))
-                    .or_default() += 1;
+/// The netns tables of one sample: each read at most once, whole.
+struct Tables {
+    net_dir: std::path::PathBuf,
+    buf: Vec<u8>,
+    read: Vec<Table>,
+}
+
+impl Tables {
+    fn read(&mut self, table: Table, want: &dyn Fn(u64) -> bool, info: &mut InoMap<SocketInfo>) {
+        self.read.push(table);
+        // A missing table (no IPv6, no packet support) resolves nothing: not an error.
+        if read_table(&self.net_dir.join(table.file_name()), &mut self.buf).is_ok() {
+            if let Ok(text) = std::str::from_utf8(&self.buf) {
+                net::parse_table(table, text, want, info);
             }
         }
     }
+}
+
+/// Whether reading the unix table beats naming `unknown` sockets one by one:
+/// a table line costs ~1/5 of a lookup, and the table lists every unix
+/// socket of the netns. Unknown counts (a fixture tree): read it.
+fn unix_table_pays(protocols: &std::path::Path, unknown: usize) -> bool {
+    let Ok(text) = std::fs::read_to_string(protocols) else {
+        return true;
+    };
+    let unix: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("UNIX"))
+        .filter_map(|l| l.split_ascii_whitespace().nth(2)?.parse::<u64>().ok())
+        .sum();
+    unix <= 5 * unknown as u64
 }
 
 /// Read a whole /proc table in as few `read()`s as possible: each read of a
 /// seq_file restarts the kernel's walk of its hash, so small reads cost dearly.
 fn read_table(path: &std::path::Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    use std::io::Read;
     buf.clear();
     if buf.capacity() < 256 * 1024 {
         buf.reserve(256 * 1024);
     }
-    let mut f = std::fs::File::open(path)?;
+    let f = std::fs::File::open(path)?;
     loop {
         if buf.len() == buf.capacity() {
             buf.reserve(buf.capacity());
         }
-        let spare = buf.capacity() - buf.len();
-        let start = buf.len();
-        buf.resize(start + spare, 0);
-        let n = f.read(&mut buf[start..])?;
-        buf.truncate(start + n);
+        // Straight into the spare capacity: no zeroing of a buffer the kernel overwrites.
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: spare is writable for its length; read() initialises the first n bytes.
+        let n = unsafe { libc::read(f.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
         if n == 0 {
             return Ok(());
         }
+        // SAFETY: the kernel wrote n bytes into the spare capacity.
+        unsafe { buf.set_len(buf.len() + n as usize) };
     }
 }
 
@@ -611,29 +845,31 @@ mod tests {
 
     #[test]
     fn stat_decides_path_kinds() {
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        st.st_mode = libc::S_IFDIR;
+        let mut st = FdStat {
+            mode: libc::S_IFDIR,
+            ..Default::default()
+        };
         assert_eq!(
             classify_target(b"/etc", 3, || Some(st)).kind,
             FdKind::Directory
         );
-        st.st_mode = libc::S_IFCHR;
+        st.mode = libc::S_IFCHR;
         assert_eq!(
             classify_target(b"/dev/null", 3, || Some(st)).kind,
             FdKind::CharDevice
         );
-        st.st_mode = libc::S_IFIFO;
+        st.mode = libc::S_IFIFO;
         assert_eq!(
             classify_target(b"/tmp/fifo", 3, || Some(st)).kind,
             FdKind::Fifo
         );
-        st.st_mode = libc::S_IFREG;
-        st.st_nlink = 0;
-        st.st_size = 4096;
+        st.mode = libc::S_IFREG;
+        st.nlink = 0;
+        st.size = 4096;
         let r = classify_target(b"/tmp/gone (deleted)", 3, || Some(st));
         assert_eq!((r.kind, r.dev_or_size), (FdKind::Deleted, 4096));
         // A live file whose name merely ends in " (deleted)".
-        st.st_nlink = 1;
+        st.nlink = 1;
         assert_eq!(
             classify_target(b"/tmp/x (deleted)", 3, || Some(st)).kind,
             FdKind::Regular
@@ -648,9 +884,9 @@ mod tests {
             assert_eq!(&out[..n], fd.to_string().as_bytes());
             assert_eq!(out[n], 0);
         }
-        assert_eq!(parse_fd_name(c"12"), Some(12));
-        assert_eq!(parse_fd_name(c"."), None);
-        assert_eq!(parse_fd_name(c".."), None);
+        assert_eq!(parse_fd_name(b"12"), Some(12));
+        assert_eq!(parse_fd_name(b"."), None);
+        assert_eq!(parse_fd_name(b".."), None);
     }
 
     #[test]

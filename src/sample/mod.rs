@@ -131,8 +131,9 @@ pub struct Sample {
     pub new_inodes: BTreeMap<FdKind, u64>,
     #[serde(default)]
     pub activity: Activity,
-    /// Exact cumulative syscall counts since fdwatch attached (perf
-    /// tracepoints; root or CAP_PERFMON). None when not counted.
+    /// Exact cumulative syscall counts since fdwatch attached (BPF or perf
+    /// tracepoints, `backend` says which; docs/syscalls.md). None when not
+    /// counted.
     #[serde(default)]
     pub syscalls: Option<crate::syscalls::SyscallCounts>,
     /// fds listed by readdir that were closed before they could be read (a race, not an error).
@@ -391,7 +392,7 @@ impl SampleError {
 /// What to read for one sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Census {
-    /// Classify every fd (readlink per fd + socket tables).
+    /// Classify every fd (a stat per fd + socket tables; see `fds`).
     Full,
     /// Count only (`stat` fast path).
     CountOnly,
@@ -405,7 +406,14 @@ pub fn take(
     census: Census,
     expect: Option<&Identity>,
 ) -> Result<Sample, SampleError> {
-    take_with(root, pid, census, expect, None)
+    take_with(
+        root,
+        pid,
+        census,
+        expect,
+        None,
+        &mut fds::ProcCache::default(),
+    )
 }
 
 /// [`take`], with the full fd census done by `bpf` when given (identity,
@@ -416,6 +424,7 @@ pub fn take_with(
     census: Census,
     expect: Option<&Identity>,
     bpf: Option<&mut bpf::BpfCensus>,
+    proc_cache: &mut fds::ProcCache,
 ) -> Result<Sample, SampleError> {
     let ident = root.identity(pid)?;
     if let Some(was) = expect {
@@ -454,7 +463,7 @@ pub fn take_with(
                 sample.backend = Backend::Bpf;
                 bpf.census(&root.pid_dir(pid).join("fd"), pid, &mut sample)?;
             }
-            None => fds::census(root, pid, ident.uid, &mut sample)?,
+            None => fds::census(root, pid, ident.uid, &mut sample, proc_cache)?,
         },
     }
     // The process may have exited while we read its fds: an empty fd dir of an

@@ -83,7 +83,7 @@ pub struct SocketInfo {
 
 impl SocketInfo {
     /// A socket of `kind` with no details yet.
-    fn of(kind: FdKind) -> SocketInfo {
+    pub fn of(kind: FdKind) -> SocketInfo {
         SocketInfo {
             kind,
             tcp_state: None,
@@ -96,11 +96,11 @@ impl SocketInfo {
 /// Parse one table, keeping the rows whose inode `want` accepts (the target's
 /// sockets), into `out`. Malformed rows are skipped: a table is read while the
 /// kernel changes it, and one odd row must not cost the whole census.
-pub fn parse_table(
+pub fn parse_table<S: std::hash::BuildHasher>(
     table: Table,
     text: &str,
     want: &dyn Fn(u64) -> bool,
-    out: &mut HashMap<u64, SocketInfo>,
+    out: &mut HashMap<u64, SocketInfo, S>,
 ) {
     let kind = table.kind();
     for line in text.lines().skip(1) {

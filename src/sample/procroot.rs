@@ -44,6 +44,11 @@ impl ProcRoot {
         ProcRoot { root, is_procfs }
     }
 
+    /// Whether the root is a real procfs (not a fixture tree).
+    pub fn is_procfs(&self) -> bool {
+        self.is_procfs
+    }
+
     pub fn path(&self) -> &Path {
         &self.root
     }

@@ -1,45 +1,94 @@
-//! Exact syscall counts of one process through perf tracepoint counters.
+//! Exact syscall counts of one process, from one of two kernel backends:
 //!
-//! `perf_event_open(2)` in counting mode only: no sampling, no ring buffer, no
-//! ptrace. Each thread of the target gets one event group (16 tracepoint
-//! counters: `raw_syscalls:sys_enter` as the leader, `syscalls:sys_enter_*` as
-//! siblings, five of them on `sys_enter_socket` with a `family == N` filter).
-//! The events are opened with `inherit=1, inherit_thread=1`, so every thread a
-//! counted thread creates later gets its own copy, and a `read()` of the
-//! group leader returns the sum over the thread and all its descendants, live
-//! or exited. Threads that exist at attach time are attached directly;
-//! threads created later are covered by inheritance, so nothing needs to
-//! race to attach them (see docs/syscalls.md for why we do not rescan
-//! /proc/PID/task to attach new tids: that would count them twice).
+//! * `bpf` ([`bpf`]): one BPF program on the `sys_enter` raw tracepoint,
+//!   filtered on the target's tgid, counting into a per-CPU array. Cheapest
+//!   for the target; needs root (or CAP_BPF + CAP_PERFMON) and kernel BTF.
+//! * `perf` ([`tracepoints`]): 16 perf tracepoint counters per thread,
+//!   inherited by new threads. Needs only CAP_PERFMON and tracefs.
 //!
-//! Closing the fds (on drop) frees the inherited copies too: nothing is left
-//! in the target or in the kernel.
+//! [`SyscallCounter::attach`] tries BPF first, then perf, and says in its
+//! notes which one counts and, when BPF could not, why (docs/syscalls.md).
+//! `FDWATCH_SYSCALLS_BACKEND=auto|bpf|perf` picks one (tests, operators).
 
 pub mod access;
+mod bpf;
 mod perf;
+mod tracepoints;
 
-use std::collections::BTreeSet;
-use std::os::fd::OwnedFd;
+pub use bpf::{MAX_TARGETS as BPF_MAX_TARGETS, OBJECT_ENV as BPF_OBJECT_ENV};
 
-use access::{Access, Tracefs};
+/// Picks the backend: `auto` (default), `bpf` or `perf`.
+pub const BACKEND_ENV: &str = "FDWATCH_SYSCALLS_BACKEND";
 
-/// Counters per thread, per event; all fds close on drop.
-pub struct SyscallCounter {
-    pid: i32,
-    threads: Vec<ThreadGroup>,
+/// Which kernel mechanism counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A BPF program on the `sys_enter` raw tracepoint.
+    Bpf,
+    /// perf tracepoint counters per thread.
+    Perf,
 }
 
-/// One directly attached thread: the group leader and its siblings.
-struct ThreadGroup {
-    #[allow(dead_code)]
-    tid: i32,
-    leader: OwnedFd,
-    /// Kept only to hold the sibling fds open; read through the leader.
-    _siblings: Vec<OwnedFd>,
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Bpf => "bpf",
+            Backend::Perf => "perf",
+        }
+    }
+}
+
+/// Which backend to attach with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// BPF where possible, perf otherwise.
+    #[default]
+    Auto,
+    /// BPF or `Unavailable`.
+    Bpf,
+    /// perf or `Unavailable`.
+    Perf,
+}
+
+impl BackendChoice {
+    /// A value of [`BACKEND_ENV`]; empty means `auto`.
+    pub fn parse(s: &str) -> Result<BackendChoice, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(BackendChoice::Auto),
+            "bpf" => Ok(BackendChoice::Bpf),
+            "perf" => Ok(BackendChoice::Perf),
+            other => Err(format!("{BACKEND_ENV}={other}: expected auto, bpf or perf")),
+        }
+    }
+
+    /// From [`BACKEND_ENV`]; unset means `auto`.
+    pub fn from_env() -> Result<BackendChoice, SyscallError> {
+        match std::env::var_os(BACKEND_ENV) {
+            None => Ok(BackendChoice::Auto),
+            Some(v) => BackendChoice::parse(&v.to_string_lossy()).map_err(unavailable),
+        }
+    }
+}
+
+/// Counts one process's syscalls until dropped; nothing outlives it.
+pub struct SyscallCounter {
+    pid: i32,
+    /// Field 22 of /proc/PID/stat at attach: tells a reused pid apart.
+    start_time: Option<u64>,
+    inner: Inner,
+}
+
+enum Inner {
+    Bpf(bpf::BpfCounter),
+    Perf(tracepoints::PerfCounter),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SyscallCounts {
+    /// Which backend counted (absent from records written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<Backend>,
     pub total: u64,
     /// All socket() calls.
     pub socket: u64,
@@ -125,128 +174,39 @@ impl SyscallCounts {
     }
 }
 
-/// One counter of the per-thread group, in group order (leader first).
-struct EventSpec {
-    group: &'static str,
-    name: &'static str,
-    filter: Option<&'static str>,
-    add: fn(&mut SyscallCounts, u64),
-}
-
-const EVENTS: &[EventSpec] = &[
-    EventSpec {
-        group: "raw_syscalls",
-        name: "sys_enter",
-        filter: None,
-        add: |c, v| c.total += v,
-    },
-    EventSpec {
-        group: "syscalls",
-        name: "sys_enter_socket",
-        filter: None,
-        add: |c, v| c.socket += v,
-    },
-    EventSpec {
-        group: "syscalls",
-        name: "sys_enter_socket",
-        filter: Some("family == 16"),
-        add: |c, v| c.socket_netlink += v,
-    },
-    EventSpec {
-        group: "syscalls",
-        name: "sys_enter_socket",
-        filter: Some("family == 2"),
-        add: |c, v| c.socket_inet += v,
-    },
-    EventSpec {
-        group: "syscalls",
-        name: "sys_enter_socket",
-        filter: Some("family == 10"),
-        add: |c, v| c.socket_inet6 += v,
-    },
-    EventSpec {
-        group: "syscalls",
-        name: "sys_enter_socket",
-        filter: Some("family == 1"),
-        add: |c, v| c.socket_unix += v,
-    },
-    EventSpec {
-        group: "syscalls",
-        name: "sys_enter_close",
-        filter: None,
-        add: |c, v| c.close += v,
-    },
-    EventSpec {
-        group: "syscalls",
-        name: "sys_enter_openat",
-        filter: None,
-        add: |c, v| c.openat += v,
-    },
-    EventSpec {
-        group: "syscalls",
-        name: "sys_enter_accept4",
-        filter: None,
-        add: |c, v| c.accept += v,
-    },
-    EventSpec {
-        group: "syscalls",
-        name: "sys_enter_accept",
-        filter: None,
-        add: |c, v| c.accept += v,
-    },
-    EventSpec {
-        group: "syscalls",
-        name: "sys_enter_connect",
-        filter: None,
-        add: |c, v| c.connect += v,
-    },
-    EventSpec {
-        group: "syscalls",
-        name: "sys_enter_bind",
-        filter: None,
-        add: |c, v| c.bind += v,
-    },
-    EventSpec {
-        group: "syscalls",
-        name: "sys_enter_sendto",
-        filter: None,
-        add: |c, v| c.sendto += v,
-    },
-    EventSpec {
-        group: "syscalls",
-        name: "sys_enter_recvfrom",
-        filter: None,
-        add: |c, v| c.recvfrom += v,
-    },
-    EventSpec {
-        group: "syscalls",
-        name: "sys_enter_sendmsg",
-        filter: None,
-        add: |c, v| c.sendmsg += v,
-    },
-    EventSpec {
-        group: "syscalls",
-        name: "sys_enter_recvmsg",
-        filter: None,
-        add: |c, v| c.recvmsg += v,
-    },
-];
-
 fn unavailable(reason: impl Into<String>) -> SyscallError {
     SyscallError::Unavailable {
         reason: reason.into(),
     }
 }
 
-/// Whether `pid` is a live (not zombie) process.
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => match stat.rfind(')') {
-            Some(i) => !matches!(stat[i + 1..].trim_start().chars().next(), Some('Z' | 'X')),
-            None => false,
-        },
-        Err(_) => false,
+/// State letter and start time (fields 3 and 22) of a /proc/PID/stat text.
+fn parse_stat(stat: &str) -> Option<(char, u64)> {
+    // The comm may hold anything, ')' included: fields follow the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// Whether `pid` is a live (not zombie) process, and the same one that
+/// started at `start_time` when given.
+fn alive(pid: i32, start_time: Option<u64>) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    match parse_stat(&stat) {
+        Some((state, start)) => {
+            !matches!(state, 'Z' | 'X') && start_time.is_none_or(|s| s == start)
+        }
+        None => false,
     }
+}
+
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat).map(|(_, start)| start)
 }
 
 /// Thread ids of `pid`, from /proc/PID/task.
@@ -267,93 +227,62 @@ fn list_tids(pid: i32) -> Result<Vec<i32>, SyscallError> {
 }
 
 impl SyscallCounter {
-    /// Attach counters to every thread of `pid`. Threads it creates later are
-    /// counted through inheritance. The notes say what was done on the way
-    /// (e.g. mounting tracefs); the library never prints.
+    /// Count `pid`'s syscalls with the backend [`BACKEND_ENV`] names (BPF,
+    /// else perf, by default). The notes say which backend counts, why BPF
+    /// could not when it could not, and what was done on the way (e.g.
+    /// mounting tracefs); the library never prints.
     pub fn attach(pid: i32) -> Result<(SyscallCounter, Vec<String>), SyscallError> {
+        SyscallCounter::attach_with(pid, BackendChoice::from_env()?)
+    }
+
+    /// Count `pid`'s syscalls with the given backend choice.
+    pub fn attach_with(
+        pid: i32,
+        choice: BackendChoice,
+    ) -> Result<(SyscallCounter, Vec<String>), SyscallError> {
         if pid <= 0 {
             return Err(unavailable(format!("{pid} is not a process id")));
         }
-        if !alive(pid) {
+        let start_time = start_time(pid);
+        if !alive(pid, start_time) {
             return Err(SyscallError::Exited { pid });
         }
-        let mut notes = Vec::new();
-        let mut access = Access::probe();
-        if access.tracefs == Tracefs::NotMounted && access.cap_sys_admin {
-            match access::mount_tracefs() {
-                Ok(()) => {
-                    notes.push(format!("mounted tracefs at {}", access::TRACEFS));
-                    access.tracefs = access::find_tracefs();
-                }
-                Err(e) => access.tracefs = Tracefs::MountFailed(e),
+        let bpf_note = format!(
+            "syscalls counted by BPF (a sys_enter raw tracepoint program filtered on tgid {pid})"
+        );
+        let perf_note = "syscalls counted by perf tracepoint counters (16 per thread)";
+        let (inner, notes) = match choice {
+            BackendChoice::Bpf => (Inner::Bpf(bpf::BpfCounter::attach(pid)?), vec![bpf_note]),
+            BackendChoice::Perf => {
+                let (p, mut notes) = tracepoints::PerfCounter::attach(pid)?;
+                notes.insert(0, format!("{perf_note}, as asked"));
+                (Inner::Perf(p), notes)
             }
-        }
-        if let Some(reason) = access::blocked_reason(&access) {
-            return Err(unavailable(reason));
-        }
-        let Tracefs::Found(dir) = &access.tracefs else {
-            return Err(unavailable("tracefs not found"));
+            BackendChoice::Auto => match bpf::BpfCounter::attach(pid) {
+                Ok(b) => (Inner::Bpf(b), vec![bpf_note]),
+                Err(SyscallError::Unavailable {
+                    reason: why_not_bpf,
+                }) => match tracepoints::PerfCounter::attach(pid) {
+                    Ok((p, mut notes)) => {
+                        notes.insert(0, format!("{perf_note}: BPF not possible: {why_not_bpf}"));
+                        (Inner::Perf(p), notes)
+                    }
+                    Err(SyscallError::Unavailable { reason }) => {
+                        return Err(unavailable(format!("{reason} (and BPF: {why_not_bpf})")))
+                    }
+                    Err(e) => return Err(e),
+                },
+                Err(e) => return Err(e),
+            },
         };
-        let ids = EVENTS
-            .iter()
-            .map(|e| access::tracepoint_id(dir, e.group, e.name))
-            .collect::<Result<Vec<u64>, String>>()
-            .map_err(unavailable)?;
-
-        let mut inherit = perf::FLAG_INHERIT | perf::FLAG_INHERIT_THREAD;
-        let mut counter = SyscallCounter {
+        let counter = SyscallCounter {
             pid,
-            threads: Vec::new(),
+            start_time,
+            inner,
         };
-        let tids = list_tids(pid)?;
-        let mut attached = BTreeSet::new();
-        for tid in tids {
-            let group = match open_group(tid, &ids, inherit) {
-                Err((_, nix::errno::Errno::EINVAL))
-                    if inherit & perf::FLAG_INHERIT_THREAD != 0 && counter.threads.is_empty() =>
-                {
-                    // Kernels before 5.13 lack inherit_thread: plain inherit
-                    // also follows fork()ed children.
-                    inherit = perf::FLAG_INHERIT;
-                    let g = open_group(tid, &ids, inherit);
-                    if g.is_ok() {
-                        notes.push(
-                            "kernel lacks perf inherit_thread (Linux 5.13+): processes the target forks are counted too".into(),
-                        );
-                    }
-                    g
-                }
-                g => g,
-            };
-            match group {
-                Ok(g) => {
-                    attached.insert(tid);
-                    counter.threads.push(g);
-                }
-                // The thread exited between listing and attaching.
-                Err((_, nix::errno::Errno::ESRCH)) if tid != pid => {}
-                Err((_, nix::errno::Errno::ESRCH)) => return Err(SyscallError::Exited { pid }),
-                Err((what, errno)) => {
-                    if !alive(pid) {
-                        return Err(SyscallError::Exited { pid });
-                    }
-                    return Err(unavailable(access::open_failed_reason(
-                        what, tid, errno, &access,
-                    )));
-                }
-            }
-        }
-        if counter.threads.is_empty() {
+        // A target that died while we attached would otherwise read as idle.
+        if !alive(pid, start_time) {
             return Err(SyscallError::Exited { pid });
-        }
-        for g in &counter.threads {
-            perf::enable_group(&g.leader).map_err(|e| {
-                unavailable(format!(
-                    "enabling the perf counters of thread {} failed: {e:?} ({})",
-                    g.tid,
-                    e.desc()
-                ))
-            })?;
         }
         Ok((counter, notes))
     }
@@ -361,24 +290,18 @@ impl SyscallCounter {
     /// Cumulative counts since attach, summed over every thread (including
     /// those created since, and those that exited).
     pub fn read(&mut self) -> Result<SyscallCounts, SyscallError> {
-        if !alive(self.pid) {
+        if !alive(self.pid, self.start_time) {
             return Err(SyscallError::Exited { pid: self.pid });
         }
-        let mut c = SyscallCounts::default();
-        for g in &self.threads {
-            let values = perf::read_group(&g.leader, EVENTS.len()).map_err(|e| {
-                unavailable(format!(
-                    "reading the perf counters of thread {} failed: {e:?} ({})",
-                    g.tid,
-                    e.desc()
-                ))
-            })?;
-            for (spec, v) in EVENTS.iter().zip(values) {
-                (spec.add)(&mut c, v);
-            }
+        let mut c = SyscallCounts {
+            backend: Some(self.backend_kind()),
+            ..Default::default()
+        };
+        match &mut self.inner {
+            Inner::Bpf(b) => b.read(&mut c)?,
+            Inner::Perf(p) => p.read(&mut c)?,
         }
-        // New threads need no attaching: they inherited the counters of the
-        // thread that created them. Every live thread is counted.
+        // Every live thread is counted (by tgid, or through inheritance).
         c.threads = list_tids(self.pid)?.len() as u64;
         Ok(c)
     }
@@ -388,78 +311,25 @@ impl SyscallCounter {
         self.pid
     }
 
-    /// Perf fds held (threads attached at start × events).
+    /// `"bpf"` or `"perf"`: which backend counts.
+    pub fn backend(&self) -> &'static str {
+        self.backend_kind().as_str()
+    }
+
+    pub fn backend_kind(&self) -> Backend {
+        match self.inner {
+            Inner::Bpf(_) => Backend::Bpf,
+            Inner::Perf(_) => Backend::Perf,
+        }
+    }
+
+    /// fds this counter holds: perf events (threads at attach × 16), or the
+    /// BPF program, its link and maps.
     pub fn fds(&self) -> usize {
-        self.threads.len() * EVENTS.len()
-    }
-}
-
-impl Drop for SyscallCounter {
-    fn drop(&mut self) {
-        for g in &self.threads {
-            let _ = perf::disable_group(&g.leader);
+        match &self.inner {
+            Inner::Bpf(b) => b.fds(),
+            Inner::Perf(p) => p.fds(),
         }
-        // The OwnedFds close here; closing a parent event frees its inherited
-        // copies in the target's threads.
-    }
-}
-
-/// Open the event group on one thread, disabled, filters set.
-fn open_group(
-    tid: i32,
-    ids: &[u64],
-    inherit: u64,
-) -> Result<ThreadGroup, (&'static str, nix::errno::Errno)> {
-    let mut leader: Option<OwnedFd> = None;
-    let mut siblings = Vec::with_capacity(EVENTS.len() - 1);
-    for (spec, &id) in EVENTS.iter().zip(ids) {
-        let what = spec_name(spec);
-        let fd = match &leader {
-            None => perf::open_tracepoint(
-                id,
-                tid,
-                None,
-                perf::FLAG_DISABLED | inherit,
-                perf::PERF_FORMAT_GROUP,
-            ),
-            Some(l) => perf::open_tracepoint(id, tid, Some(l), inherit, perf::PERF_FORMAT_GROUP),
-        }
-        .map_err(|e| (what, e))?;
-        if let Some(f) = spec.filter {
-            perf::set_filter(&fd, f).map_err(|e| (what, e))?;
-        }
-        if leader.is_none() {
-            leader = Some(fd);
-        } else {
-            siblings.push(fd);
-        }
-    }
-    Ok(ThreadGroup {
-        tid,
-        leader: leader.ok_or(("no events", nix::errno::Errno::EINVAL))?,
-        _siblings: siblings,
-    })
-}
-
-fn spec_name(spec: &EventSpec) -> &'static str {
-    match (spec.name, spec.filter) {
-        ("sys_enter", _) => "raw_syscalls:sys_enter",
-        ("sys_enter_socket", Some("family == 16")) => "syscalls:sys_enter_socket if family == 16",
-        ("sys_enter_socket", Some("family == 2")) => "syscalls:sys_enter_socket if family == 2",
-        ("sys_enter_socket", Some("family == 10")) => "syscalls:sys_enter_socket if family == 10",
-        ("sys_enter_socket", Some("family == 1")) => "syscalls:sys_enter_socket if family == 1",
-        ("sys_enter_socket", _) => "syscalls:sys_enter_socket",
-        ("sys_enter_close", _) => "syscalls:sys_enter_close",
-        ("sys_enter_openat", _) => "syscalls:sys_enter_openat",
-        ("sys_enter_accept4", _) => "syscalls:sys_enter_accept4",
-        ("sys_enter_accept", _) => "syscalls:sys_enter_accept",
-        ("sys_enter_connect", _) => "syscalls:sys_enter_connect",
-        ("sys_enter_bind", _) => "syscalls:sys_enter_bind",
-        ("sys_enter_sendto", _) => "syscalls:sys_enter_sendto",
-        ("sys_enter_recvfrom", _) => "syscalls:sys_enter_recvfrom",
-        ("sys_enter_sendmsg", _) => "syscalls:sys_enter_sendmsg",
-        ("sys_enter_recvmsg", _) => "syscalls:sys_enter_recvmsg",
-        _ => "tracepoint",
     }
 }
 
@@ -504,14 +374,36 @@ mod tests {
     }
 
     #[test]
-    fn events_fit_the_counts() {
+    fn backend_choice_parses() {
+        assert_eq!(BackendChoice::parse(""), Ok(BackendChoice::Auto));
+        assert_eq!(BackendChoice::parse("auto"), Ok(BackendChoice::Auto));
+        assert_eq!(BackendChoice::parse("bpf"), Ok(BackendChoice::Bpf));
+        assert_eq!(BackendChoice::parse(" PERF\n"), Ok(BackendChoice::Perf));
+        assert_eq!(
+            BackendChoice::parse("ebpf"),
+            Err("FDWATCH_SYSCALLS_BACKEND=ebpf: expected auto, bpf or perf".to_string())
+        );
+    }
+
+    #[test]
+    fn backend_is_in_the_json_only_when_known() {
         let mut c = SyscallCounts::default();
-        for e in EVENTS {
-            (e.add)(&mut c, 1);
-            assert_ne!(spec_name(e), "tracepoint");
-        }
-        assert_eq!(c.total, 1);
-        assert_eq!(c.accept, 2);
-        assert_eq!(c.socket_other(), 0);
+        let v = serde_json::to_value(&c).unwrap();
+        assert!(v.get("backend").is_none());
+        c.backend = Some(Backend::Bpf);
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["backend"], "bpf");
+        // Records written before the field existed still read.
+        let old: SyscallCounts = serde_json::from_str(r#"{"total": 3, "socket": 0, "socket_netlink": 0, "socket_inet": 0, "socket_inet6": 0, "socket_unix": 0, "close": 0, "openat": 0, "accept": 0, "connect": 0, "bind": 0, "sendto": 0, "recvfrom": 0, "sendmsg": 0, "recvmsg": 0, "threads": 1}"#).unwrap();
+        assert_eq!(old.backend, None);
+        assert_eq!(old.total, 3);
+    }
+
+    #[test]
+    fn stat_fields_survive_odd_comms() {
+        let stat = "42 (a) b (c) Z) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 3 0 777 1000 10";
+        assert_eq!(parse_stat(stat), Some(('S', 777)));
+        assert_eq!(parse_stat("42 (x) Z 1"), None);
+        assert_eq!(parse_stat("garbage"), None);
     }
 }

@@ -108,9 +108,23 @@ impl Workload {
         }
     }
 
+    /// Write one line to the workload's stdin (a script waiting for its cue).
+    pub fn send_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").expect("write to the workload");
+        stdin.flush().expect("flush");
+    }
+
     /// Close the workload's stdin: it ends, as when its parent goes away.
     pub fn close_stdin(&mut self) {
         drop(self.stdin.take());
+    }
+
+    /// SIGKILL the workload and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Wait for the workload to exit.
@@ -227,8 +241,15 @@ pub fn require_root(what: &str) -> bool {
     if std::env::var_os("CI").is_some() {
         panic!("{msg} (CI is set: this test must run)");
     }
-    eprintln!("{msg}");
+    say_skipped(&msg);
     false
+}
+
+/// Print a skip on the real stderr: the test harness captures `eprintln!`
+/// of passing tests, and a skip must never pass silently.
+pub fn say_skipped(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{msg}");
 }
 
 /// Tests of the BPF census backend need root (or CAP_BPF + CAP_PERFMON) and
@@ -244,7 +265,7 @@ pub fn require_bpf(what: &str) -> bool {
     if std::env::var_os("CI").is_some() {
         panic!("{msg} (CI is set: this test must run)");
     }
-    eprintln!("{msg}");
+    say_skipped(&msg);
     false
 }
 
