@@ -281,10 +281,11 @@ static __always_inline void reset(struct scratch *s)
  * refuses arithmetic. Only used to pick a hash slot, never stored. */
 static __always_inline __u32 addr_bits(const void *p)
 {
-	__u32 v;
+	/* 64-bit operands: with alu32 (-mcpu=v3) a 32-bit one would be a w register. */
+	__u64 v;
 
 	asm volatile("r0 = %1\n\tw0 = w0\n\t%0 = r0" : "=r"(v) : "r"(p) : "r0");
-	return v;
+	return (__u32)v;
 }
 
 /* Queue a socket/pipe inode for output; 0 when the file may be counted
