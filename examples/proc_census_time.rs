@@ -45,6 +45,16 @@ fn main() -> anyhow::Result<()> {
     }
     stats("proc_oneshot", oneshot, fds);
 
+    // What a sample costs besides its census (identity, limits, file-nr,
+    // activity): a count-only sample, whose fd count is one stat.
+    let mut rest = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        sample::take(&root, pid, Census::CountOnly, None)?;
+        rest.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    stats("proc_count_only", rest, fds);
+
     let (mut sampler, _) = Sampler::open(Choice::Proc)?;
     sampler.take(&root, pid, Census::Full, None)?; // the first sample of the watch
     let mut watch = Vec::new();

@@ -618,3 +618,111 @@ sys.stdin.readline()
     assert_eq!(fresh.tcp_states, second.tcp_states);
     assert_eq!(fresh.netlink_protocols, second.netlink_protocols);
 }
+
+/// A one-shot census names runs of sockets that only getxattr can name
+/// without their stat; a mix of runs, broken runs, holes, bound and unbound
+/// netlink sockets and TCP in between must come out exactly as the watch's
+/// stat-first census (and as the child says it made them).
+#[test]
+fn a_one_shot_names_socket_runs_like_a_watch() {
+    use fdwatch::sample::{
+        bpf::{Choice, Sampler},
+        Census, FdKind, ProcRoot,
+    };
+    let script = r#"
+import os, socket, sys
+keep = []
+def udp(n): keep.extend(socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n))
+def nl(n, bound):
+    for _ in range(n):
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0 if bound else 16)
+        if bound: s.bind((0, 0))
+        keep.append(s)
+udp(6)
+keep.append(open('/proc/self/status'))
+udp(5)
+gap = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp(2)
+gap.close()  # a hole inside a run
+for _ in range(4): keep.extend(socket.socketpair())
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(); keep.append(srv)
+for _ in range(2):
+    c = socket.socket(); c.connect(srv.getsockname()); a, _ = srv.accept(); keep.extend([c, a])
+nl(3, False)
+nl(4, True)
+nl(2, False)
+nl(3, True)
+keep.extend(socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) for _ in range(3))
+keep.extend(os.pipe())
+udp(3)
+print('ready', os.getpid(), flush=True)
+sys.stdin.readline()
+"#;
+    let w = Workload::start_with(std::process::Command::new("python3").arg("-c").arg(script));
+    let root = ProcRoot::default();
+    let one_shot = fdwatch::sample::take(&root, w.pid, Census::Full, None).unwrap();
+    let (mut sampler, _) = Sampler::open(Choice::Proc).unwrap();
+    sampler.take(&root, w.pid, Census::Full, None).unwrap();
+    let watch = sampler.take(&root, w.pid, Census::Full, None).unwrap();
+
+    assert_eq!(one_shot.kinds, watch.kinds);
+    assert_eq!(one_shot.tcp_states, watch.tcp_states);
+    assert_eq!(one_shot.netlink_protocols, watch.netlink_protocols);
+    assert_eq!(one_shot.fds, watch.fds);
+    assert_eq!(watch.named_without_stat, 0, "a watch stats every fd");
+    // What the child made (python's own fds are files, pipes, dirs: no sockets).
+    assert_eq!(one_shot.kind(FdKind::Udp), 16, "{one_shot:?}");
+    assert_eq!(one_shot.kind(FdKind::Udp6), 3);
+    assert_eq!(one_shot.kind(FdKind::Unix), 8);
+    assert_eq!(one_shot.kind(FdKind::Tcp), 5);
+    assert_eq!(one_shot.kind(FdKind::Netlink), 12);
+    assert_eq!(one_shot.netlink("ROUTE"), 7, "{one_shot:?}");
+    assert_eq!(one_shot.netlink("unknown"), 5);
+    assert_eq!(one_shot.tcp_states.get("LISTEN"), Some(&1));
+    assert_eq!(one_shot.tcp_states.get("ESTABLISHED"), Some(&4));
+    // The shortcut itself ran. It is taken only where every mount is of a
+    // local filesystem (a FUSE or Ceph file's getxattr asks its daemon).
+    let mounts = std::fs::read_to_string(format!("/proc/{}/mountinfo", w.pid)).unwrap();
+    let local = [
+        "proc",
+        "sysfs",
+        "devtmpfs",
+        "devpts",
+        "tmpfs",
+        "ext4",
+        "xfs",
+        "btrfs",
+        "overlay",
+        "cgroup",
+        "cgroup2",
+        "tracefs",
+        "debugfs",
+        "securityfs",
+        "mqueue",
+        "bpf",
+        "hugetlbfs",
+        "pstore",
+        "configfs",
+        "fusectl",
+        "autofs",
+        "binfmt_misc",
+        "nsfs",
+        "efivarfs",
+    ];
+    let other: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_once(" - ")?.1.split(' ').next())
+        .filter(|t| !local.contains(t))
+        .collect();
+    if other.is_empty() {
+        assert!(
+            one_shot.named_without_stat >= 10,
+            "named without stat: {}",
+            one_shot.named_without_stat
+        );
+    } else {
+        say_skipped(&format!(
+            "SKIPPED (part): mounts of {other:?} here: a one-shot census may stat every fd"
+        ));
+    }
+}

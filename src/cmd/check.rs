@@ -44,6 +44,9 @@ pub fn run(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<u8> {
     // One program for every target; `--backend bpf` where it cannot run is
     // UNKNOWN with the reason, like any other error of a check.
     let (mut sampler, fallback) = super::open_sampler(opts.backend, opts.census)?;
+    if opts.samples == 1 {
+        sampler.expect_one_sample();
+    }
     let mut counters: HashMap<i32, SyscallCounter> = HashMap::new();
     for (i, pid) in pids.iter().enumerate() {
         // Say why counting is unavailable once, not once per process.

@@ -112,6 +112,9 @@ impl Drop for AltScreen {
 pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     signals::install();
     let (mut sampler, fallback) = super::open_sampler(opts.backend, opts.census)?;
+    if opts.count == Some(1) {
+        sampler.expect_one_sample();
+    }
     let mut first = sampler.take(root, opts.pid, opts.census, None)?;
     // Said once the /proc census has worked: an error stays the only line.
     if let Some(why) = fallback {

@@ -581,6 +581,12 @@ impl Sampler {
         }
     }
 
+    /// Only one sample per process will be taken (`--count 1`, a one-sample
+    /// `check`): the /proc census may skip what only later samples compare.
+    pub fn expect_one_sample(&mut self) {
+        self.proc_cache.set_one_shot(true);
+    }
+
     pub fn is_bpf(&self) -> bool {
         self.bpf.is_some()
     }

@@ -75,6 +75,25 @@ pub struct ProcCache {
     /// Kind and netlink protocol by socket inode (no state, no peer).
     sockets: InoMap<SocketInfo>,
     devices: HashMap<u64, Device>,
+    /// No later census compares with this one (`--count 1`, one `check`
+    /// sample, a `top` row): a socket only getxattr can name may be named
+    /// without its stat, because no one needs its inode.
+    one_shot: bool,
+}
+
+impl ProcCache {
+    /// For a census that no later census of the same process follows.
+    pub fn for_one_sample() -> ProcCache {
+        ProcCache {
+            one_shot: true,
+            ..ProcCache::default()
+        }
+    }
+
+    /// Whether later censuses follow this one (they compare socket inodes).
+    pub fn set_one_shot(&mut self, one_shot: bool) {
+        self.one_shot = one_shot;
+    }
 }
 
 /// Above this many fds the stats are spread over threads.
@@ -120,15 +139,40 @@ pub fn census(
         0
     };
     let mut looked: Vec<(i32, Result<FdStat, Errno>)> = Vec::new();
+    let mut kept: Vec<FdRecord> = Vec::new();
+    let mut tables = Tables::new(root.pid_dir(pid).join("net"));
     let list_from = if count > 0 && count <= i32::MAX as u64 {
         let probe: Vec<i32> = (0..count as i32).collect();
-        let stats = par_map(&probe, |fd| stat_fd(dirfd, *fd));
+        let names_first = cache.sockets.is_empty()
+            && cache.one_shot
+            && xattr_never_blocks(&root.pid_dir(pid).join("mountinfo"));
+        let stats = if names_first {
+            // Bound netlink sockets are few: with the table at hand, a
+            // netlink socket named by getxattr is known bound or not at once.
+            let bound = tables.whole_netlink();
+            par_chunks(&probe, |part| look_predicting(dirfd, part, bound))
+        } else {
+            par_map(&probe, |fd| Look::Stat(stat_fd(dirfd, *fd)))
+        };
         let mut holes = 0;
         for (fd, st) in probe.into_iter().zip(stats) {
             match st {
                 // A hole in 0..count, not a vanished fd.
-                Err(Errno::ENOENT) => holes += 1,
-                st => looked.push((fd, st)),
+                Look::Stat(Err(Errno::ENOENT)) => holes += 1,
+                Look::Stat(st) => looked.push((fd, st)),
+                Look::Named(kind) => {
+                    sample.named_without_stat += 1;
+                    kept.push(FdRecord {
+                        fd,
+                        kind,
+                        ino: 0,
+                        dev_or_size: 0,
+                    });
+                }
+                Look::NamedStat(info, st) => {
+                    cache.sockets.insert(st.ino, info);
+                    looked.push((fd, Ok(st)));
+                }
             }
         }
         (holes > 0).then_some(count as i32)
@@ -148,7 +192,7 @@ pub fn census(
     }
 
     // What kind each one is; a readlink only where the stat cannot tell.
-    let mut kept: Vec<FdRecord> = Vec::with_capacity(looked.len());
+    kept.reserve(looked.len());
     let mut by_link: Vec<(i32, Option<FdStat>)> = Vec::new();
     for (fd, st) in looked {
         let st = match st {
@@ -201,7 +245,7 @@ pub fn census(
     }
     kept.sort_unstable_by_key(|r| r.fd);
 
-    resolve_sockets(root, pid, dirfd, &mut kept, sample, cache);
+    resolve_sockets(root, pid, dirfd, &mut kept, sample, cache, tables);
     aggregate(dirfd, &kept, sample);
     Ok(())
 }
@@ -482,6 +526,7 @@ fn resolve_sockets(
     records: &mut [FdRecord],
     sample: &mut Sample,
     cache: &mut ProcCache,
+    mut tables: Tables,
 ) {
     let previous = std::mem::take(&mut cache.sockets);
     let mut info: InoMap<SocketInfo> = InoMap::default();
@@ -502,12 +547,6 @@ fn resolve_sockets(
     }
     drop(previous);
 
-    let mut tables = Tables {
-        net_dir: root.pid_dir(pid).join("net"),
-        buf: Vec::new(),
-        read: Vec::new(),
-    };
-
     // Netlink sockets not bound when last seen: the netlink table may list them now.
     let unbound: InoMap<()> = info
         .iter()
@@ -516,7 +555,11 @@ fn resolve_sockets(
         .collect();
     if !unknown.is_empty() {
         let wanted: InoMap<()> = unknown.iter().map(|r| (r.ino, ())).collect();
-        if unix_table_pays(&root.pid_dir(pid).join("net/protocols"), unknown.len()) {
+        // Reading even a short table costs ~15 lookups: for a few sockets
+        // (what a one-shot census leaves), naming them one by one is cheaper.
+        if unknown.len() >= FEW_SOCKETS
+            && unix_table_pays(&root.pid_dir(pid).join("net/protocols"), unknown.len())
+        {
             tables.read(Table::Unix, &|ino| wanted.contains_key(&ino), &mut info);
         }
         let netlink_wanted = |ino| wanted.contains_key(&ino) || unbound.contains_key(&ino);
@@ -556,7 +599,7 @@ fn resolve_sockets(
             tables.read(table, &|ino| of_kind.contains_key(&ino), &mut info);
         }
     }
-    if !unbound.is_empty() && !tables.read.contains(&Table::Netlink) {
+    if !unbound.is_empty() && !tables.read.contains(&Table::Netlink) && tables.netlink.is_none() {
         tables.read(Table::Netlink, &|ino| unbound.contains_key(&ino), &mut info);
     }
 
@@ -609,10 +652,36 @@ struct Tables {
     net_dir: std::path::PathBuf,
     buf: Vec<u8>,
     read: Vec<Table>,
+    /// Every row of the netlink table, when it was read before the census.
+    netlink: Option<InoMap<SocketInfo>>,
 }
 
 impl Tables {
+    fn new(net_dir: std::path::PathBuf) -> Tables {
+        Tables {
+            net_dir,
+            buf: Vec::new(),
+            read: Vec::new(),
+            netlink: None,
+        }
+    }
+
+    /// The whole netlink table (bound sockets only: short), read now.
+    fn whole_netlink(&mut self) -> &InoMap<SocketInfo> {
+        let mut rows = InoMap::default();
+        self.read(Table::Netlink, &|_| true, &mut rows);
+        self.netlink.insert(rows)
+    }
+
     fn read(&mut self, table: Table, want: &dyn Fn(u64) -> bool, info: &mut InoMap<SocketInfo>) {
+        if let (Table::Netlink, Some(rows)) = (table, &self.netlink) {
+            info.extend(
+                rows.iter()
+                    .filter(|(ino, _)| want(**ino))
+                    .map(|(i, r)| (*i, r.clone())),
+            );
+            return;
+        }
         self.read.push(table);
         // A missing table (no IPv6, no packet support) resolves nothing: not an error.
         if read_table(&self.net_dir.join(table.file_name()), &mut self.buf).is_ok() {
@@ -622,6 +691,9 @@ impl Tables {
         }
     }
 }
+
+/// Below this many sockets to name, no table is read for them alone.
+const FEW_SOCKETS: usize = 16;
 
 /// Whether reading the unix table beats naming `unknown` sockets one by one:
 /// a table line costs ~1/5 of a lookup, and the table lists every unix
@@ -672,18 +744,186 @@ fn read_table(path: &std::path::Path, buf: &mut Vec<u8>) -> std::io::Result<()> 
 /// `getxattr("/proc/<pid>/fd/<n>", "system.sockprotoname")`: names the
 /// protocol of a socket that no table lists, with readlink's permission.
 fn sockprotoname(dirfd: RawFd, fd: i32) -> Option<FdKind> {
+    sockprotoname_of(dirfd, fd).ok()
+}
+
+/// [`sockprotoname`] with the reason it failed: `ENODATA`/`EOPNOTSUPP` for
+/// a file that is no socket, `ENOENT` for no such fd.
+fn sockprotoname_of(dirfd: RawFd, fd: i32) -> Result<FdKind, Errno> {
     let mut buf = [0u8; 64];
     let len = match getxattrat(dirfd, fd, &mut buf) {
         Some(len) => len,
         None => getxattr_by_path(dirfd, fd, &mut buf),
     };
-    if len <= 0 {
-        return None;
+    if len < 0 {
+        return Err(Errno::last());
+    }
+    if len == 0 {
+        return Err(Errno::ENODATA);
     }
     let name = &buf[..len as usize];
-    Some(FdKind::from_sockprotoname(
+    Ok(FdKind::from_sockprotoname(
         name.strip_suffix(b"\0").unwrap_or(name),
     ))
+}
+
+/// What the first look at one fd found.
+enum Look {
+    /// The stat (the usual way).
+    Stat(Result<FdStat, Errno>),
+    /// A socket named by getxattr alone, of a kind no table tells more about.
+    Named(FdKind),
+    /// A socket named by getxattr and stat (for the inode a table is keyed
+    /// by: TCP state, netlink protocol), with what is known of it so far.
+    NamedStat(SocketInfo, FdStat),
+}
+
+/// Sockets whose kind is all a table could add: no stat needed for them.
+fn named_is_enough(kind: FdKind) -> bool {
+    !matches!(kind, FdKind::Tcp | FdKind::Tcp6 | FdKind::Netlink) && kind.is_socket()
+}
+
+/// Look at a run of fds for a one-shot census, naming sockets first where
+/// the run says the next fd is one more socket that getxattr must name
+/// (unbound UDP, unbound netlink, unix, ...): one syscall for it instead of
+/// a stat now and a getxattr later (netlink still needs the stat: its inode
+/// says whether the netlink table, `bound`, has its protocol). fds of one
+/// kind come in runs (opened in bursts, lowest free number first); a wrong
+/// guess costs one failed getxattr, so a guess is made only after a socket
+/// named so, and a stat-seen run of sockets is probed with backing off (TCP
+/// and bound netlink runs are named by their tables).
+fn look_predicting(dirfd: RawFd, fds: &[i32], bound: &InoMap<SocketInfo>) -> Vec<Look> {
+    const FIRST_PROBE_GAP: u32 = 1;
+    const MAX_PROBE_GAP: u32 = 256;
+    // What the stat of a socket named `kind` adds, and whether a run of such
+    // sockets should go on being named first.
+    let with_stat = |kind: FdKind, st: FdStat| -> (Look, bool) {
+        match bound.get(&st.ino) {
+            Some(row) if kind == FdKind::Netlink => (Look::NamedStat(row.clone(), st), false),
+            _ => (
+                Look::NamedStat(SocketInfo::of(kind), st),
+                kind == FdKind::Netlink,
+            ),
+        }
+    };
+    let mut out = Vec::with_capacity(fds.len());
+    let mut in_named_run = false;
+    let mut previous_was_socket = false;
+    let mut probe_gap = FIRST_PROBE_GAP;
+    let mut since_probe = FIRST_PROBE_GAP;
+    for &fd in fds {
+        if in_named_run {
+            match sockprotoname_of(dirfd, fd) {
+                Ok(kind) if named_is_enough(kind) => {
+                    out.push(Look::Named(kind));
+                    continue;
+                }
+                Ok(kind) => {
+                    match stat_fd(dirfd, fd) {
+                        Ok(st) if st.mode & libc::S_IFMT == libc::S_IFSOCK => {
+                            let (look, go_on) = with_stat(kind, st);
+                            out.push(look);
+                            in_named_run = go_on;
+                        }
+                        st => {
+                            out.push(Look::Stat(st));
+                            in_named_run = false;
+                        }
+                    }
+                    continue;
+                }
+                // A hole: the run goes on after it.
+                Err(Errno::ENOENT) => {
+                    out.push(Look::Stat(Err(Errno::ENOENT)));
+                    continue;
+                }
+                // Not a socket (or not nameable): the stat decides.
+                Err(_) => {
+                    in_named_run = false;
+                    previous_was_socket = false;
+                }
+            }
+        }
+        let st = stat_fd(dirfd, fd);
+        let is_socket = matches!(&st, Ok(s) if s.mode & libc::S_IFMT == libc::S_IFSOCK);
+        if is_socket && previous_was_socket {
+            since_probe += 1;
+            if since_probe >= probe_gap {
+                since_probe = 0;
+                if let (Ok(kind), Ok(s)) = (sockprotoname_of(dirfd, fd), &st) {
+                    let (look, go_on) = if named_is_enough(kind) {
+                        (Look::NamedStat(SocketInfo::of(kind), *s), true)
+                    } else {
+                        with_stat(kind, *s)
+                    };
+                    in_named_run = go_on;
+                    probe_gap = if go_on {
+                        FIRST_PROBE_GAP
+                    } else {
+                        (probe_gap * 2).min(MAX_PROBE_GAP)
+                    };
+                    out.push(look);
+                    previous_was_socket = true;
+                    continue;
+                }
+            }
+        }
+        previous_was_socket = is_socket;
+        out.push(Look::Stat(st));
+    }
+    out
+}
+
+/// Whether a getxattr of any file the process can hold answers without
+/// asking a server: every filesystem mounted in its mount namespace is local
+/// (a FUSE or Ceph file sends every xattr request to its daemon, which may
+/// hang; a stat with `AT_STATX_DONT_SYNC` does not). Anything unknown: no.
+fn xattr_never_blocks(mountinfo: &std::path::Path) -> bool {
+    const LOCAL: &[&str] = &[
+        "autofs",
+        "binfmt_misc",
+        "bpf",
+        "btrfs",
+        "cgroup",
+        "cgroup2",
+        "configfs",
+        "debugfs",
+        "devpts",
+        "devtmpfs",
+        "efivarfs",
+        "erofs",
+        "exfat",
+        "ext2",
+        "ext3",
+        "ext4",
+        "f2fs",
+        "fusectl",
+        "hugetlbfs",
+        "iso9660",
+        "mqueue",
+        "nsfs",
+        "overlay",
+        "proc",
+        "pstore",
+        "ramfs",
+        "securityfs",
+        "selinuxfs",
+        "squashfs",
+        "sysfs",
+        "tmpfs",
+        "tracefs",
+        "vfat",
+        "xfs",
+    ];
+    let Ok(text) = std::fs::read_to_string(mountinfo) else {
+        return false;
+    };
+    text.lines().all(|line| {
+        // "... - fstype source options": the type follows the separator.
+        line.split_once(" - ")
+            .and_then(|(_, rest)| rest.split(' ').next())
+            .is_some_and(|fstype| LOCAL.contains(&fstype))
+    })
 }
 
 /// Linux 6.13+ `getxattrat(2)`: the lookup is relative to the fd directory,
@@ -758,16 +998,22 @@ fn getxattr_by_path(dirfd: RawFd, fd: i32, buf: &mut [u8]) -> isize {
 
 /// Map `f` over `items`, spread over the census threads when there are many.
 fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    par_chunks(items, |part| part.iter().map(&f).collect())
+}
+
+/// `f` over consecutive parts of `items` (one per census thread when there
+/// are many), its results in order.
+fn par_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> Vec<R> + Sync) -> Vec<R> {
     let threads = census_threads();
     if items.len() < PARALLEL_MIN_FDS || threads < 2 {
-        return items.iter().map(f).collect();
+        return f(items);
     }
     let chunk = items.len().div_ceil(threads);
     let f = &f;
     std::thread::scope(|s| {
         let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .map(|part| s.spawn(move || f(part)))
             .collect();
         handles
             .into_iter()
@@ -786,7 +1032,10 @@ fn aggregate(dirfd: RawFd, records: &[FdRecord], sample: &mut Sample) {
                 files.entry((r.dev_or_size, r.ino)).or_insert((0, r.fd)).0 += 1;
             }
             FdKind::Deleted => sample.deleted_bytes += r.dev_or_size,
-            k if k.is_socket() || k == FdKind::Pipe => sample.inodes.push((k, r.ino)),
+            // A socket named without its stat (one-shot) has no inode to compare.
+            k if (k.is_socket() || k == FdKind::Pipe) && r.ino != 0 => {
+                sample.inodes.push((k, r.ino))
+            }
             _ => {}
         }
     }
@@ -874,6 +1123,28 @@ mod tests {
             classify_target(b"/tmp/x (deleted)", 3, || Some(st)).kind,
             FdKind::Regular
         );
+    }
+
+    #[test]
+    fn getxattr_is_trusted_on_local_mounts_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mountinfo");
+        let local = "22 27 0:21 / /proc rw,relatime - proc proc rw\n\
+                     27 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n\
+                     30 27 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n\
+                     31 27 0:27 / /opt/x rw shared:5 - overlay overlay rw,lowerdir=/a\n";
+        std::fs::write(&path, local).unwrap();
+        assert!(xattr_never_blocks(&path));
+        for remote in [
+            "40 27 0:40 / /mnt/s rw - fuse.sshfs host:/ rw\n",
+            "41 27 0:41 / /mnt/c rw - ceph 10.0.0.1:/ rw\n",
+            "42 27 0:42 / /mnt/v rw - virtiofs share rw\n",
+            "43 27 0:43 / /mnt/odd rw - somefs dev rw\n",
+        ] {
+            std::fs::write(&path, format!("{local}{remote}")).unwrap();
+            assert!(!xattr_never_blocks(&path), "{remote}");
+        }
+        assert!(!xattr_never_blocks(&dir.path().join("missing")));
     }
 
     #[test]

@@ -143,6 +143,10 @@ pub struct Sample {
     /// `new_inodes` carries what it tells.
     #[serde(skip)]
     pub inodes: Vec<(FdKind, u64)>,
+    /// Sockets a one-shot /proc census named by getxattr alone, without a
+    /// stat (see `fds`). Not serialised: how, not what.
+    #[serde(skip)]
+    pub named_without_stat: u64,
 }
 
 impl Sample {
@@ -170,6 +174,7 @@ impl Sample {
             activity: Activity::default(),
             syscalls: None,
             vanished: 0,
+            named_without_stat: 0,
             inodes: Vec::new(),
         }
     }
@@ -398,7 +403,8 @@ pub enum Census {
     CountOnly,
 }
 
-/// Take one sample of `pid` under `root`. `expect` is the identity seen at the
+/// Take one sample of `pid` under `root`, the only one of its census (no
+/// later sample is compared with it; a watch uses [`bpf::Sampler`]). `expect` is the identity seen at the
 /// start of a watch: if the PID now belongs to another process, that is an error.
 pub fn take(
     root: &ProcRoot,
@@ -412,7 +418,7 @@ pub fn take(
         census,
         expect,
         None,
-        &mut fds::ProcCache::default(),
+        &mut fds::ProcCache::for_one_sample(),
     )
 }
 
