@@ -204,7 +204,7 @@ for n in $SIZES; do
     printf '\nRatios are of means. Load average before / after this size: %s / %s\n' "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)"
     printf '\nIn-process, no exec (examples/proc_census_time.rs, mean of 30; floor: scripts/floor.c, mean of 50 loops = %s µs):\n\n' "$floor_inproc"
     printf '| census | threads | mean [ms] | ÷ floor |\n|---|---|---:|---:|\n'
-    awk -F'\t' '{printf "| %s | %s | %s | %sx |\n", $1 == "proc_oneshot" ? "one-shot (every sample from scratch)" : "watch (later samples: socket names and devices remembered)", $2, $3, $4}' <<<"${INPROC_ROWS[$n]}"
+    awk -F'\t' '{printf "| %s | %s | %s | %sx |\n", $1 == "proc_oneshot" ? "one-shot (every sample from scratch)" : $1 == "proc_watch" ? "watch (later samples: socket names and devices remembered)" : "the rest of a sample (a count-only sample: identity, limits, file-nr, activity)", $2, $3, $4}' <<<"${INPROC_ROWS[$n]}"
     printf '\n'
     sed "s/^/$n\t/" <<<"${INPROC_ROWS[$n]}" >>"$OUT/inproc.tsv"
     printf -- '- peak RSS of a full sample: %s KiB (default threads), %s KiB (1 thread)\n' "${RSS[$n]}" "${RSS1[$n]}"

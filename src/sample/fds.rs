@@ -20,6 +20,10 @@
 //! - Sockets: netns tables read once per sample and only until every socket
 //!   is resolved; `getxattr("system.sockprotoname")` for the ones in no table,
 //!   remembered by inode for the rest of a watch ([`ProcCache`]).
+//! - A one-shot census (no later sample compares with it) names runs of
+//!   sockets that only getxattr can name by getxattr alone, without their
+//!   stat ([`look_predicting`]; docs/performance.md), where every mount is
+//!   local ([`xattr_never_blocks`]).
 //!
 //! `AT_STATX_DONT_SYNC` keeps a stat of a file on NFS or FUSE from asking the
 //! server (a dead server must not hang the census).
@@ -603,7 +607,10 @@ fn resolve_sockets(
         tables.read(Table::Netlink, &|ino| unbound.contains_key(&ino), &mut info);
     }
 
-    let mut remotes: HashMap<String, u64> = HashMap::new();
+    // Counted by number, named once per distinct value (not per socket).
+    let mut remotes: HashMap<&str, u64> = HashMap::new();
+    let mut tcp_states = [0u64; 256];
+    let mut netlink: HashMap<Option<u16>, u64> = HashMap::new();
     for r in records
         .iter_mut()
         .filter(|r| r.kind == FdKind::SocketUnresolved)
@@ -613,24 +620,37 @@ fn resolve_sockets(
         };
         r.kind = i.kind;
         if let Some(state) = i.tcp_state {
-            *sample
-                .tcp_states
-                .entry(net::tcp_state_name(state).to_string())
-                .or_default() += 1;
+            tcp_states[state as usize] += 1;
         }
         if r.kind == FdKind::Netlink {
-            // Netlink sockets in no table were never bound: /proc cannot tell their protocol.
-            let name = match i.netlink_protocol {
-                Some(p) => net::netlink_protocol_name(p),
-                None => "unknown".to_string(),
-            };
-            *sample.netlink_protocols.entry(name).or_default() += 1;
+            *netlink.entry(i.netlink_protocol).or_default() += 1;
         }
         if let Some(remote) = &i.remote {
-            *remotes.entry(remote.clone()).or_default() += 1;
+            *remotes.entry(remote.as_str()).or_default() += 1;
         }
     }
-    sample.remote_endpoints = top_counted(remotes.into_iter(), TOP_N, 1);
+    for (state, n) in tcp_states.iter().enumerate().filter(|(_, n)| **n > 0) {
+        *sample
+            .tcp_states
+            .entry(net::tcp_state_name(state as u8).to_string())
+            .or_default() += n;
+    }
+    for (protocol, n) in netlink {
+        // Netlink sockets in no table were never bound: /proc cannot tell their protocol.
+        let name = match protocol {
+            Some(p) => net::netlink_protocol_name(p),
+            None => "unknown".to_string(),
+        };
+        *sample.netlink_protocols.entry(name).or_default() += n;
+    }
+    sample.remote_endpoints = top_counted(
+        remotes.into_iter().map(|(r, n)| (r.to_string(), n)),
+        TOP_N,
+        1,
+    );
+    if cache.one_shot {
+        return; // no next sample to remember anything for
+    }
     // What stays true for the next sample: the kind, and a netlink protocol.
     cache.sockets = info
         .into_iter()
