@@ -78,7 +78,7 @@ enum Device {
 pub struct ProcCache {
     /// Kind and netlink protocol by socket inode (no state, no peer).
     sockets: InoMap<SocketInfo>,
-    devices: HashMap<u64, Device>,
+    devices: InoMap<Device>,
     /// No later census compares with this one (`--count 1`, one `check`
     /// sample, a `top` row): a socket only getxattr can name may be named
     /// without its stat, because no one needs its inode.
@@ -149,7 +149,7 @@ pub fn census(
         let probe: Vec<i32> = (0..count as i32).collect();
         let names_first = cache.sockets.is_empty()
             && cache.one_shot
-            && xattr_never_blocks(&root.pid_dir(pid).join("mountinfo"));
+            && xattr_never_blocks(&root.pid_dir(pid).join("mountinfo"), &mut tables.buf);
         let stats = if names_first {
             // Bound netlink sockets are few: with the table at hand, a
             // netlink socket named by getxattr is known bound or not at once.
@@ -247,7 +247,9 @@ pub fn census(
             Err(e) => return Err(io(*fd, e)),
         }
     }
-    kept.sort_unstable_by_key(|r| r.fd);
+    // A few sorted runs (named, stat-classified, link-classified): a stable
+    // sort merges them in linear time.
+    kept.sort_by_key(|r| r.fd);
 
     resolve_sockets(root, pid, dirfd, &mut kept, sample, cache, tables);
     aggregate(dirfd, &kept, sample);
@@ -898,7 +900,7 @@ fn look_predicting(dirfd: RawFd, fds: &[i32], bound: &InoMap<SocketInfo>) -> Vec
 /// asking a server: every filesystem mounted in its mount namespace is local
 /// (a FUSE or Ceph file sends every xattr request to its daemon, which may
 /// hang; a stat with `AT_STATX_DONT_SYNC` does not). Anything unknown: no.
-fn xattr_never_blocks(mountinfo: &std::path::Path) -> bool {
+fn xattr_never_blocks(mountinfo: &std::path::Path, buf: &mut Vec<u8>) -> bool {
     const LOCAL: &[&str] = &[
         "autofs",
         "binfmt_misc",
@@ -935,15 +937,22 @@ fn xattr_never_blocks(mountinfo: &std::path::Path) -> bool {
         "vfat",
         "xfs",
     ];
-    let Ok(text) = std::fs::read_to_string(mountinfo) else {
+    if read_table(mountinfo, buf).is_err() {
         return false;
-    };
-    text.lines().all(|line| {
-        // "... - fstype source options": the type follows the separator.
-        line.split_once(" - ")
-            .and_then(|(_, rest)| rest.split(' ').next())
-            .is_some_and(|fstype| LOCAL.contains(&fstype))
-    })
+    }
+    buf.split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .all(|line| {
+            // "... - fstype source options": the type follows the separator.
+            let Some(at) = line.windows(3).position(|w| w == b" - ") else {
+                return false;
+            };
+            let fstype = line[at + 3..]
+                .split(|&b| b == b' ')
+                .next()
+                .unwrap_or_default();
+            LOCAL.iter().any(|l| l.as_bytes() == fstype)
+        })
 }
 
 /// Linux 6.13+ `getxattrat(2)`: the lookup is relative to the fd directory,
@@ -1043,7 +1052,8 @@ fn par_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> Vec<R> + Sync) 
 }
 
 fn aggregate(dirfd: RawFd, records: &[FdRecord], sample: &mut Sample) {
-    let mut files: HashMap<(u64, u64), (u64, i32)> = HashMap::new();
+    let mut files: HashMap<(u64, u64), (u64, i32), std::hash::BuildHasherDefault<InoHasher>> =
+        HashMap::default();
     sample.inodes.clear();
     for r in records {
         *sample.kinds.entry(r.kind).or_default() += 1;
@@ -1154,7 +1164,7 @@ mod tests {
                      30 27 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n\
                      31 27 0:27 / /opt/x rw shared:5 - overlay overlay rw,lowerdir=/a\n";
         std::fs::write(&path, local).unwrap();
-        assert!(xattr_never_blocks(&path));
+        assert!(xattr_never_blocks(&path, &mut Vec::new()));
         for remote in [
             "40 27 0:40 / /mnt/s rw - fuse.sshfs host:/ rw\n",
             "41 27 0:41 / /mnt/c rw - ceph 10.0.0.1:/ rw\n",
@@ -1162,9 +1172,12 @@ mod tests {
             "43 27 0:43 / /mnt/odd rw - somefs dev rw\n",
         ] {
             std::fs::write(&path, format!("{local}{remote}")).unwrap();
-            assert!(!xattr_never_blocks(&path), "{remote}");
+            assert!(!xattr_never_blocks(&path, &mut Vec::new()), "{remote}");
         }
-        assert!(!xattr_never_blocks(&dir.path().join("missing")));
+        assert!(!xattr_never_blocks(
+            &dir.path().join("missing"),
+            &mut Vec::new()
+        ));
     }
 
     #[test]
