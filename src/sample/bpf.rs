@@ -102,7 +102,7 @@ pub fn precheck() -> Result<(), Unavailable> {
     Ok(())
 }
 
-/// How the census program was loaded.
+/// How a BPF program (the census, the syscall counter) was loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Loader {
     /// By [`load`]: the kernel applied the CO-RE relocations (Linux 5.17+).
