@@ -20,7 +20,12 @@
 # workload's own.
 #
 # Then it times attach and teardown (drop) of each backend on an idle
-# one-thread process, ATTACH_RUNS times each, and prints the medians.
+# one-thread process, ATTACH_RUNS times each, and prints the medians
+# (FDWATCH_BPF_LOADER=kernel|aya picks the BPF loader, as everywhere; ROUNDS=0
+# skips the throughput part). ATTACH_GAP seconds pass between runs: attaching
+# to sys_enter within ~10 ms of the previous run's detach waits out an RCU
+# grace period in the kernel (~10 ms, BPF_RAW_TRACEPOINT_OPEN), which a real
+# fdwatch, attaching once, does not.
 #
 # Last, the cost per call, with less noise than throughput: scripts/syscall-loop.c
 # runs getppid() (the cheapest syscall) and socket+bind+close in a tight loop
@@ -35,7 +40,7 @@
 #
 # Usage: scripts/bench-syscalls.sh [ROUNDS]
 #   env: THREADS=1 CHURN_FOR=5s MODES="alone fdwatch-bpf ..." ATTACH_RUNS=10
-#        LOOP_ROUNDS=3 BPF_STATS=0
+#        LOOP_ROUNDS=3 BPF_STATS=0 ATTACH_GAP=0.3
 # Needs root (BPF, perf counters, strace -p). On a shared machine take the
 # benchmark lock: flock /tmp/fdwatch-bench.lock bash scripts/bench-syscalls.sh 5
 set -euo pipefail
@@ -45,6 +50,7 @@ THREADS=${THREADS:-1}
 CHURN_FOR=${CHURN_FOR:-5s}
 MODES=${MODES:-alone fdwatch-bpf fdwatch-perf strace bystander-bpf bystander-perf}
 ATTACH_RUNS=${ATTACH_RUNS:-10}
+ATTACH_GAP=${ATTACH_GAP:-0.3}
 BPF_STATS=${BPF_STATS:-0}
 LOOP_ROUNDS=${LOOP_ROUNDS:-3}
 cd "$(dirname "$0")/.."
@@ -153,6 +159,7 @@ PY
 }
 
 declare -A RES CPU
+if [ "$ROUNDS" -gt 0 ]; then
 for r in $(seq 1 "$ROUNDS"); do
   for mode in $MODES; do
     res=$(run_one "$mode")
@@ -189,14 +196,16 @@ for n in med:
     else:
         print("%-15s %12.0f %30s %12.3f" % (n, med[n], "", cpu[n]))
 PY
+fi
 
 if [ "$ATTACH_RUNS" -gt 0 ]; then
   echo
-  echo "attach / teardown of one counter on an idle 1-thread process, $ATTACH_RUNS runs each (median, ms):"
+  echo "attach / teardown of one counter on an idle 1-thread process, $ATTACH_RUNS runs each, ${ATTACH_GAP}s apart (median, ms; BPF loader: ${FDWATCH_BPF_LOADER:-default}):"
   sleep 600 & IDLE=$!
   for backend in bpf perf; do
     a=(); d=()
     for _ in $(seq 1 "$ATTACH_RUNS"); do
+      sleep "$ATTACH_GAP"
       FDWATCH_SYSCALLS_BACKEND=$backend "$COUNT" "$IDLE" 0 >/dev/null 2>"$TMP/t.err"
       read -r at dt < <(sed -n 's/.*attach \([0-9.]*\) ms, teardown \([0-9.]*\) ms/\1 \2/p' "$TMP/t.err")
       a+=("$at"); d+=("$dt")

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{bin, count, fdwatch, sample_by as sample, Workload, FULL_HOLD};
+use common::{bin, count, fdwatch, kernel_does_core, sample_by as sample, Workload, FULL_HOLD};
 use serde_json::Value;
 
 /// One BPF watch at a time in this binary, so the kill -9 test can tell
@@ -151,17 +151,6 @@ fn sample_env(pid: i32, env: &[(&str, &str)]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Linux 5.17+ (CO-RE in BPF_PROG_LOAD), from `uname -r`.
-fn kernel_does_core() -> bool {
-    let release = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    (major, minor) >= (5, 17)
 }
 
 /// The two loaders (the kernel applying the CO-RE relocations, aya applying

@@ -11,8 +11,9 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{bin, require_root, Workload};
+use common::{bin, kernel_does_core, require_root, Workload};
 
+use fdwatch::sample::bpf::{Loader, LOADER_ENV};
 use fdwatch::syscalls::{BackendChoice, SyscallCounter, SyscallCounts, SyscallError};
 
 /// Every test body runs once per backend.
@@ -84,7 +85,37 @@ fn counts_netlink_churn_exactly_including_late_threads() {
     }
 }
 
+/// The BPF counter through each loader (the kernel applying the CO-RE
+/// relocations, aya applying them in user space; `FDWATCH_BPF_LOADER`, as
+/// for the census): the same counts, within 2 % of the workload's own.
+#[test]
+fn both_bpf_loaders_count_exactly() {
+    let _g = serial();
+    for (env, loader) in [("kernel", Loader::KernelCoRe), ("aya", Loader::Aya)] {
+        if loader == Loader::KernelCoRe && !kernel_does_core() {
+            skip("the kernel CO-RE loader needs Linux 5.17+ (CO-RE in BPF_PROG_LOAD)");
+            continue;
+        }
+        /// Unsets the loader choice however the body ends.
+        struct Unset;
+        impl Drop for Unset {
+            fn drop(&mut self) {
+                std::env::remove_var(LOADER_ENV);
+            }
+        }
+        // Under the serial lock: no other test reads the environment now.
+        std::env::set_var(LOADER_ENV, env);
+        let _unset = Unset;
+        counts_netlink_churn_by(BackendChoice::Bpf, Some(loader));
+    }
+}
+
 fn counts_netlink_churn(backend: BackendChoice) {
+    counts_netlink_churn_by(backend, None)
+}
+
+/// With `loader`, the BPF counter must have been loaded that way.
+fn counts_netlink_churn_by(backend: BackendChoice, loader: Option<Loader>) {
     let w = Workload::start(&[
         "--churn",
         "netlink:2000",
@@ -104,6 +135,9 @@ fn counts_netlink_churn(backend: BackendChoice) {
         return;
     };
     eprintln!("{backend:?} notes: {notes:?}");
+    if let Some(loader) = loader {
+        assert_eq!(counter.bpf_loader(), Some(loader));
+    }
     // Mid-run, after the late threads started: every churn thread was
     // created after attach (the main thread makes no netlink calls), so a
     // non-zero count proves read() includes them while they live.

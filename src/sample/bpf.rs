@@ -102,7 +102,7 @@ pub fn precheck() -> Result<(), Unavailable> {
     Ok(())
 }
 
-/// How the census program was loaded.
+/// How a BPF program (the census, the syscall counter) was loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Loader {
     /// By [`load`]: the kernel applied the CO-RE relocations (Linux 5.17+).
@@ -160,14 +160,20 @@ impl BpfCensus {
         };
         let only = std::env::var(LOADER_ENV).ok();
         if only.as_deref() != Some("aya") {
-            match load::load(bytes, PROGRAM, CONFIG_MAP) {
-                Ok(l) => {
+            let spec = load::Spec {
+                program: PROGRAM,
+                attach: load::Attach::Iter("task_file"),
+                globals: &[],
+            };
+            match load::load(bytes, &spec).and_then(|mut l| Ok((l.take_map(CONFIG_MAP)?, l))) {
+                Ok((config, l)) => {
+                    let (prog, rest) = l.into_parts();
                     return Ok(BpfCensus::new(
-                        l.prog,
-                        l.config,
-                        Keep::Fds(l.others),
+                        prog,
+                        config,
+                        Keep::Fds(rest),
                         Loader::KernelCoRe,
-                    ))
+                    ));
                 }
                 Err(e) if only.as_deref() == Some("kernel") => {
                     return Err(unavailable(format!(

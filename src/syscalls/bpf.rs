@@ -14,13 +14,20 @@
 //! Nothing is pinned: the program, its maps and the raw tracepoint link are
 //! fds of fdwatch, dropped with the last counter, and the kernel frees them
 //! whenever fdwatch exits or is killed.
+//!
+//! Loader: as the BPF census, the kernel applies the CO-RE relocations
+//! where it can (Linux 5.17+, `sample::bpf::load`, which also attaches the
+//! raw tracepoint); else aya, which parses the kernel BTF in user space
+//! (~60 ms of CPU). `FDWATCH_BPF_LOADER=kernel|aya` picks one for both.
+//! Either way the maps are read and written with raw `bpf()` calls.
 
-use crate::sample::bpf::{error_chain, one_line};
+use crate::sample::bpf::{error_chain, load, one_line, Loader, LOADER_ENV};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use aya::maps::{Array, MapData, PerCpuArray};
+use aya::maps::{Map, MapData};
 use aya::programs::RawTracePoint;
 use aya::{Btf, Ebpf};
 
@@ -84,15 +91,42 @@ const SYSCALL_NUMBERS: [(&str, libc::c_long); 11] = [
 pub(super) struct BpfCounter {
     slot: u32,
     baseline: [u64; NR_SLOTS],
+    loader: Loader,
+}
+
+/// A map of the program: its own fd (kernel CO-RE loader) or aya's.
+enum MapFd {
+    Own(OwnedFd),
+    Aya(MapData),
+}
+
+impl MapFd {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            MapFd::Own(fd) => fd.as_fd(),
+            MapFd::Aya(data) => data.fd().as_fd(),
+        }
+    }
+}
+
+/// What holds the program, its raw tracepoint link and its other maps.
+enum Keep {
+    Fds(#[allow(dead_code)] Vec<OwnedFd>),
+    Aya(#[allow(dead_code)] Box<Ebpf>),
 }
 
 /// The program of this process and its target list, loaded by the first
 /// counter and dropped (detached) with the last.
 struct Shared {
     /// Holds the program and its raw tracepoint link.
-    _ebpf: Ebpf,
-    targets: Array<MapData, Targets>,
-    counts: PerCpuArray<MapData, [u64; NR_SLOTS]>,
+    _keep: Keep,
+    loader: Loader,
+    /// `fdw_targets`: one [`Targets`] (checked at load).
+    targets: MapFd,
+    /// `fdw_syscalls`: per CPU, `[u64; NR_SLOTS]` per slot (checked at load).
+    counts: MapFd,
+    /// Possible CPUs: the rows of a `counts` lookup.
+    cpus: usize,
     /// What the program's `struct targets` holds now: `[0]` the slots in
     /// use (a high-water mark), `[1 + slot]` the slot's tgid (0: free).
     published: Targets,
@@ -188,7 +222,11 @@ impl BpfCounter {
         let counter = shared
             .register(pid as u32)
             .and_then(|slot| match shared.sum(slot) {
-                Ok(baseline) => Ok(BpfCounter { slot, baseline }),
+                Ok(baseline) => Ok(BpfCounter {
+                    slot,
+                    baseline,
+                    loader: shared.loader,
+                }),
                 Err(e) => {
                     shared.unregister(slot);
                     Err(e)
@@ -215,9 +253,14 @@ impl BpfCounter {
 
     /// fds of this process's program, shared by all its BPF counters: the
     /// program, its link, its three maps (targets, counts, .rodata) and the
-    /// object's BTF, which aya loads into the kernel.
+    /// object's BTF, loaded into the kernel by either loader.
     pub(super) fn fds(&self) -> usize {
         6
+    }
+
+    /// How this process's program was loaded.
+    pub(super) fn loader(&self) -> Loader {
+        self.loader
     }
 }
 
@@ -236,13 +279,9 @@ impl Drop for BpfCounter {
 
 impl Shared {
     /// Load the program with this architecture's syscall numbers and attach
-    /// it, counting nothing until a target is registered.
+    /// it, counting nothing until a target is registered: with the kernel's
+    /// CO-RE where it can, else (or as [`LOADER_ENV`] says) with aya.
     fn load() -> Result<Shared, SyscallError> {
-        let btf = Btf::from_sys_fs().map_err(|e| {
-            unavailable(format!(
-                "the BPF syscall counter cannot read kernel BTF: {e}"
-            ))
-        })?;
         let owned;
         let bytes: &[u8] = match std::env::var_os(OBJECT_ENV) {
             Some(path) => {
@@ -258,56 +297,96 @@ impl Shared {
         };
         // The C globals are __s64; c_long is i32 on 32-bit targets.
         #[allow(clippy::useless_conversion)]
-        let numbers: Vec<(&str, i64)> = SYSCALL_NUMBERS
+        let numbers: Vec<(&str, [u8; 8])> = SYSCALL_NUMBERS
             .iter()
-            .map(|&(name, nr)| (name, i64::from(nr)))
+            .map(|&(name, nr)| (name, i64::from(nr).to_ne_bytes()))
             .collect();
-        let mut loader = aya::EbpfLoader::new();
-        loader.btf(Some(&btf));
-        for (name, nr) in &numbers {
-            loader.override_global(name, nr, true);
+        let only = std::env::var(LOADER_ENV).ok();
+        if only.as_deref() != Some("aya") {
+            let globals: Vec<(&str, &[u8])> =
+                numbers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+            let spec = load::Spec {
+                program: PROGRAM,
+                attach: load::Attach::RawTracepoint("sys_enter"),
+                globals: &globals,
+            };
+            let loaded = load::load(bytes, &spec).and_then(|mut l| {
+                let targets = l.take_map(TARGETS_MAP)?;
+                let counts = l.take_map(COUNTS_MAP)?;
+                Ok((targets, counts, l))
+            });
+            match loaded {
+                Ok((targets, counts, l)) => {
+                    let (prog, mut rest) = l.into_parts();
+                    rest.push(prog);
+                    return Shared::new(
+                        Keep::Fds(rest),
+                        Loader::KernelCoRe,
+                        MapFd::Own(targets),
+                        MapFd::Own(counts),
+                    );
+                }
+                Err(e) if only.as_deref() == Some("kernel") => {
+                    return Err(unavailable(format!(
+                        "the kernel could not load the BPF syscall counter with its CO-RE ({LOADER_ENV}=kernel): {e}"
+                    )))
+                }
+                // An older kernel, or anything else: aya's loader decides
+                // and, if it fails too, says why.
+                Err(_) => {}
+            }
         }
-        let mut ebpf = loader.load(bytes).map_err(|e| {
-            unavailable(format!(
-                "loading the BPF syscall counter object failed: {}",
-                one_line(&error_chain(&e))
-            ))
-        })?;
-        let prog: &mut RawTracePoint = ebpf
-            .program_mut(PROGRAM)
-            .ok_or_else(|| unavailable(format!("the BPF object has no program {PROGRAM}")))?
-            .try_into()
-            .map_err(|e| unavailable(format!("the BPF syscall counter program: {e}")))?;
-        prog.load().map_err(|e| {
-            unavailable(format!(
-                "the kernel refused the BPF syscall counter program: {}",
-                one_line(&error_chain(&e))
-            ))
-        })?;
-        prog.attach("sys_enter").map_err(|e| {
-            unavailable(format!(
-                "attaching the BPF syscall counter to the sys_enter raw tracepoint failed: {}",
-                one_line(&error_chain(&e))
-            ))
-        })?;
-        let mut map = |name: &str| {
-            ebpf.take_map(name)
-                .ok_or_else(|| unavailable(format!("the BPF object has no map {name}")))
+        let (ebpf, targets, counts) = load_with_aya(bytes, &numbers)?;
+        Shared::new(
+            Keep::Aya(Box::new(ebpf)),
+            Loader::Aya,
+            MapFd::Aya(targets),
+            MapFd::Aya(counts),
+        )
+    }
+
+    /// Check the maps are what this code reads and writes (the object may
+    /// come from [`OBJECT_ENV`]): lookups write what the kernel says.
+    fn new(
+        keep: Keep,
+        loader: Loader,
+        targets: MapFd,
+        counts: MapFd,
+    ) -> Result<Shared, SyscallError> {
+        const BPF_MAP_TYPE_ARRAY: u32 = 2;
+        const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+        let info = |name: &str, map: &MapFd| {
+            load::map_info(map.fd()).map_err(|e| unavailable(format!("the BPF map {name}: {e}")))
         };
-        let counts = PerCpuArray::try_from(map(COUNTS_MAP)?)
-            .map_err(|e| unavailable(format!("the BPF map {COUNTS_MAP}: {e}")))?;
-        let targets = Array::try_from(map(TARGETS_MAP)?)
-            .map_err(|e| unavailable(format!("the BPF map {TARGETS_MAP}: {e}")))?;
-        if counts.len() != MAX_TARGETS {
+        let (ty, key, value, entries) = info(TARGETS_MAP, &targets)?;
+        if (ty, key, value as usize) != (BPF_MAP_TYPE_ARRAY, 4, std::mem::size_of::<Targets>())
+            || entries < 1
+        {
             return Err(unavailable(format!(
-                "the BPF map {COUNTS_MAP} has {} entries, not {MAX_TARGETS}: the object and fdwatch disagree",
-                counts.len()
+                "the BPF map {TARGETS_MAP} is not an array of one {}-byte value: the object and fdwatch disagree",
+                std::mem::size_of::<Targets>()
             )));
         }
+        let (ty, key, value, entries) = info(COUNTS_MAP, &counts)?;
+        if (ty, key, value as usize) != (BPF_MAP_TYPE_PERCPU_ARRAY, 4, NR_SLOTS * 8) {
+            return Err(unavailable(format!(
+                "the BPF map {COUNTS_MAP} is not a per-CPU array of {NR_SLOTS} counts: the object and fdwatch disagree"
+            )));
+        }
+        if entries != MAX_TARGETS {
+            return Err(unavailable(format!(
+                "the BPF map {COUNTS_MAP} has {entries} entries, not {MAX_TARGETS}: the object and fdwatch disagree"
+            )));
+        }
+        let cpus = aya::util::nr_cpus().map_err(|(path, e)| {
+            unavailable(format!("the BPF syscall counter cannot read {path}: {e}"))
+        })?;
         Ok(Shared {
-            _ebpf: ebpf,
+            _keep: keep,
+            loader,
             targets,
             counts,
+            cpus,
             published: [0; MAX_TARGETS as usize + 1],
             users: [0; MAX_TARGETS as usize],
         })
@@ -363,30 +442,83 @@ impl Shared {
     fn publish(&mut self, field: usize, value: u32) -> Result<(), String> {
         let mut next = self.published;
         next[field] = value;
-        self.targets.set(0, next, 0).map_err(|e| {
-            format!(
-                "updating the BPF syscall counter's targets failed: {}",
-                error_chain(&e)
-            )
-        })?;
+        load::update(self.targets.fd(), 0, &next)
+            .map_err(|e| format!("updating the BPF syscall counter's targets failed: {e}"))?;
         self.published = next;
         Ok(())
     }
 
     /// A slot's counts summed over the CPUs.
     fn sum(&self, slot: u32) -> Result<[u64; NR_SLOTS], String> {
-        let per_cpu = self
-            .counts
-            .get(&slot, 0)
-            .map_err(|e| format!("reading the BPF syscall counts failed: {}", error_chain(&e)))?;
+        // Each CPU's value is NR_SLOTS u64s (a multiple of 8 bytes: no padding).
+        let mut per_cpu = vec![0u8; self.cpus * NR_SLOTS * 8];
+        // SAFETY: `new` checked the map is a per-CPU array of NR_SLOTS * 8
+        // byte values, and the kernel writes one per possible CPU.
+        unsafe { load::lookup_into(self.counts.fd(), slot, &mut per_cpu) }
+            .map_err(|e| format!("reading the BPF syscall counts failed: {e}"))?;
         let mut sum = [0u64; NR_SLOTS];
-        for cpu in per_cpu.iter() {
-            for (s, v) in sum.iter_mut().zip(cpu) {
-                *s = s.wrapping_add(*v);
+        for cpu in per_cpu.chunks_exact(NR_SLOTS * 8) {
+            for (s, v) in sum.iter_mut().zip(cpu.chunks_exact(8)) {
+                *s = s.wrapping_add(u64::from_ne_bytes(v.try_into().unwrap_or_default()));
             }
         }
         Ok(sum)
     }
+}
+
+/// Load and attach through aya (user-space CO-RE against the parsed kernel
+/// BTF): the Ebpf holding the program and link, and the two maps.
+fn load_with_aya(
+    bytes: &[u8],
+    numbers: &[(&str, [u8; 8])],
+) -> Result<(Ebpf, MapData, MapData), SyscallError> {
+    let btf = Btf::from_sys_fs().map_err(|e| {
+        unavailable(format!(
+            "the BPF syscall counter cannot read kernel BTF: {e}"
+        ))
+    })?;
+    let values: Vec<(&str, i64)> = numbers
+        .iter()
+        .map(|(n, v)| (*n, i64::from_ne_bytes(*v)))
+        .collect();
+    let mut loader = aya::EbpfLoader::new();
+    loader.btf(Some(&btf));
+    for (name, nr) in &values {
+        loader.override_global(name, nr, true);
+    }
+    let mut ebpf = loader.load(bytes).map_err(|e| {
+        unavailable(format!(
+            "loading the BPF syscall counter object failed: {}",
+            one_line(&error_chain(&e))
+        ))
+    })?;
+    let prog: &mut RawTracePoint = ebpf
+        .program_mut(PROGRAM)
+        .ok_or_else(|| unavailable(format!("the BPF object has no program {PROGRAM}")))?
+        .try_into()
+        .map_err(|e| unavailable(format!("the BPF syscall counter program: {e}")))?;
+    prog.load().map_err(|e| {
+        unavailable(format!(
+            "the kernel refused the BPF syscall counter program: {}",
+            one_line(&error_chain(&e))
+        ))
+    })?;
+    prog.attach("sys_enter").map_err(|e| {
+        unavailable(format!(
+            "attaching the BPF syscall counter to the sys_enter raw tracepoint failed: {}",
+            one_line(&error_chain(&e))
+        ))
+    })?;
+    let mut map = |name: &str| match ebpf.take_map(name) {
+        Some(Map::Array(data) | Map::PerCpuArray(data)) => Ok(data),
+        Some(_) => Err(unavailable(format!(
+            "the BPF map {name} is not an array: the object and fdwatch disagree"
+        ))),
+        None => Err(unavailable(format!("the BPF object has no map {name}"))),
+    };
+    let targets = map(TARGETS_MAP)?;
+    let counts = map(COUNTS_MAP)?;
+    Ok((ebpf, targets, counts))
 }
 
 #[cfg(test)]

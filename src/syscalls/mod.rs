@@ -323,6 +323,15 @@ impl SyscallCounter {
         }
     }
 
+    /// How the BPF program was loaded (the kernel's CO-RE or aya's); `None`
+    /// for perf.
+    pub fn bpf_loader(&self) -> Option<crate::sample::bpf::Loader> {
+        match &self.inner {
+            Inner::Bpf(b) => Some(b.loader()),
+            Inner::Perf(_) => None,
+        }
+    }
+
     /// fds this counter holds: perf events (threads at attach × 16), or the
     /// BPF program, its link and maps.
     pub fn fds(&self) -> usize {

@@ -292,3 +292,14 @@ pub fn nobody_workload(args: &[&str]) -> Workload {
             .gid(65534),
     )
 }
+
+/// Linux 5.17+ (CO-RE in BPF_PROG_LOAD), from `uname -r`.
+pub fn kernel_does_core() -> bool {
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (5, 17)
+}

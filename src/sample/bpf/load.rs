@@ -1,23 +1,26 @@
-//! Loading the census program with the kernel doing its CO-RE relocations.
+//! Loading a BPF program with the kernel doing its CO-RE relocations: the
+//! census's `iter/task_file` program and the syscall counter's
+//! `raw_tracepoint/sys_enter` program (src/syscalls/bpf.rs) both load here.
 //!
 //! aya relocates a CO-RE object in user space: it parses the whole kernel BTF
 //! (5.5 MB here) into its own types, then scans all of them once per struct
 //! the program reads. That was ~80 ms of CPU per fdwatch process here, most
-//! of what a one-shot BPF census costs and an eighth of a minute-long watch.
+//! of what a one-shot BPF census costs and an eighth of a minute-long watch
+//! (and ~62 ms of the syscall counter's attach).
 //! Since Linux 5.17 `BPF_PROG_LOAD` takes the object's CO-RE records itself
 //! (`core_relos`, what libbpf's light skeletons use) and resolves them against
 //! the BTF the kernel already holds. This module does that, with aya-obj for
-//! the parts aya would do anyway (ELF, map definitions, map relocations, the
-//! object BTF's fixups) and raw `bpf()` calls for the rest. The one thing it
-//! reads of the kernel's BTF is the id of the iterator's attach function,
-//! found by a scan of the raw type headers.
+//! the parts aya would do anyway (ELF, map definitions, global data, map
+//! relocations, the object BTF's fixups) and raw `bpf()` calls for the rest.
+//! The one thing it reads of the kernel's BTF is the id of an iterator's
+//! attach function, found by a scan of the raw type headers.
 //!
 //! [`load`] returns `Err` for anything it cannot do here (an older kernel
 //! refuses `core_relos` with E2BIG, a BTF feature it lacks, ...): the caller
 //! then loads through aya, whose error (if it fails too) is the one reported.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use aya_obj::btf::BtfFeatures;
 use aya_obj::{EbpfSectionKind, Object};
@@ -26,35 +29,103 @@ use object::{Object as _, ObjectSection as _};
 /// The kernel's BTF: types of the running kernel.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
-/// What a loaded census program holds: the program, the map userspace
-/// writes (the tgid filter), and the rest (kept open for the program's life).
+/// What kind of program to load, and how it attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach<'a> {
+    /// An `iter/<target>` program (`BPF_PROG_TYPE_TRACING`,
+    /// `BPF_TRACE_ITER`, against the kernel's `bpf_iter_<target>`); the
+    /// caller creates its links and iterators.
+    Iter(&'a str),
+    /// A `raw_tracepoint/<name>` program, attached here
+    /// (`BPF_RAW_TRACEPOINT_OPEN`): [`Loaded::link`].
+    RawTracepoint(&'a str),
+}
+
+/// What to load: the program (by function name), how it attaches, and the
+/// values of global constants (`.rodata`, by symbol name, in the target's
+/// byte order) to set before load. `.rodata` is frozen once written, so the
+/// verifier treats its values as constants.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec<'a> {
+    pub program: &'a str,
+    pub attach: Attach<'a>,
+    pub globals: &'a [(&'a str, &'a [u8])],
+}
+
+/// A map of a loaded object.
+#[derive(Debug)]
+pub struct LoadedMap {
+    pub name: String,
+    pub fd: OwnedFd,
+}
+
+/// What a loaded program holds: the program, its raw tracepoint link (if it
+/// has one), its maps and the object's BTF. Dropping it unloads everything.
+#[derive(Debug)]
 pub struct Loaded {
     pub prog: OwnedFd,
-    pub config: OwnedFd,
-    pub others: Vec<OwnedFd>,
+    pub link: Option<OwnedFd>,
+    pub maps: Vec<LoadedMap>,
+    pub btf: OwnedFd,
+}
+
+impl Loaded {
+    /// Take the map `name` out (the caller keeps its fd).
+    pub fn take_map(&mut self, name: &str) -> Result<OwnedFd, String> {
+        let at = self
+            .maps
+            .iter()
+            .position(|m| m.name == name)
+            .ok_or_else(|| format!("the object has no map {name}"))?;
+        Ok(self.maps.remove(at).fd)
+    }
+
+    /// Everything but the program, to keep open for the program's life.
+    pub fn into_parts(self) -> (OwnedFd, Vec<OwnedFd>) {
+        let rest = self
+            .link
+            .into_iter()
+            .chain(self.maps.into_iter().map(|m| m.fd))
+            .chain([self.btf])
+            .collect();
+        (self.prog, rest)
+    }
 }
 
 const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_BTF_LOAD: libc::c_long = 18;
+const BPF_MAP_FREEZE: libc::c_long = 22;
+const BPF_PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
 const BPF_PROG_TYPE_TRACING: u32 = 26;
 const BPF_TRACE_ITER: u32 = 28;
 const BTF_KIND_FUNC: u32 = 12;
 const BTF_MAGIC: u16 = 0xeb9f;
-/// The ELF section of the program (`SEC("iter/task_file")` in census.bpf.c).
-const PROG_SECTION: &str = "iter/task_file";
 const OBJ_NAME_LEN: usize = 16;
 
-/// Load `program` of the object `bytes`, an `iter/task_file` program, with
-/// the kernel relocating it.
-pub fn load(bytes: &[u8], program: &str, config_map: &str) -> Result<Loaded, String> {
+/// Load `spec.program` of the object `bytes` with the kernel relocating it,
+/// and attach it if it is a raw tracepoint program.
+pub fn load(bytes: &[u8], spec: &Spec<'_>) -> Result<Loaded, String> {
+    let program = spec.program;
     let mut obj = Object::parse(bytes).map_err(|e| format!("parsing the object: {e}"))?;
-    let relos = core_relos(bytes)?;
-    let attach_btf_id = {
-        let raw = std::fs::read(VMLINUX_BTF).map_err(|e| format!("reading {VMLINUX_BTF}: {e}"))?;
-        btf_func_id(&raw, "bpf_iter_task_file")
-            .ok_or("the kernel BTF has no bpf_iter_task_file (the task_file iterator)")?
+    if !spec.globals.is_empty() {
+        obj.patch_map_data(spec.globals.iter().map(|&(n, v)| (n, (v, true))).collect())
+            .map_err(|e| format!("setting the object's globals: {e}"))?;
+    }
+    let (prog_type, expected_attach_type, attach_btf_id) = match spec.attach {
+        Attach::Iter(target) => {
+            let func = format!("bpf_iter_{target}");
+            let raw =
+                std::fs::read(VMLINUX_BTF).map_err(|e| format!("reading {VMLINUX_BTF}: {e}"))?;
+            let id = btf_func_id(&raw, &func)
+                .ok_or_else(|| format!("the kernel BTF has no {func} (the {target} iterator)"))?;
+            (BPF_PROG_TYPE_TRACING, BPF_TRACE_ITER, id)
+        }
+        Attach::RawTracepoint(_) => (BPF_PROG_TYPE_RAW_TRACEPOINT, 0, 0),
     };
 
     // The object's own BTF, as the kernel needs it (DATASEC sizes and the
@@ -71,11 +142,18 @@ pub fn load(bytes: &[u8], program: &str, config_map: &str) -> Result<Loaded, Str
     let defs = std::mem::take(&mut obj.maps);
     let mut maps = Vec::new();
     for (name, map) in &defs {
+        let kind = map.section_kind();
         if !matches!(
-            map.section_kind(),
-            EbpfSectionKind::BtfMaps | EbpfSectionKind::Maps
+            kind,
+            EbpfSectionKind::BtfMaps
+                | EbpfSectionKind::Maps
+                | EbpfSectionKind::Rodata
+                | EbpfSectionKind::Data
+                | EbpfSectionKind::Bss
         ) {
-            return Err(format!("map {name}: global data is not handled here"));
+            return Err(format!(
+                "map {name}: a {kind:?} section is not handled here"
+            ));
         }
         let fd = sys::map_create(
             name,
@@ -86,6 +164,23 @@ pub fn load(bytes: &[u8], program: &str, config_map: &str) -> Result<Loaded, Str
             map.map_flags(),
         )
         .map_err(|e| format!("creating map {name}: {e}"))?;
+        // Global data: its initial (or set) value, as aya's loader does; a
+        // frozen .rodata is what lets the verifier read it as constants.
+        let data = map.data();
+        if !data.is_empty() {
+            if data.len() != map.value_size() as usize {
+                return Err(format!(
+                    "map {name}: {} bytes of data for a {}-byte value",
+                    data.len(),
+                    map.value_size()
+                ));
+            }
+            sys::map_update_raw(fd.as_fd(), &0u32 as *const u32 as u64, data.as_ptr() as u64)
+                .map_err(|e| format!("writing map {name}: {e}"))?;
+        }
+        if kind == EbpfSectionKind::Rodata {
+            sys::map_freeze(fd.as_fd()).map_err(|e| format!("freezing map {name}: {e}"))?;
+        }
         maps.push((name.as_str(), fd, map));
     }
     let text_sections = obj.functions.keys().map(|(s, _)| *s).collect();
@@ -101,6 +196,7 @@ pub fn load(bytes: &[u8], program: &str, config_map: &str) -> Result<Loaded, Str
         .programs
         .get(program)
         .ok_or_else(|| format!("the object has no program {program}"))?;
+    let relos = core_relos(bytes, prog.section_index)?;
     let func = obj
         .functions
         .get(&prog.function_key())
@@ -123,12 +219,12 @@ pub fn load(bytes: &[u8], program: &str, config_map: &str) -> Result<Loaded, Str
     let line_info = func.line_info.line_info_bytes();
     let license = CString::new(obj.license.as_bytes()).map_err(|e| e.to_string())?;
     let attr = sys::ProgLoad {
-        prog_type: BPF_PROG_TYPE_TRACING,
+        prog_type,
         insn_cnt: func.instructions.len() as u32,
         insns: func.instructions.as_ptr() as u64,
         license: license.as_ptr() as u64,
         prog_name: obj_name(program),
-        expected_attach_type: BPF_TRACE_ITER,
+        expected_attach_type,
         prog_btf_fd: btf_fd.as_raw_fd() as u32,
         func_info_rec_size: func.func_info_rec_size as u32,
         func_info: func_info.as_ptr() as u64,
@@ -143,26 +239,55 @@ pub fn load(bytes: &[u8], program: &str, config_map: &str) -> Result<Loaded, Str
         ..Default::default()
     };
     let prog = sys::prog_load(attr).map_err(|e| format!("loading {program}: {e}"))?;
-
-    let mut config = None;
-    let mut others = vec![btf_fd];
-    for (name, fd, _) in maps {
-        if name == config_map {
-            config = Some(fd);
-        } else {
-            others.push(fd);
-        }
-    }
+    let link = match spec.attach {
+        Attach::Iter(_) => None,
+        Attach::RawTracepoint(name) => Some(
+            sys::raw_tracepoint_open(prog.as_fd(), name)
+                .map_err(|e| format!("attaching {program} to the {name} raw tracepoint: {e}"))?,
+        ),
+    };
     Ok(Loaded {
         prog,
-        config: config.ok_or_else(|| format!("the object has no map {config_map}"))?,
-        others,
+        link,
+        maps: maps
+            .into_iter()
+            .map(|(name, fd, _)| LoadedMap {
+                name: name.to_string(),
+                fd,
+            })
+            .collect(),
+        btf: btf_fd,
     })
 }
 
 /// Set `map[key] = value` (both `u32`).
 pub fn update_u32(map: BorrowedFd<'_>, key: u32, value: u32) -> std::io::Result<()> {
     sys::map_update(map, &key, &value)
+}
+
+/// Set `map[key] = *value`.
+///
+/// The kernel reads the map's value size from `value`: check it first
+/// ([`map_info`]) against `size_of::<V>()`.
+pub fn update<V: Copy>(map: BorrowedFd<'_>, key: u32, value: &V) -> std::io::Result<()> {
+    sys::map_update(map, &key, value)
+}
+
+/// Read `map[key]` into `out` (for a per-CPU map, every possible CPU's value,
+/// each rounded up to 8 bytes).
+///
+/// # Safety
+///
+/// `out` must be at least as long as what the kernel writes: the map's
+/// value size, or for a per-CPU map that rounded up to 8 bytes times the
+/// number of possible CPUs ([`map_info`] tells the value size).
+pub unsafe fn lookup_into(map: BorrowedFd<'_>, key: u32, out: &mut [u8]) -> std::io::Result<()> {
+    sys::map_lookup_raw(map, &key, out.as_mut_ptr() as u64)
+}
+
+/// What the kernel says of a map: (type, key size, value size, max entries).
+pub fn map_info(map: BorrowedFd<'_>) -> std::io::Result<(u32, u32, u32, u32)> {
+    sys::map_info(map)
 }
 
 fn obj_name(name: &str) -> [u8; OBJ_NAME_LEN] {
@@ -190,10 +315,14 @@ fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }
 
-/// The CO-RE records of the program section, as in `.BTF.ext` (by byte
-/// offset in the section).
-fn core_relos(elf: &[u8]) -> Result<Vec<CoreRelo>, String> {
+/// The CO-RE records of the program section (ELF section `section_index`),
+/// as in `.BTF.ext` (by byte offset in the section).
+fn core_relos(elf: &[u8], section_index: usize) -> Result<Vec<CoreRelo>, String> {
     let file = object::File::parse(elf).map_err(|e| format!("reading the object: {e}"))?;
+    let prog_section = file
+        .section_by_index(object::SectionIndex(section_index))
+        .and_then(|s| s.name())
+        .map_err(|e| format!("the program's section: {e}"))?;
     let section = |name: &str| -> Result<&[u8], String> {
         file.section_by_name(name)
             .and_then(|s| s.data().ok())
@@ -241,7 +370,7 @@ fn core_relos(elf: &[u8]) -> Result<Vec<CoreRelo>, String> {
         let sec = u32_at(data, at).ok_or_else(|| bad("CO-RE records"))?;
         let n = u32_at(data, at + 4).ok_or_else(|| bad("CO-RE records"))? as usize;
         at += 8;
-        let ours = string_at(sec) == Some(PROG_SECTION.as_bytes());
+        let ours = string_at(sec) == Some(prog_section.as_bytes());
         for _ in 0..n {
             let r = data
                 .get(at..at + rec_size)
@@ -423,14 +552,93 @@ pub(crate) mod sys {
         bpf(BPF_MAP_CREATE, &mut attr).map(fd_of)
     }
 
-    pub fn map_update(map: BorrowedFd<'_>, key: &u32, value: &u32) -> std::io::Result<()> {
+    pub fn map_update<V>(map: BorrowedFd<'_>, key: &u32, value: &V) -> std::io::Result<()> {
+        map_update_raw(map, key as *const u32 as u64, value as *const V as u64)
+    }
+
+    /// `BPF_MAP_UPDATE_ELEM` of pointers: the kernel reads the map's key
+    /// and value sizes from them.
+    pub fn map_update_raw(map: BorrowedFd<'_>, key: u64, value: u64) -> std::io::Result<()> {
         let mut attr = MapElem {
             map_fd: map.as_raw_fd() as u32,
-            key: key as *const u32 as u64,
-            value: value as *const u32 as u64,
+            key,
+            value,
             ..Default::default()
         };
         bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(|_| ())
+    }
+
+    /// `BPF_MAP_LOOKUP_ELEM`: the kernel writes the value (of every CPU,
+    /// for a per-CPU map) at `value`.
+    pub fn map_lookup_raw(map: BorrowedFd<'_>, key: &u32, value: u64) -> std::io::Result<()> {
+        let mut attr = MapElem {
+            map_fd: map.as_raw_fd() as u32,
+            key: key as *const u32 as u64,
+            value,
+            ..Default::default()
+        };
+        bpf(BPF_MAP_LOOKUP_ELEM, &mut attr).map(|_| ())
+    }
+
+    /// `BPF_MAP_FREEZE`: no more writes from user space.
+    pub fn map_freeze(map: BorrowedFd<'_>) -> std::io::Result<()> {
+        let mut attr = [map.as_raw_fd() as u32, 0];
+        bpf(BPF_MAP_FREEZE, &mut attr).map(|_| ())
+    }
+
+    /// The start of `struct bpf_map_info`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct MapInfo {
+        map_type: u32,
+        id: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        map_flags: u32,
+    }
+
+    #[repr(C)]
+    #[derive(Default)]
+    struct InfoByFd {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+
+    pub fn map_info(map: BorrowedFd<'_>) -> std::io::Result<(u32, u32, u32, u32)> {
+        let mut info = MapInfo::default();
+        let mut attr = InfoByFd {
+            bpf_fd: map.as_raw_fd() as u32,
+            info_len: std::mem::size_of::<MapInfo>() as u32,
+            info: &mut info as *mut MapInfo as u64,
+        };
+        bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+        Ok((
+            info.map_type,
+            info.key_size,
+            info.value_size,
+            info.max_entries,
+        ))
+    }
+
+    #[repr(C)]
+    #[derive(Default)]
+    struct RawTracepointOpen {
+        name: u64,
+        prog_fd: u32,
+        pad: u32,
+    }
+
+    /// Attach `prog` to the raw tracepoint `name`: the link's fd.
+    pub fn raw_tracepoint_open(prog: BorrowedFd<'_>, name: &str) -> std::io::Result<OwnedFd> {
+        let name = CString::new(name)?;
+        let mut attr = RawTracepointOpen {
+            name: name.as_ptr() as u64,
+            prog_fd: prog.as_raw_fd() as u32,
+            pad: 0,
+        };
+        bpf(BPF_RAW_TRACEPOINT_OPEN, &mut attr).map(fd_of)
     }
 
     /// Load; on failure load again with the verifier's log, and say why in
@@ -516,7 +724,9 @@ mod tests {
 
     #[test]
     fn reads_the_core_records_of_the_embedded_object() {
-        let relos = core_relos(super::super::OBJECT).unwrap();
+        let obj = Object::parse(super::super::OBJECT).unwrap();
+        let prog = &obj.programs[super::super::PROGRAM];
+        let relos = core_relos(super::super::OBJECT, prog.section_index).unwrap();
         assert!(!relos.is_empty());
         assert!(relos.iter().all(|r| r.insn_off % 8 == 0 && r.type_id > 0));
     }
