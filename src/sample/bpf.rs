@@ -145,19 +145,8 @@ impl BpfCensus {
     /// Check, load and verify the program. Every failure says what is missing.
     pub fn load() -> Result<BpfCensus, Unavailable> {
         precheck()?;
-        let owned;
-        let bytes: &[u8] = match std::env::var_os(OBJECT_ENV) {
-            Some(path) => {
-                owned = std::fs::read(&path).map_err(|e| {
-                    unavailable(format!(
-                        "reading {OBJECT_ENV}={}: {e}",
-                        Path::new(&path).display()
-                    ))
-                })?;
-                &owned
-            }
-            None => OBJECT,
-        };
+        let object = load::object_bytes(OBJECT_ENV, OBJECT).map_err(unavailable)?;
+        let bytes: &[u8] = &object;
         let only = std::env::var(LOADER_ENV).ok();
         if only.as_deref() != Some("aya") {
             let spec = load::Spec {

@@ -282,19 +282,8 @@ impl Shared {
     /// it, counting nothing until a target is registered: with the kernel's
     /// CO-RE where it can, else (or as [`LOADER_ENV`] says) with aya.
     fn load() -> Result<Shared, SyscallError> {
-        let owned;
-        let bytes: &[u8] = match std::env::var_os(OBJECT_ENV) {
-            Some(path) => {
-                owned = std::fs::read(&path).map_err(|e| {
-                    unavailable(format!(
-                        "reading {OBJECT_ENV}={}: {e}",
-                        Path::new(&path).display()
-                    ))
-                })?;
-                &owned
-            }
-            None => OBJECT,
-        };
+        let object = load::object_bytes(OBJECT_ENV, OBJECT).map_err(unavailable)?;
+        let bytes: &[u8] = &object;
         // The C globals are __s64; c_long is i32 on 32-bit targets.
         #[allow(clippy::useless_conversion)]
         let numbers: Vec<(&str, [u8; 8])> = SYSCALL_NUMBERS

@@ -26,6 +26,25 @@ use aya_obj::btf::BtfFeatures;
 use aya_obj::{EbpfSectionKind, Object};
 use object::{Object as _, ObjectSection as _};
 
+/// A BPF object's bytes: the file `env` names (a rebuilt object, for tests
+/// and CI), else the one built into fdwatch.
+pub fn object_bytes(
+    env: &str,
+    builtin: &'static [u8],
+) -> Result<std::borrow::Cow<'static, [u8]>, String> {
+    match std::env::var_os(env) {
+        Some(path) => std::fs::read(&path)
+            .map(std::borrow::Cow::Owned)
+            .map_err(|e| {
+                format!(
+                    "reading {env}={}: {e}",
+                    std::path::Path::new(&path).display()
+                )
+            }),
+        None => Ok(std::borrow::Cow::Borrowed(builtin)),
+    }
+}
+
 /// The kernel's BTF: types of the running kernel.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
