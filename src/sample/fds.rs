@@ -251,7 +251,7 @@ pub fn census(
     // sort merges them in linear time.
     kept.sort_by_key(|r| r.fd);
 
-    resolve_sockets(root, pid, dirfd, &mut kept, sample, cache, tables);
+    resolve_sockets(dirfd, &mut kept, sample, cache, tables);
     aggregate(dirfd, &kept, sample);
     Ok(())
 }
@@ -300,16 +300,21 @@ fn list_fds(dirfd: RawFd, from: i32) -> Result<Vec<i32>, Errno> {
 
 /// Threads for the stats of a large fd table: `FDWATCH_CENSUS_THREADS`
 /// (1 forces the single-threaded path, for benchmarks), else one per core.
+/// Decided once per process: `available_parallelism` reads the cgroup's CPU
+/// quota files, which no sample should pay for again.
 fn census_threads() -> usize {
-    std::env::var("FDWATCH_CENSUS_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::env::var("FDWATCH_CENSUS_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            })
+    })
 }
 
 fn parse_fd_name(bytes: &[u8]) -> Option<i32> {
@@ -526,8 +531,6 @@ type InoMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<InoHasher>>;
 /// 4. the TCP tables are read while TCP sockets are held (state and peer
 ///    change), the netlink table again for netlink sockets not yet bound.
 fn resolve_sockets(
-    root: &ProcRoot,
-    pid: i32,
     dirfd: RawFd,
     records: &mut [FdRecord],
     sample: &mut Sample,
@@ -563,9 +566,7 @@ fn resolve_sockets(
         let wanted: InoMap<()> = unknown.iter().map(|r| (r.ino, ())).collect();
         // Reading even a short table costs ~15 lookups: for a few sockets
         // (what a one-shot census leaves), naming them one by one is cheaper.
-        if unknown.len() >= FEW_SOCKETS
-            && unix_table_pays(&root.pid_dir(pid).join("net/protocols"), unknown.len())
-        {
+        if unknown.len() >= FEW_SOCKETS && tables.unix_table_pays(unknown.len()) {
             tables.read(Table::Unix, &|ino| wanted.contains_key(&ino), &mut info);
         }
         let netlink_wanted = |ino| wanted.contains_key(&ino) || unbound.contains_key(&ino);
@@ -605,7 +606,7 @@ fn resolve_sockets(
             tables.read(table, &|ino| of_kind.contains_key(&ino), &mut info);
         }
     }
-    if !unbound.is_empty() && !tables.read.contains(&Table::Netlink) && tables.netlink.is_none() {
+    if !unbound.is_empty() && !tables.read.contains(&Table::Netlink) {
         tables.read(Table::Netlink, &|ino| unbound.contains_key(&ino), &mut info);
     }
 
@@ -695,6 +696,29 @@ impl Tables {
         self.netlink.insert(rows)
     }
 
+    /// Whether reading the unix table beats naming `unknown` sockets one by
+    /// one: a table line costs ~1/5 of a lookup, and the table lists every
+    /// unix socket of the netns (`protocols` says how many). Unknown counts
+    /// (a fixture tree): read it.
+    fn unix_table_pays(&mut self, unknown: usize) -> bool {
+        if read_table(&self.net_dir.join("protocols"), &mut self.buf).is_err() {
+            return true;
+        }
+        let unix: u64 = self
+            .buf
+            .split(|&b| b == b'\n')
+            .filter(|l| l.starts_with(b"UNIX"))
+            .filter_map(|l| {
+                let sockets = l
+                    .split(u8::is_ascii_whitespace)
+                    .filter(|f| !f.is_empty())
+                    .nth(2)?;
+                std::str::from_utf8(sockets).ok()?.parse::<u64>().ok()
+            })
+            .sum();
+        unix <= 5 * unknown as u64
+    }
+
     fn read(&mut self, table: Table, want: &dyn Fn(u64) -> bool, info: &mut InoMap<SocketInfo>) {
         if let (Table::Netlink, Some(rows)) = (table, &self.netlink) {
             info.extend(
@@ -716,21 +740,6 @@ impl Tables {
 
 /// Below this many sockets to name, no table is read for them alone.
 const FEW_SOCKETS: usize = 16;
-
-/// Whether reading the unix table beats naming `unknown` sockets one by one:
-/// a table line costs ~1/5 of a lookup, and the table lists every unix
-/// socket of the netns. Unknown counts (a fixture tree): read it.
-fn unix_table_pays(protocols: &std::path::Path, unknown: usize) -> bool {
-    let Ok(text) = std::fs::read_to_string(protocols) else {
-        return true;
-    };
-    let unix: u64 = text
-        .lines()
-        .filter(|l| l.starts_with("UNIX"))
-        .filter_map(|l| l.split_ascii_whitespace().nth(2)?.parse::<u64>().ok())
-        .sum();
-    unix <= 5 * unknown as u64
-}
 
 /// Read a whole /proc table in as few `read()`s as possible: each read of a
 /// seq_file restarts the kernel's walk of its hash, so small reads cost dearly.
@@ -1033,8 +1042,11 @@ fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
 /// `f` over consecutive parts of `items` (one per census thread when there
 /// are many), its results in order.
 fn par_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> Vec<R> + Sync) -> Vec<R> {
+    if items.len() < PARALLEL_MIN_FDS {
+        return f(items);
+    }
     let threads = census_threads();
-    if items.len() < PARALLEL_MIN_FDS || threads < 2 {
+    if threads < 2 {
         return f(items);
     }
     let chunk = items.len().div_ceil(threads);
@@ -1046,7 +1058,9 @@ fn par_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> Vec<R> + Sync) 
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|_| Vec::new()))
+            // A part lost to a panic would shift every later result onto
+            // the wrong fd: pass the panic on instead.
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect()
     })
 }
