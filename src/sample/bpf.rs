@@ -111,8 +111,33 @@ pub enum Loader {
     Aya,
 }
 
-/// What keeps the program's maps (and, for aya, the program) alive.
-enum Keep {
+/// Load `what` with the kernel applying its CO-RE relocations (`kernel`),
+/// else with aya (`aya`), as [`LOADER_ENV`] allows: `kernel` or `aya` only
+/// one of them; unset, aya takes over from any kernel failure (an older
+/// kernel, a BTF feature it lacks) and, if it fails too, says why.
+pub(crate) fn kernel_then_aya<T, E>(
+    what: &str,
+    kernel: impl FnOnce() -> Result<T, String>,
+    aya: impl FnOnce() -> Result<T, E>,
+    unavailable: impl FnOnce(String) -> E,
+) -> Result<T, E> {
+    let only = std::env::var(LOADER_ENV).ok();
+    if only.as_deref() != Some("aya") {
+        match kernel() {
+            Ok(loaded) => return Ok(loaded),
+            Err(e) if only.as_deref() == Some("kernel") => {
+                return Err(unavailable(format!(
+                    "the kernel could not load {what} with its CO-RE ({LOADER_ENV}=kernel): {e}"
+                )))
+            }
+            Err(_) => {}
+        }
+    }
+    aya()
+}
+
+/// What keeps a program's maps (and, for aya, the program) alive.
+pub(crate) enum Keep {
     Fds(#[allow(dead_code)] Vec<OwnedFd>),
     Aya(#[allow(dead_code)] Box<Ebpf>),
 }
@@ -147,40 +172,35 @@ impl BpfCensus {
         precheck()?;
         let object = load::object_bytes(OBJECT_ENV, OBJECT).map_err(unavailable)?;
         let bytes: &[u8] = &object;
-        let only = std::env::var(LOADER_ENV).ok();
-        if only.as_deref() != Some("aya") {
-            let spec = load::Spec {
-                program: PROGRAM,
-                attach: load::Attach::Iter("task_file"),
-                globals: &[],
-            };
-            match load::load(bytes, &spec).and_then(|mut l| Ok((l.take_map(CONFIG_MAP)?, l))) {
-                Ok((config, l)) => {
-                    let (prog, rest) = l.into_parts();
-                    return Ok(BpfCensus::new(
-                        prog,
-                        config,
-                        Keep::Fds(rest),
-                        Loader::KernelCoRe,
-                    ));
-                }
-                Err(e) if only.as_deref() == Some("kernel") => {
-                    return Err(unavailable(format!(
-                        "the kernel could not load the BPF census with its CO-RE ({LOADER_ENV}=kernel): {e}"
-                    )))
-                }
-                // An older kernel, or anything else: aya's loader decides
-                // and, if it fails too, says why.
-                Err(_) => {}
-            }
-        }
-        let (ebpf, prog, config) = load_with_aya(bytes)?;
-        Ok(BpfCensus::new(
-            prog,
-            config,
-            Keep::Aya(Box::new(ebpf)),
-            Loader::Aya,
-        ))
+        let spec = load::Spec {
+            program: PROGRAM,
+            attach: load::Attach::Iter("task_file"),
+            globals: &[],
+        };
+        kernel_then_aya(
+            "the BPF census",
+            || {
+                let mut l = load::load(bytes, &spec)?;
+                let config = l.take_map(CONFIG_MAP)?;
+                let (prog, rest) = l.into_parts();
+                Ok(BpfCensus::new(
+                    prog,
+                    config,
+                    Keep::Fds(rest),
+                    Loader::KernelCoRe,
+                ))
+            },
+            || {
+                let (ebpf, prog, config) = load_with_aya(bytes)?;
+                Ok(BpfCensus::new(
+                    prog,
+                    config,
+                    Keep::Aya(Box::new(ebpf)),
+                    Loader::Aya,
+                ))
+            },
+            unavailable,
+        )
     }
 
     fn new(prog: OwnedFd, config: OwnedFd, keep: Keep, loader: Loader) -> BpfCensus {
@@ -268,7 +288,7 @@ fn set_filter(config: BorrowedFd<'_>, filter: &mut u32, pid: i32) -> Result<(), 
     if *filter == pid as u32 {
         return Ok(());
     }
-    load::update_u32(config, 0, pid as u32)
+    load::update(config, 0, &(pid as u32))
         .map_err(|e| bpf_error(format!("setting the target: {e}")))?;
     *filter = pid as u32;
     Ok(())

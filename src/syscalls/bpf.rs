@@ -21,7 +21,7 @@
 //! (~60 ms of CPU). `FDWATCH_BPF_LOADER=kernel|aya` picks one for both.
 //! Either way the maps are read and written with raw `bpf()` calls.
 
-use crate::sample::bpf::{error_chain, load, one_line, Loader, LOADER_ENV};
+use crate::sample::bpf::{error_chain, kernel_then_aya, load, one_line, Keep, Loader};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -107,12 +107,6 @@ impl MapFd {
             MapFd::Aya(data) => data.fd().as_fd(),
         }
     }
-}
-
-/// What holds the program, its raw tracepoint link and its other maps.
-enum Keep {
-    Fds(#[allow(dead_code)] Vec<OwnedFd>),
-    Aya(#[allow(dead_code)] Box<Ebpf>),
 }
 
 /// The program of this process and its target list, loaded by the first
@@ -290,48 +284,40 @@ impl Shared {
             .iter()
             .map(|&(name, nr)| (name, i64::from(nr).to_ne_bytes()))
             .collect();
-        let only = std::env::var(LOADER_ENV).ok();
-        if only.as_deref() != Some("aya") {
-            let globals: Vec<(&str, &[u8])> =
-                numbers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
-            let spec = load::Spec {
-                program: PROGRAM,
-                attach: load::Attach::RawTracepoint("sys_enter"),
-                globals: &globals,
-            };
-            let loaded = load::load(bytes, &spec).and_then(|mut l| {
+        let globals: Vec<(&str, &[u8])> = numbers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        let spec = load::Spec {
+            program: PROGRAM,
+            attach: load::Attach::RawTracepoint("sys_enter"),
+            globals: &globals,
+        };
+        kernel_then_aya(
+            "the BPF syscall counter",
+            || {
+                let mut l = load::load(bytes, &spec)?;
                 let targets = l.take_map(TARGETS_MAP)?;
                 let counts = l.take_map(COUNTS_MAP)?;
-                Ok((targets, counts, l))
-            });
-            match loaded {
-                Ok((targets, counts, l)) => {
-                    let (prog, mut rest) = l.into_parts();
-                    rest.push(prog);
-                    return Shared::new(
-                        Keep::Fds(rest),
-                        Loader::KernelCoRe,
-                        MapFd::Own(targets),
-                        MapFd::Own(counts),
-                    );
-                }
-                Err(e) if only.as_deref() == Some("kernel") => {
-                    return Err(unavailable(format!(
-                        "the kernel could not load the BPF syscall counter with its CO-RE ({LOADER_ENV}=kernel): {e}"
-                    )))
-                }
-                // An older kernel, or anything else: aya's loader decides
-                // and, if it fails too, says why.
-                Err(_) => {}
-            }
-        }
-        let (ebpf, targets, counts) = load_with_aya(bytes, &numbers)?;
-        Shared::new(
-            Keep::Aya(Box::new(ebpf)),
-            Loader::Aya,
-            MapFd::Aya(targets),
-            MapFd::Aya(counts),
-        )
+                let (prog, mut rest) = l.into_parts();
+                rest.push(prog);
+                // A map that is not what this code reads is an error, not a
+                // reason to try aya (which would load the same object).
+                Ok(Shared::new(
+                    Keep::Fds(rest),
+                    Loader::KernelCoRe,
+                    MapFd::Own(targets),
+                    MapFd::Own(counts),
+                ))
+            },
+            || {
+                let (ebpf, targets, counts) = load_with_aya(bytes, &numbers)?;
+                Ok(Shared::new(
+                    Keep::Aya(Box::new(ebpf)),
+                    Loader::Aya,
+                    MapFd::Aya(targets),
+                    MapFd::Aya(counts),
+                ))
+            },
+            unavailable,
+        )?
     }
 
     /// Check the maps are what this code reads and writes (the object may

@@ -279,11 +279,6 @@ pub fn load(bytes: &[u8], spec: &Spec<'_>) -> Result<Loaded, String> {
     })
 }
 
-/// Set `map[key] = value` (both `u32`).
-pub fn update_u32(map: BorrowedFd<'_>, key: u32, value: u32) -> std::io::Result<()> {
-    sys::map_update(map, &key, &value)
-}
-
 /// Set `map[key] = *value`.
 ///
 /// The kernel reads the map's value size from `value`: check it first
