@@ -14,7 +14,10 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{bin, count, fdwatch, kernel_does_core, sample_by as sample, Workload, FULL_HOLD};
+use common::{
+    bin, count, fdwatch, fdwatch_as_nobody, kernel_does_core, sample_by as sample, Workload,
+    BACKENDS_AGREE_ON, FULL_HOLD,
+};
 use serde_json::Value;
 
 /// One BPF watch at a time in this binary, so the kill -9 test can tell
@@ -56,14 +59,7 @@ fn bpf_and_proc_report_the_same_census() {
     let p = sample(w.pid, "proc");
     assert_eq!(b["backend"], "bpf");
     assert_eq!(p["backend"], "proc");
-    for field in [
-        "fds",
-        "kinds",
-        "tcp_states",
-        "repeated_paths",
-        "remote_endpoints",
-        "deleted_bytes",
-    ] {
+    for field in BACKENDS_AGREE_ON {
         assert_eq!(b[field], p[field], "{field} differs");
     }
     assert_eq!(
@@ -245,17 +241,6 @@ fn bpf_census_under_churn_has_no_error() {
     }
 }
 
-/// A workload and fdwatch both as `nobody`: /proc works, BPF is not allowed.
-fn as_nobody(args: &[&str]) -> std::process::Output {
-    Command::new(bin())
-        .args(args)
-        .uid(65534)
-        .gid(65534)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn unprivileged_auto_falls_back_to_proc_and_says_why() {
     if !common::is_root() {
@@ -268,7 +253,7 @@ fn unprivileged_auto_falls_back_to_proc_and_says_why() {
             .uid(65534)
             .gid(65534),
     );
-    let out = as_nobody(&["--pid", &w.pid_str(), "--count", "1", "--json"]);
+    let out = fdwatch_as_nobody(&["--pid", &w.pid_str(), "--count", "1", "--json"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     let s: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -277,7 +262,7 @@ fn unprivileged_auto_falls_back_to_proc_and_says_why() {
     assert!(err.contains("/proc census"), "{err}");
     assert!(err.contains("CAP_BPF"), "names what is missing: {err}");
 
-    let out = as_nobody(&["--pid", &w.pid_str(), "--count", "1", "--backend", "bpf"]);
+    let out = fdwatch_as_nobody(&["--pid", &w.pid_str(), "--count", "1", "--backend", "bpf"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
@@ -288,7 +273,7 @@ fn unprivileged_auto_falls_back_to_proc_and_says_why() {
     assert!(out.stdout.is_empty());
 
     // A count-only watch needs no census backend: no message.
-    let out = as_nobody(&["--pid", &w.pid_str(), "--count", "1", "--census", "count"]);
+    let out = fdwatch_as_nobody(&["--pid", &w.pid_str(), "--count", "1", "--census", "count"]);
     assert!(out.status.success());
     assert!(
         out.stderr.is_empty(),

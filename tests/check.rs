@@ -356,14 +356,7 @@ fn backend_bpf_counts_what_proc_counts() {
     let (bs, ps) = (&b["processes"][0]["sample"], &p["processes"][0]["sample"]);
     assert_eq!(bs["backend"], "bpf");
     assert_eq!(ps["backend"], "proc");
-    for field in [
-        "fds",
-        "kinds",
-        "tcp_states",
-        "repeated_paths",
-        "remote_endpoints",
-        "deleted_bytes",
-    ] {
+    for field in BACKENDS_AGREE_ON {
         assert_eq!(bs[field], ps[field], "{field} differs");
     }
     assert_eq!(bs["repeated_paths"][0]["count"], 50);

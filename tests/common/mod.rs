@@ -269,6 +269,16 @@ pub fn require_bpf(what: &str) -> bool {
     false
 }
 
+/// The sample fields the BPF and /proc census backends must report alike.
+pub const BACKENDS_AGREE_ON: [&str; 6] = [
+    "fds",
+    "kinds",
+    "tcp_states",
+    "repeated_paths",
+    "remote_endpoints",
+    "deleted_bytes",
+];
+
 /// `fdwatch ARGS` as uid/gid 65534 (nobody), stdin closed.
 pub fn fdwatch_as_nobody(args: &[&str]) -> Output {
     use std::os::unix::process::CommandExt;
