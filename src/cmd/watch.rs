@@ -121,9 +121,9 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
         eprintln!("fdwatch: {}", super::fallback_note(&why));
     }
     // After the first sample: a target we may not read fails with that reason alone.
-    // One sample has no rates, and setting up a counter costs time (~60 ms
-    // for BPF; ~0.4 s of RCU grace periods to tear perf counters down): a
-    // one-shot census skips it.
+    // One sample has no rates, and a counter costs time (BPF: ~2 ms to load
+    // with the kernel's CO-RE, ~60 ms through aya; perf: ~0.4 s of RCU grace
+    // periods to tear down): a one-shot census skips it.
     let mode = if opts.count == Some(1) {
         SyscallMode::Off
     } else {
