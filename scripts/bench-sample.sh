@@ -10,6 +10,9 @@
 #   fdwatch full census (default threads), the same with FDWATCH_CENSUS_THREADS=1,
 #   fdwatch --census count, lsfd -p, lsof -p -n -P, ls -l /proc/P/fd, and the
 #   floor (scripts/floor.c: getdents64 + one readlinkat per fd).
+# In-process it also runs the bound (scripts/bound.c): the fewest calls a
+# /proc census must make to classify this mix, replayed with each fd's kind
+# known in advance; fdwatch's one-shot census is given against both.
 # It also records fdwatch's peak RSS per size (bytes/fd from the differences)
 # and checks the sample is correct (fds == floor count, kinds == the mix).
 #
@@ -30,6 +33,7 @@ OUT=${OUT:-$CARGO_TARGET_DIR/bench}
 mkdir -p "$OUT"
 FDWATCH=$CARGO_TARGET_DIR/release/fdwatch
 FLOOR=$OUT/floor
+BOUND=$OUT/bound
 MISMATCHES=0
 
 log() { printf '%s\n' "$*" >&2; }
@@ -56,6 +60,7 @@ log "building fdwatch (cargo build --release) and the floor (cc -O2)"
 cargo build --release --quiet --bin fdwatch --example proc_census_time
 INPROC=$CARGO_TARGET_DIR/release/examples/proc_census_time
 cc -O2 -Wall -o "$FLOOR" scripts/floor.c
+cc -O2 -Wall -o "$BOUND" scripts/bound.c
 
 # ---- sizes -----------------------------------------------------------------
 HARD=$(ulimit -Hn)
@@ -138,7 +143,7 @@ check_sample() { # check_sample N THREADS_LABEL JSON FLOOR_COUNT
 # ---- run -------------------------------------------------------------------
 ALL=$OUT/all.tsv
 : >"$ALL"
-declare -A RSS RSS1 COUNT_MEAN COUNT_MIN INPROC_ROWS
+declare -A RSS RSS1 COUNT_MEAN COUNT_MIN INPROC_ROWS BOUND_RATIO ONESHOT_BOUND
 : >"$OUT/inproc.tsv"
 REPORT=$OUT/results.md
 # Everything below goes to the terminal and to $REPORT (no pipeline: the
@@ -180,6 +185,9 @@ for n in $SIZES; do
     # In-process, no exec: a one-shot census and the later samples of a
     # watch (what a watch pays every interval), against the floor in-process.
     floor_inproc=$("$FLOOR" "$P" 50 2>&1 >/dev/null | sed -n 's/.*loops, \(.*\) us\/census/\1/p')
+    bound_line=$("$BOUND" "$P" 50 2>&1 >/dev/null)
+    bound_inproc=$(sed -n 's/.*loops, \(.*\) us\/census.*/\1/p' <<<"$bound_line")
+    bound_calls=$(sed -n 's/.*us\/census (\(.*\))/\1/p' <<<"$bound_line")
     inproc1=$(FDWATCH_CENSUS_THREADS=1 "$INPROC" "$P" 30)
     inproc=$("$INPROC" "$P" 30)
     INPROC_ROWS[$n]=$(
@@ -203,8 +211,12 @@ for n in $SIZES; do
         {printf "| `%s` | %.2f ± %.2f | %.2f | %.2fx | %.2fx | %.2fx |\n", $1, $2, $3, $4, $2 / fl, $2 / fu, $2 / f1}' "$RESULTS"
     printf '\nRatios are of means. Load average before / after this size: %s / %s\n' "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)"
     printf '\nIn-process, no exec (examples/proc_census_time.rs, mean of 30; floor: scripts/floor.c, mean of 50 loops = %s µs):\n\n' "$floor_inproc"
-    printf '| census | threads | mean [ms] | ÷ floor |\n|---|---|---:|---:|\n'
-    awk -F'\t' '{printf "| %s | %s | %s | %sx |\n", $1 == "proc_oneshot" ? "one-shot (every sample from scratch)" : $1 == "proc_watch" ? "watch (later samples: socket names and devices remembered)" : "the rest of a sample (a count-only sample: identity, limits, file-nr, activity)", $2, $3, $4}' <<<"${INPROC_ROWS[$n]}"
+    printf '| census | threads | mean [ms] | ÷ floor | ÷ bound |\n|---|---|---:|---:|---:|\n'
+    awk -v b="$bound_inproc" -v fl="$floor_inproc" -v c="$bound_calls" \
+        'BEGIN {printf "| bound (scripts/bound.c: %s, kinds known in advance) | C | %.3f | %.2fx | 1.00x |\n", c, b / 1000, b / fl}'
+    awk -F'\t' -v b="$bound_inproc" '{printf "| %s | %s | %s | %sx | %.2fx |\n", $1 == "proc_oneshot" ? "one-shot (every sample from scratch)" : $1 == "proc_watch" ? "watch (later samples: socket names and devices remembered)" : "the rest of a sample (a count-only sample: identity, limits, file-nr, activity)", $2, $3, $4, $3 * 1000 / b}' <<<"${INPROC_ROWS[$n]}"
+    BOUND_RATIO[$n]=$(awk -v b="$bound_inproc" -v fl="$floor_inproc" 'BEGIN {printf "%.2f", b / fl}')
+    ONESHOT_BOUND[$n]=$(awk -F'\t' -v b="$bound_inproc" '$1 == "proc_oneshot" && $2 == "1 thread" {printf "%.2f", $3 * 1000 / b}' <<<"${INPROC_ROWS[$n]}")
     printf '\n'
     sed "s/^/$n\t/" <<<"${INPROC_ROWS[$n]}" >>"$OUT/inproc.tsv"
     printf -- '- peak RSS of a full sample: %s KiB (default threads), %s KiB (1 thread)\n' "${RSS[$n]}" "${RSS1[$n]}"
@@ -231,8 +243,8 @@ for n in $SIZES; do
     w1=$(awk -F'\t' -v n="$n" '$1 == n && $2 == "proc_watch" && $3 == "1 thread" {print $5}' "$OUT/inproc.tsv")
     o1=$(awk -F'\t' -v n="$n" '$1 == n && $2 == "proc_oneshot" && $3 == "1 thread" {print $5}' "$OUT/inproc.tsv")
     wt=$(awk -F'\t' -v n="$n" '$1 == n && $2 == "proc_watch" && $3 == "default threads" {print $5}' "$OUT/inproc.tsv")
-    printf -- '- %s fds in-process: 1-thread one-shot / floor = %sx (<= 1.2x: %s); 1-thread watch sample / floor = %sx (<= 1.2x: %s); threaded watch sample / floor = %sx (< 1x: %s)\n' \
-        "$n" "$o1" "$(pf "$o1 <= 1.2")" "$w1" "$(pf "$w1 <= 1.2")" "$wt" "$(pf "$wt < 1")"
+    printf -- '- %s fds in-process: 1-thread one-shot / floor = %sx (<= 1.2x: %s; the bound itself is %sx the floor, the one-shot %sx the bound); 1-thread watch sample / floor = %sx (<= 1.2x: %s); threaded watch sample / floor = %sx (< 1x: %s)\n' \
+        "$n" "$o1" "$(pf "$o1 <= 1.2")" "${BOUND_RATIO[$n]}" "${ONESHOT_BOUND[$n]}" "$w1" "$(pf "$w1 <= 1.2")" "$wt" "$(pf "$wt < 1")"
 done
 # Count-only is judged on the minimum of FAST_RUNS runs: the mean of a ~2 ms
 # command measures the machine's other load as much as the command.
