@@ -1,6 +1,10 @@
 //! Time fdwatch's /proc census in-process (no exec, no start-up), two ways:
 //!
 //! - `proc_oneshot`: every sample from scratch, as `fdwatch --count 1` does;
+//! - `proc_oneshot_census`: the census of such a sample alone (the fd walk
+//!   with everything it needs: the count, the mount check, the socket
+//!   tables, the classification): what the floor is compared with, since the
+//!   floor reads no limits, io or status either;
 //! - `proc_watch`: the later samples of a watch, where the census remembers
 //!   what cannot change (the protocol of a socket in no table, by inode; what
 //!   each device is) and skips the getxattr/readlink it would need.
@@ -16,6 +20,7 @@ use std::time::Instant;
 use fdwatch::sample::{
     self,
     bpf::{Choice, Sampler},
+    fds::ProcCache,
     Census, ProcRoot,
 };
 
@@ -44,6 +49,16 @@ fn main() -> anyhow::Result<()> {
         fds = s.fds;
     }
     stats("proc_oneshot", oneshot, fds);
+
+    let uid = nix::sys::stat::stat(&root.pid_dir(pid))?.st_uid;
+    let mut census = Vec::new();
+    for _ in 0..rounds {
+        let mut s = sample::Sample::new(pid, "", 0, 0.0, 0.0);
+        let t = Instant::now();
+        sample::fds::census(&root, pid, uid, &mut s, &mut ProcCache::for_one_sample())?;
+        census.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    stats("proc_oneshot_census", census, fds);
 
     // What a sample costs besides its census (identity, limits, file-nr,
     // activity): a count-only sample, whose fd count is one stat.

@@ -159,6 +159,13 @@ pub fn census(
             par_map(&probe, |fd| Look::Stat(stat_fd(dirfd, *fd)))
         };
         let mut holes = 0;
+        looked.reserve(stats.len());
+        kept.reserve(stats.len());
+        let named_stat = stats
+            .iter()
+            .filter(|l| matches!(l, Look::NamedStat(..)))
+            .count();
+        cache.sockets.reserve(named_stat);
         for (fd, st) in probe.into_iter().zip(stats) {
             match st {
                 // A hole in 0..count, not a vanished fd.
@@ -345,19 +352,17 @@ fn read_link(dirfd: RawFd, fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
 
 /// Write the decimal fd number NUL-terminated into `out`; returns the index of the NUL.
 fn fd_name(fd: i32, out: &mut [u8; 16]) -> usize {
-    let mut digits = [0u8; 12];
     let mut n = fd.unsigned_abs();
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+    let mut len = 1;
+    while len < 10 && n >= 10u32.pow(len as u32) {
+        len += 1;
     }
-    let len = digits.len() - i;
-    out[..len].copy_from_slice(&digits[i..]);
+    // Written in place from the last digit: one pass, no copy (this runs
+    // once or twice per fd).
+    for i in (0..len).rev() {
+        out[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
     out[len] = 0;
     len
 }
@@ -538,7 +543,12 @@ fn resolve_sockets(
     mut tables: Tables,
 ) {
     let previous = std::mem::take(&mut cache.sockets);
-    let mut info: InoMap<SocketInfo> = InoMap::default();
+    let sockets = records
+        .iter()
+        .filter(|r| r.kind == FdKind::SocketUnresolved)
+        .count();
+    let mut info: InoMap<SocketInfo> =
+        InoMap::with_capacity_and_hasher(sockets, Default::default());
     let mut unknown: Vec<FdRecord> = Vec::new();
     for r in records
         .iter()
@@ -556,12 +566,16 @@ fn resolve_sockets(
     }
     drop(previous);
 
-    // Netlink sockets not bound when last seen: the netlink table may list them now.
-    let unbound: InoMap<()> = info
-        .iter()
-        .filter(|(_, i)| i.kind == FdKind::Netlink && i.netlink_protocol.is_none())
-        .map(|(ino, _)| (*ino, ()))
-        .collect();
+    // Netlink sockets not bound when last seen: the netlink table may list
+    // them now (unless this census read it already).
+    let unbound: InoMap<()> = if tables.read.contains(&Table::Netlink) {
+        InoMap::default()
+    } else {
+        info.iter()
+            .filter(|(_, i)| i.kind == FdKind::Netlink && i.netlink_protocol.is_none())
+            .map(|(ino, _)| (*ino, ()))
+            .collect()
+    };
     if !unknown.is_empty() {
         let wanted: InoMap<()> = unknown.iter().map(|r| (r.ino, ())).collect();
         // Reading even a short table costs ~15 lookups: for a few sockets
@@ -1066,11 +1080,21 @@ fn par_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> Vec<R> + Sync) 
 }
 
 fn aggregate(dirfd: RawFd, records: &[FdRecord], sample: &mut Sample) {
+    let regular = records.iter().filter(|r| r.kind == FdKind::Regular).count();
     let mut files: HashMap<(u64, u64), (u64, i32), std::hash::BuildHasherDefault<InoHasher>> =
-        HashMap::default();
+        HashMap::with_capacity_and_hasher(regular, Default::default());
     sample.inodes.clear();
+    // fds of one kind come in runs: the map is touched once per run.
+    let mut run: Option<(FdKind, u64)> = None;
     for r in records {
-        *sample.kinds.entry(r.kind).or_default() += 1;
+        match &mut run {
+            Some((kind, n)) if *kind == r.kind => *n += 1,
+            _ => {
+                if let Some((kind, n)) = run.replace((r.kind, 1)) {
+                    *sample.kinds.entry(kind).or_default() += n;
+                }
+            }
+        }
         match r.kind {
             FdKind::Regular => {
                 files.entry((r.dev_or_size, r.ino)).or_insert((0, r.fd)).0 += 1;
@@ -1082,6 +1106,9 @@ fn aggregate(dirfd: RawFd, records: &[FdRecord], sample: &mut Sample) {
             }
             _ => {}
         }
+    }
+    if let Some((kind, n)) = run {
+        *sample.kinds.entry(kind).or_default() += n;
     }
     sample.fds = records.len() as u64;
 
