@@ -26,6 +26,7 @@ cd "$ROOT"
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 RUNS=${RUNS:-10}
+REPS=${REPS:-5} # alternated in-process rounds (floor, bound, fdwatch)
 FAST_RUNS=${FAST_RUNS:-50} # count-only is ~2 ms: more runs for a stable minimum
 WARMUP=${WARMUP:-3}
 MARGIN=${MARGIN:-1000}
@@ -184,17 +185,31 @@ for n in $SIZES; do
 
     # In-process, no exec: a one-shot census and the later samples of a
     # watch (what a watch pays every interval), against the floor in-process.
-    floor_inproc=$("$FLOOR" "$P" 50 2>&1 >/dev/null | sed -n 's/.*loops, \(.*\) us\/census/\1/p')
-    bound_line=$("$BOUND" "$P" 50 2>&1 >/dev/null)
-    bound_inproc=$(sed -n 's/.*loops, \(.*\) us\/census.*/\1/p' <<<"$bound_line")
+    # Alternated REPS times (floor, bound, fdwatch 1 thread, fdwatch default
+    # threads) and the median of each taken: a VM's minute-to-minute drift
+    # moves all of them together instead of whichever ran in a slow minute.
+    : >"$OUT/inproc-$n.tsv"
+    for rep in $(seq "$REPS"); do
+        f=$("$FLOOR" "$P" 50 2>&1 >/dev/null | sed -n 's/.*loops, \(.*\) us\/census/\1/p')
+        bound_line=$("$BOUND" "$P" 50 2>&1 >/dev/null)
+        b=$(sed -n 's/.*loops, \(.*\) us\/census.*/\1/p' <<<"$bound_line")
+        printf 'floor\tC\t%s\nbound\tC\t%s\n' "$f" "$b" >>"$OUT/inproc-$n.tsv"
+        FDWATCH_CENSUS_THREADS=1 "$INPROC" "$P" 30 | awk '{printf "%s\t1 thread\t%.1f\n", $1, $4 * 1000}' >>"$OUT/inproc-$n.tsv"
+        "$INPROC" "$P" 30 | awk '{printf "%s\tdefault threads\t%.1f\n", $1, $4 * 1000}' >>"$OUT/inproc-$n.tsv"
+    done
     bound_calls=$(sed -n 's/.*us\/census (\(.*\))/\1/p' <<<"$bound_line")
-    inproc1=$(FDWATCH_CENSUS_THREADS=1 "$INPROC" "$P" 30)
-    inproc=$("$INPROC" "$P" 30)
+    median_us() { # median_us NAME THREADS
+        awk -F'\t' -v k="$1" -v t="$2" '$1 == k && $2 == t {print $3}' "$OUT/inproc-$n.tsv" |
+            sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+    }
+    floor_inproc=$(median_us floor C)
+    bound_inproc=$(median_us bound C)
     INPROC_ROWS[$n]=$(
-        for label in "1 thread:$inproc1" "default threads:$inproc"; do
-            name=${label%%:*}
-            awk -v t="$name" -v fl="$floor_inproc" '
-                {printf "%s\t%s\t%.3f\t%.2f\n", $1, t, $4, $4 * 1000 / fl}' <<<"${label#*:}"
+        for t in "1 thread" "default threads"; do
+            for k in proc_oneshot proc_oneshot_census proc_count_only proc_watch; do
+                awk -v k="$k" -v t="$t" -v us="$(median_us "$k" "$t")" -v fl="$floor_inproc" \
+                    'BEGIN {printf "%s\t%s\t%.3f\t%.2f\n", k, t, us / 1000, us / fl}'
+            done
         done)
     RSS[$n]=$(peak_rss_kib "")
     RSS1[$n]=$(peak_rss_kib 1)
@@ -210,13 +225,20 @@ for n in $SIZES; do
     awk -F'\t' -v fl="$floor" -v fu="$full" -v f1="$full1" '
         {printf "| `%s` | %.2f ± %.2f | %.2f | %.2fx | %.2fx | %.2fx |\n", $1, $2, $3, $4, $2 / fl, $2 / fu, $2 / f1}' "$RESULTS"
     printf '\nRatios are of means. Load average before / after this size: %s / %s\n' "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)"
-    printf '\nIn-process, no exec (examples/proc_census_time.rs, mean of 30; floor: scripts/floor.c, mean of 50 loops = %s µs):\n\n' "$floor_inproc"
-    printf '| census | threads | mean [ms] | ÷ floor | ÷ bound |\n|---|---|---:|---:|---:|\n'
+    printf '\nIn-process, no exec (medians of %s alternated rounds; fdwatch: examples/proc_census_time.rs, mean of 30 per round; floor: scripts/floor.c, mean of 50 loops per round = %s µs):\n\n' "$REPS" "$floor_inproc"
+    printf '| census | threads | [ms] | ÷ floor | ÷ bound |\n|---|---|---:|---:|---:|\n'
     awk -v b="$bound_inproc" -v fl="$floor_inproc" -v c="$bound_calls" \
         'BEGIN {printf "| bound (scripts/bound.c: %s, kinds known in advance) | C | %.3f | %.2fx | 1.00x |\n", c, b / 1000, b / fl}'
-    awk -F'\t' -v b="$bound_inproc" '{printf "| %s | %s | %s | %sx | %.2fx |\n", $1 == "proc_oneshot" ? "one-shot (every sample from scratch)" : $1 == "proc_watch" ? "watch (later samples: socket names and devices remembered)" : "the rest of a sample (a count-only sample: identity, limits, file-nr, activity)", $2, $3, $4, $3 * 1000 / b}' <<<"${INPROC_ROWS[$n]}"
+    awk -F'\t' -v b="$bound_inproc" '
+        BEGIN {
+            label["proc_oneshot"] = "one-shot sample (every sample from scratch: `--count 1`)"
+            label["proc_oneshot_census"] = "one-shot census (that sample'"'"'s fd census alone)"
+            label["proc_count_only"] = "the rest of a sample (a count-only sample: identity, limits, file-nr, activity)"
+            label["proc_watch"] = "watch (later samples: socket names and devices remembered)"
+        }
+        {printf "| %s | %s | %s | %sx | %.2fx |\n", label[$1], $2, $3, $4, $3 * 1000 / b}' <<<"${INPROC_ROWS[$n]}"
     BOUND_RATIO[$n]=$(awk -v b="$bound_inproc" -v fl="$floor_inproc" 'BEGIN {printf "%.2f", b / fl}')
-    ONESHOT_BOUND[$n]=$(awk -F'\t' -v b="$bound_inproc" '$1 == "proc_oneshot" && $2 == "1 thread" {printf "%.2f", $3 * 1000 / b}' <<<"${INPROC_ROWS[$n]}")
+    ONESHOT_BOUND[$n]=$(awk -F'\t' -v b="$bound_inproc" '$1 == "proc_oneshot_census" && $2 == "1 thread" {printf "%.2f", $3 * 1000 / b}' <<<"${INPROC_ROWS[$n]}")
     printf '\n'
     sed "s/^/$n\t/" <<<"${INPROC_ROWS[$n]}" >>"$OUT/inproc.tsv"
     printf -- '- peak RSS of a full sample: %s KiB (default threads), %s KiB (1 thread)\n' "${RSS[$n]}" "${RSS1[$n]}"
@@ -242,9 +264,10 @@ done
 for n in $SIZES; do
     w1=$(awk -F'\t' -v n="$n" '$1 == n && $2 == "proc_watch" && $3 == "1 thread" {print $5}' "$OUT/inproc.tsv")
     o1=$(awk -F'\t' -v n="$n" '$1 == n && $2 == "proc_oneshot" && $3 == "1 thread" {print $5}' "$OUT/inproc.tsv")
+    c1=$(awk -F'\t' -v n="$n" '$1 == n && $2 == "proc_oneshot_census" && $3 == "1 thread" {print $5}' "$OUT/inproc.tsv")
     wt=$(awk -F'\t' -v n="$n" '$1 == n && $2 == "proc_watch" && $3 == "default threads" {print $5}' "$OUT/inproc.tsv")
-    printf -- '- %s fds in-process: 1-thread one-shot / floor = %sx (<= 1.2x: %s; the bound itself is %sx the floor, the one-shot %sx the bound); 1-thread watch sample / floor = %sx (<= 1.2x: %s); threaded watch sample / floor = %sx (< 1x: %s)\n' \
-        "$n" "$o1" "$(pf "$o1 <= 1.2")" "${BOUND_RATIO[$n]}" "${ONESHOT_BOUND[$n]}" "$w1" "$(pf "$w1 <= 1.2")" "$wt" "$(pf "$wt < 1")"
+    printf -- '- %s fds in-process: 1-thread one-shot census / floor = %sx (<= 1.2x: %s; the bound is %sx the floor, the census %sx the bound; the whole one-shot sample %sx the floor); 1-thread watch sample / floor = %sx (<= 1.2x: %s); threaded watch sample / floor = %sx (< 1x: %s)\n' \
+        "$n" "$c1" "$(pf "$c1 <= 1.2")" "${BOUND_RATIO[$n]}" "${ONESHOT_BOUND[$n]}" "$o1" "$w1" "$(pf "$w1 <= 1.2")" "$wt" "$(pf "$wt < 1")"
 done
 # Count-only is judged on the minimum of FAST_RUNS runs: the mean of a ~2 ms
 # command measures the machine's other load as much as the command.

@@ -446,9 +446,6 @@ pub fn take_with(
     }
     let unix_time = procroot::unix_now();
     let mono_time = procroot::mono_now();
-    let limits = root.fd_limits(pid, &ident.identity)?;
-    let system = root.system_files()?;
-    let activity = root.activity(pid);
     let mut sample = Sample::new(
         pid,
         &ident.identity.comm,
@@ -456,9 +453,6 @@ pub fn take_with(
         unix_time,
         mono_time,
     );
-    sample.limits = limits;
-    sample.system = system;
-    sample.activity = activity;
     match census {
         Census::CountOnly => {
             sample.backend = Backend::Count;
@@ -472,6 +466,12 @@ pub fn take_with(
             None => fds::census(root, pid, ident.uid, &mut sample, proc_cache)?,
         },
     }
+    // After the census, not before: the fd walk is the long part, and these
+    // reads before it slowed it by several times their own cost (they evict
+    // what the walk keeps warm). Same snapshot either way: microseconds apart.
+    sample.limits = root.fd_limits(pid, &ident.identity)?;
+    sample.system = root.system_files()?;
+    sample.activity = root.activity(pid);
     // The process may have exited while we read its fds: an empty fd dir of an
     // exited process must not pass for "0 fds".
     if root

@@ -281,8 +281,9 @@ impl ProcRoot {
         };
         let allocated = field("allocated")?;
         let unused = field("unused")?;
-        let max_from_nr = field("max")?;
-        let max = read_u64(&fs.join("file-max")).unwrap_or(max_from_nr);
+        // The third field is fs.file-max itself (the kernel prints
+        // files_stat.max_files in both): no second file to read.
+        let max = field("max")?;
         let nr_open = read_u64(&fs.join("nr_open")).unwrap_or(0);
         Ok(SystemFiles {
             allocated,
