@@ -16,7 +16,9 @@
  *   - any other socket (unix, an unbound UDP, raw or packet socket): one
  *     getxattr("system.sockprotoname");
  *   - an unbound netlink socket: a statx (its inode is in no netlink table:
- *     only then is it known unbound) and a getxattr (its family): two.
+ *     only then is it known unbound) and a getxattr (its family): two; one
+ *     getxattr when the table lists no socket of user space at all (port
+ *     id 0 rows are the kernel's own sockets), since then none is bound.
  *
  * Which fds there are: one fstat of /proc/PID/fd when the table is dense
  * (its size is the fd count on Linux 6.2+, as fdwatch uses it), else
@@ -125,10 +127,13 @@ static long table_inodes(const char *path, unsigned long *out, long max)
 			if (!strcasecmp(t, "inode"))
 				col = i;
 	}
+	int netlink = strstr(path, "netlink") != NULL;
 	while (col >= 0 && n < max && fgets(line, sizeof line, f)) {
 		int i = 0;
 		for (char *t = strtok(line, " \t\n"); t; t = strtok(NULL, " \t\n"), i++)
-			if (i == col - (strstr(path, "tcp") ? 2 : 0)) {
+			if (netlink && i == 2 && !strcmp(t, "0"))
+				break; /* port id 0: a kernel-side socket, no process's fd */
+			else if (i == col - (strstr(path, "tcp") ? 2 : 0)) {
 				/* tcp tables: "tx_queue rx_queue" and "tr tm->when" are two
 				 * header words each but one column */
 				out[n++] = strtoul(t, NULL, 10);
@@ -200,7 +205,9 @@ int main(int argc, char **argv)
 				if (listed(ino, nl, n_nl)) {
 					op = STAT, need_netlink = 1;
 				} else if (!strcmp(proto, "NETLINK")) {
-					op = STAT_XATTR, need_netlink = 1;
+					/* No user socket bound in the netns: it is unbound, and
+					 * the name says all; else only its inode can tell. */
+					op = n_nl ? STAT_XATTR : XATTR, need_netlink = 1;
 				} else if (!strncmp(proto, "TCP", 3) && listed(ino, tc, n_tc)) {
 					op = STAT, need_tcp = 1;
 				} else {

@@ -726,3 +726,82 @@ sys.stdin.readline()
         ));
     }
 }
+
+/// In a network namespace where no netlink socket of user space is bound
+/// (a container, a host without udevd or networkd), every netlink socket a
+/// process holds is unbound: a one-shot census names them by getxattr alone.
+/// Once one is bound, its protocol shows again (stat + table). Both must
+/// equal the watch's stat-first census and what the child made.
+#[test]
+fn a_one_shot_names_netlink_alone_where_none_is_bound() {
+    use fdwatch::sample::{
+        bpf::{Choice, Sampler},
+        Census, FdKind, ProcRoot,
+    };
+    if !require_root("a fresh network namespace (unshare -n)") {
+        return;
+    }
+    let netns = std::process::Command::new("unshare")
+        .args(["-n", "true"])
+        .status();
+    if !netns.is_ok_and(|s| s.success()) {
+        // Root without CAP_SYS_ADMIN, or a container that forbids new namespaces.
+        say_skipped(&format!(
+            "SKIPPED: a one-shot census in a netns with no bound netlink socket: `unshare -n` fails here ({netns:?})"
+        ));
+        return;
+    }
+    let script = r#"
+import os, socket, sys
+keep = []
+for proto in (0, 0, 0, 0, 16, 16, 16):
+    keep.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, proto))
+keep.extend(socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4))
+keep.append(open('/proc/self/status'))
+for _ in range(3):
+    keep.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0))
+print('ready', os.getpid(), flush=True)
+sys.stdin.readline()
+keep[2].bind((0, 0))  # inside the run, not its stat-seen start
+print('bound', flush=True)
+sys.stdin.readline()
+"#;
+    let mut w = Workload::start_with(
+        std::process::Command::new("unshare")
+            .args(["-n", "python3", "-c"])
+            .arg(script),
+    );
+    let root = ProcRoot::default();
+    let pid = w.pid;
+    let censuses = |label: &str| {
+        let one_shot = fdwatch::sample::take(&root, pid, Census::Full, None).unwrap();
+        let (mut sampler, _) = Sampler::open(Choice::Proc).unwrap();
+        sampler.take(&root, pid, Census::Full, None).unwrap();
+        let watch = sampler.take(&root, pid, Census::Full, None).unwrap();
+        assert_eq!(one_shot.kinds, watch.kinds, "{label}");
+        assert_eq!(
+            one_shot.netlink_protocols, watch.netlink_protocols,
+            "{label}"
+        );
+        assert_eq!(one_shot.kind(FdKind::Netlink), 10, "{label}: {one_shot:?}");
+        assert_eq!(one_shot.kind(FdKind::Udp), 4, "{label}");
+        one_shot
+    };
+    let unbound = censuses("none bound");
+    assert_eq!(unbound.netlink("unknown"), 10, "{unbound:?}");
+
+    w.send_line("bind");
+    w.expect_line("bound", Duration::from_secs(10));
+    let one_bound = censuses("one bound");
+    assert_eq!(one_bound.netlink("ROUTE"), 1, "{one_bound:?}");
+    assert_eq!(one_bound.netlink("unknown"), 9);
+    // Named alone while none was bound: the netlink sockets of a run after
+    // its first two (stat-seen before the run is trusted) took no stat;
+    // with one bound, every netlink socket takes its stat again.
+    assert!(
+        unbound.named_without_stat >= one_bound.named_without_stat + 5,
+        "named without stat: {} with none bound, {} with one bound",
+        unbound.named_without_stat,
+        one_bound.named_without_stat
+    );
+}

@@ -173,6 +173,14 @@ pub fn census(
                 Look::Stat(st) => looked.push((fd, st)),
                 Look::Named(kind) => {
                     sample.named_without_stat += 1;
+                    // Named alone only when no netlink socket of user space
+                    // is bound in its netns: /proc cannot tell its protocol.
+                    if kind == FdKind::Netlink {
+                        *sample
+                            .netlink_protocols
+                            .entry("unknown".to_string())
+                            .or_default() += 1;
+                    }
                     kept.push(FdRecord {
                         fd,
                         kind,
@@ -831,8 +839,9 @@ fn named_is_enough(kind: FdKind) -> bool {
 /// Look at a run of fds for a one-shot census, naming sockets first where
 /// the run says the next fd is one more socket that getxattr must name
 /// (unbound UDP, unbound netlink, unix, ...): one syscall for it instead of
-/// a stat now and a getxattr later (netlink still needs the stat: its inode
-/// says whether the netlink table, `bound`, has its protocol). fds of one
+/// a stat now and a getxattr later (netlink still needs the stat when the
+/// netlink table, `bound`, lists any socket of user space: its inode says
+/// whether the table has its protocol). fds of one
 /// kind come in runs (opened in bursts, lowest free number first); a wrong
 /// guess costs one failed getxattr, so a guess is made only after a socket
 /// named so, and a stat-seen run of sockets is probed with backing off (TCP
@@ -840,6 +849,12 @@ fn named_is_enough(kind: FdKind) -> bool {
 fn look_predicting(dirfd: RawFd, fds: &[i32], bound: &InoMap<SocketInfo>) -> Vec<Look> {
     const FIRST_PROBE_GAP: u32 = 1;
     const MAX_PROBE_GAP: u32 = 256;
+    // With no netlink socket of user space bound in the netns (a container,
+    // a host without udevd or networkd), every netlink socket is unbound:
+    // its stat could only confirm that, so the getxattr names it alone.
+    let netlink_unbound = bound.is_empty();
+    let named_is_enough =
+        |kind: FdKind| named_is_enough(kind) || (netlink_unbound && kind == FdKind::Netlink);
     // What the stat of a socket named `kind` adds, and whether a run of such
     // sockets should go on being named first.
     let with_stat = |kind: FdKind, st: FdStat| -> (Look, bool) {

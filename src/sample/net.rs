@@ -115,11 +115,16 @@ pub fn parse_table<S: std::hash::BuildHasher>(
                 .and_then(|ino| ino.parse().ok())
                 .filter(|ino| want(*ino))
                 .map(|ino| (ino, SocketInfo::of(kind))),
+            // `sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode`. A row
+            // with port id 0 is a kernel-side socket (the kernel's end of
+            // NETLINK_ROUTE, uevents, ...): no fd of any process is one, so
+            // it is left out (user sockets always bind to a non-zero port).
             Table::Netlink => {
                 let proto = fields.nth(1).and_then(|p| p.parse::<u16>().ok());
-                let ino = fields.nth(7).and_then(|i| i.parse::<u64>().ok());
+                let user = fields.next().is_some_and(|portid| portid != "0");
+                let ino = fields.nth(6).and_then(|i| i.parse::<u64>().ok());
                 match (proto, ino) {
-                    (Some(p), Some(ino)) if want(ino) => Some((
+                    (Some(p), Some(ino)) if user && want(ino) => Some((
                         ino,
                         SocketInfo {
                             netlink_protocol: Some(p),
@@ -278,7 +283,8 @@ mod tests {
     const NETLINK: &str =
         "sk               Eth Pid        Groups   Rmem     Wmem     Dump  Locks    Drops    Inode
 0000000000000000 0   4242       00000000 0        0        0     2        0        7001
-0000000000000000 4   0          00000000 0        0        0     2        0        7002
+0000000000000000 4   4244       00000000 0        0        0     2        0        7002
+0000000000000000 0   0          00000000 0        0        0     2        0        7005
 0000000000000000 15  4243       00000001 0        0        0     2        0        7003
 0000000000000000 16  -4100      00000000 0        0        0     2        0        7004
 ";
@@ -324,6 +330,8 @@ mod tests {
         assert_eq!(name(7003), "KOBJECT_UEVENT");
         assert_eq!(name(7004), "GENERIC");
         assert_eq!(netlink_protocol_name(99), "PROTO_99");
+        // Port id 0: the kernel's own socket, never a process's fd.
+        assert!(!n.contains_key(&7005));
     }
 
     #[test]
