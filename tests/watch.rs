@@ -744,7 +744,7 @@ fn a_one_shot_names_netlink_alone_where_none_is_bound() {
     let netns = std::process::Command::new("unshare")
         .args(["-n", "true"])
         .status();
-    if !netns.is_ok_and(|s| s.success()) {
+    if !netns.as_ref().is_ok_and(|s| s.success()) {
         // Root without CAP_SYS_ADMIN, or a container that forbids new namespaces.
         say_skipped(&format!(
             "SKIPPED: a one-shot census in a netns with no bound netlink socket: `unshare -n` fails here ({netns:?})"
