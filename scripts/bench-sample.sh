@@ -17,7 +17,8 @@
 # and checks the sample is correct (fds == floor count, kinds == the mix).
 #
 # Knobs (environment): RUNS (10), WARMUP (3), MARGIN (1000), SIZES (default
-# "1000 10000 MAX"), OUT (target/bench), NO_INSTALL=1 to never apt-get.
+# "1000 10000 MAX"), REPS (5), NETLINK_NEIGHBOUR (0), OUT (target/bench),
+# NO_INSTALL=1 to never apt-get.
 set -euo pipefail
 
 ROOT=$(git rev-parse --show-toplevel 2>/dev/null || pwd)
@@ -72,6 +73,23 @@ SIZES=${SIZES:-"1000 10000 $MAX"}
 
 # shellcheck source=scripts/holder.sh
 source "$ROOT/scripts/holder.sh"
+
+# NETLINK_NEIGHBOUR=1: another process of this netns holds one bound netlink
+# socket during the run, as udevd or systemd-networkd do on most hosts. Then
+# a census cannot know an unbound netlink socket from its name alone and pays
+# a stat for each (docs/performance.md); without one (a container, this VM),
+# it can.
+NEIGHBOUR_PID=
+stop_neighbour() { [[ -z $NEIGHBOUR_PID ]] || kill "$NEIGHBOUR_PID" 2>/dev/null || true; }
+trap 'stop_holder; stop_neighbour' EXIT
+if [[ ${NETLINK_NEIGHBOUR:-0} == 1 ]]; then
+    python3 -c 'import socket, time
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0); s.bind((0, 0))
+time.sleep(86400)' &
+    NEIGHBOUR_PID=$!
+    sleep 0.5
+fi
+user_netlink=$(awk 'NR > 1 && $3 != 0' /proc/net/netlink | wc -l)
 
 # ---- timing ----------------------------------------------------------------
 # bench LABEL CMD...  -> appends "LABEL<TAB>mean_ms<TAB>sd_ms" to $RESULTS.
@@ -161,6 +179,7 @@ printf -- '- fdwatch %s (commit %s), %s, %s, %s\n' "$("$FDWATCH" --version 2>/de
     "$(git rev-parse --short HEAD)" "$(lsfd --version)" "lsof $(lsof -v 2>&1 | awk '/revision:/ {print $2; exit}')" \
     "$([[ $HAVE_HYPERFINE == 1 ]] && hyperfine --version || echo 'bash date loop')"
 printf -- '- %s runs after %s warmup runs per command; times in ms, mean ± σ; each size is one holder process, all commands against it\n' "$RUNS" "$WARMUP"
+printf -- '- bound netlink sockets of user space in this netns: %s (NETLINK_NEIGHBOUR=%s)\n' "$user_netlink" "${NETLINK_NEIGHBOUR:-0}"
 
 for n in $SIZES; do
     start_holder "$n"
