@@ -379,9 +379,12 @@ fn fd_name(fd: i32, out: &mut [u8; 16]) -> usize {
 fn stat_fd(dirfd: RawFd, fd: i32) -> Result<FdStat, Errno> {
     let mut name = [0u8; 16];
     let n = fd_name(fd, &mut name);
-    let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // Not zeroed first: on success the kernel writes all 256 bytes (it
+    // copies out a whole, zero-initialised `struct statx`), and this runs
+    // once per fd.
+    let mut stx = std::mem::MaybeUninit::<libc::statx>::uninit();
     let want = libc::STATX_TYPE | libc::STATX_INO | libc::STATX_NLINK | libc::STATX_SIZE;
-    // SAFETY: name is NUL-terminated; stx is writable and zeroed.
+    // SAFETY: name is NUL-terminated; stx is writable for its size.
     let rc = unsafe {
         libc::statx(
             dirfd,
@@ -394,7 +397,7 @@ fn stat_fd(dirfd: RawFd, fd: i32) -> Result<FdStat, Errno> {
     if rc < 0 {
         return Err(Errno::last());
     }
-    // SAFETY: the kernel filled it (and it was zeroed before).
+    // SAFETY: statx succeeded, so the kernel wrote the whole struct.
     let stx = unsafe { stx.assume_init() };
     Ok(FdStat {
         mode: u32::from(stx.stx_mode),
