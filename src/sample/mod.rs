@@ -469,11 +469,13 @@ pub fn take_with(
     // After the census, not before: the fd walk is the long part, and these
     // reads before it slowed it by several times their own cost (they evict
     // what the walk keeps warm). Same snapshot either way: microseconds apart.
-    sample.limits = root.fd_limits(pid, &ident.identity)?;
-    sample.system = root.system_files()?;
-    sample.activity = root.activity(pid);
+    let limits = root.fd_limits(pid, &ident.identity);
+    let system = root.system_files();
+    let activity = root.activity(pid);
     // The process may have exited while we read its fds: an empty fd dir of an
-    // exited process must not pass for "0 fds".
+    // exited process must not pass for "0 fds". Checked before the reads
+    // above are judged: a process that became a zombie meanwhile shows an
+    // empty `limits`, and that is an exit, not a malformed file.
     if root
         .identity(pid)
         .map(|i| i.identity.start_time != sample.start_time)
@@ -484,6 +486,9 @@ pub fn take_with(
             comm: sample.comm,
         });
     }
+    sample.limits = limits?;
+    sample.system = system?;
+    sample.activity = activity;
     Ok(sample)
 }
 
