@@ -37,6 +37,7 @@
  * readlink, T tables)" on stderr.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/stat.h>
 #include <stdint.h>
@@ -53,14 +54,6 @@
 #endif
 
 enum op { STAT, XATTR, STAT_XATTR, READLINK };
-
-struct linux_dirent64 {
-	uint64_t d_ino;
-	int64_t d_off;
-	unsigned short d_reclen;
-	unsigned char d_type;
-	char d_name[];
-};
 
 struct xattr_args {
 	uint64_t value;
@@ -182,43 +175,40 @@ int main(int argc, char **argv)
 	static unsigned char ops[1 << 16];
 	long n = 0, counts[4] = { 0 };
 	int need_netlink = 0, need_tcp = 0;
-	static char dents[1 << 16];
-	long got;
-	while ((got = syscall(SYS_getdents64, dfd, dents, sizeof dents)) > 0) {
-		for (long off = 0; off < got && n < (1 << 16);) {
-			struct linux_dirent64 *d = (struct linux_dirent64 *)(dents + off);
-			off += d->d_reclen;
-			if (d->d_name[0] == '.')
-				continue;
-			char target[4200], proto[64];
-			ssize_t len = readlinkat(dfd, d->d_name, target, sizeof target - 1);
-			if (len < 0)
-				continue;
-			target[len] = 0;
-			enum op op = STAT;
-			unsigned long ino;
-			if (!strncmp(target, "anon_inode:", 11)) {
-				op = READLINK;
-			} else if (sscanf(target, "socket:[%lu]", &ino) == 1) {
-				long p = sockprotoname(d->d_name, proto);
-				proto[p > 0 ? p : 0] = 0;
-				if (listed(ino, nl, n_nl)) {
-					op = STAT, need_netlink = 1;
-				} else if (!strcmp(proto, "NETLINK")) {
-					/* No user socket bound in the netns: it is unbound, and
-					 * the name says all; else only its inode can tell. */
-					op = n_nl ? STAT_XATTR : XATTR, need_netlink = 1;
-				} else if (!strncmp(proto, "TCP", 3) && listed(ino, tc, n_tc)) {
-					op = STAT, need_tcp = 1;
-				} else {
-					op = XATTR;
-				}
+	DIR *listing = fdopendir(dup(dfd)); /* setup only: readdir is fine */
+	for (struct dirent *d; listing && (d = readdir(listing)) && n < (1 << 16);) {
+		if (d->d_name[0] == '.')
+			continue;
+		char target[4200], proto[64];
+		ssize_t len = readlinkat(dfd, d->d_name, target, sizeof target - 1);
+		if (len < 0)
+			continue;
+		target[len] = 0;
+		enum op op = STAT;
+		unsigned long ino;
+		if (!strncmp(target, "anon_inode:", 11)) {
+			op = READLINK;
+		} else if (sscanf(target, "socket:[%lu]", &ino) == 1) {
+			long p = sockprotoname(d->d_name, proto);
+			proto[p > 0 ? p : 0] = 0;
+			if (listed(ino, nl, n_nl)) {
+				op = STAT, need_netlink = 1;
+			} else if (!strcmp(proto, "NETLINK")) {
+				/* No user socket bound in the netns: it is unbound, and
+				 * the name says all; else only its inode can tell. */
+				op = n_nl ? STAT_XATTR : XATTR, need_netlink = 1;
+			} else if (!strncmp(proto, "TCP", 3) && listed(ino, tc, n_tc)) {
+				op = STAT, need_tcp = 1;
+			} else {
+				op = XATTR;
 			}
-			strcpy(names[n], d->d_name);
-			ops[n++] = op;
-			counts[op]++;
 		}
+		strcpy(names[n], d->d_name);
+		ops[n++] = op;
+		counts[op]++;
 	}
+	if (listing)
+		closedir(listing);
 
 	struct stat st;
 	dense = fstat(dfd, &st) == 0 && st.st_size == n;

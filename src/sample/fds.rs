@@ -174,11 +174,11 @@ pub fn census(
                 Look::Named(kind) => {
                     sample.named_without_stat += 1;
                     // Named alone only when no netlink socket of user space
-                    // is bound in its netns: /proc cannot tell its protocol.
+                    // is bound in its netns: known unbound.
                     if kind == FdKind::Netlink {
                         *sample
                             .netlink_protocols
-                            .entry("unknown".to_string())
+                            .entry(net::netlink_label(None))
                             .or_default() += 1;
                     }
                     kept.push(FdRecord {
@@ -664,12 +664,10 @@ fn resolve_sockets(
             .or_default() += n;
     }
     for (protocol, n) in netlink {
-        // Netlink sockets in no table were never bound: /proc cannot tell their protocol.
-        let name = match protocol {
-            Some(p) => net::netlink_protocol_name(p),
-            None => "unknown".to_string(),
-        };
-        *sample.netlink_protocols.entry(name).or_default() += n;
+        *sample
+            .netlink_protocols
+            .entry(net::netlink_label(protocol))
+            .or_default() += n;
     }
     sample.remote_endpoints = top_counted(
         remotes.into_iter().map(|(r, n)| (r.to_string(), n)),
@@ -856,7 +854,7 @@ fn look_predicting(dirfd: RawFd, fds: &[i32], bound: &InoMap<SocketInfo>) -> Vec
     // a host without udevd or networkd), every netlink socket is unbound:
     // its stat could only confirm that, so the getxattr names it alone.
     let netlink_unbound = bound.is_empty();
-    let named_is_enough =
+    let named_alone =
         |kind: FdKind| named_is_enough(kind) || (netlink_unbound && kind == FdKind::Netlink);
     // What the stat of a socket named `kind` adds, and whether a run of such
     // sockets should go on being named first.
@@ -877,7 +875,7 @@ fn look_predicting(dirfd: RawFd, fds: &[i32], bound: &InoMap<SocketInfo>) -> Vec
     for &fd in fds {
         if in_named_run {
             match sockprotoname_of(dirfd, fd) {
-                Ok(kind) if named_is_enough(kind) => {
+                Ok(kind) if named_alone(kind) => {
                     out.push(Look::Named(kind));
                     continue;
                 }
@@ -914,7 +912,7 @@ fn look_predicting(dirfd: RawFd, fds: &[i32], bound: &InoMap<SocketInfo>) -> Vec
             if since_probe >= probe_gap {
                 since_probe = 0;
                 if let (Ok(kind), Ok(s)) = (sockprotoname_of(dirfd, fd), &st) {
-                    let (look, go_on) = if named_is_enough(kind) {
+                    let (look, go_on) = if named_alone(kind) {
                         (Look::NamedStat(SocketInfo::of(kind), *s), true)
                     } else {
                         with_stat(kind, *s)

@@ -222,6 +222,16 @@ pub fn tcp_state_name(state: u8) -> &'static str {
 }
 
 /// Netlink protocol names (include/uapi/linux/netlink.h), as lsfd prints them.
+/// The label a netlink socket is counted under: its protocol's name, or
+/// `unknown` for a socket in no table (never bound: /proc cannot tell its
+/// protocol).
+pub fn netlink_label(protocol: Option<u16>) -> String {
+    match protocol {
+        Some(p) => netlink_protocol_name(p),
+        None => "unknown".to_string(),
+    }
+}
+
 pub fn netlink_protocol_name(proto: u16) -> String {
     let name = match proto {
         0 => "ROUTE",
