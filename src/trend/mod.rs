@@ -591,7 +591,8 @@ fn lower_envelope_sorted(pts: &[Point], window: f64) -> Vec<Point> {
 /// series crosses from above +h to below −h (h = MAD/2) at least 3 times, the
 /// mean swing lasts at least 8 sampling intervals, and the swings' spread (1.4826·MAD) is at
 /// least 3× the sample-to-sample noise (1.4826·MAD of first differences / √2,
-/// on the newest half of the points: the raw part of a [`History`]).
+/// on the newest half of the points: the raw part of a [`History`]), and the
+/// series itself falls (by more than h) at least 3 times.
 pub fn sawtooth_period(points: &[Point], fit: &SlopeFit) -> Option<f64> {
     let n = points.len();
     if n < 8 {
@@ -633,6 +634,13 @@ pub fn sawtooth_period(points: &[Point], fit: &SlopeFit) -> Option<f64> {
     if downs < 3 {
         return None;
     }
+    // A sawtooth falls: each swing ends in a drop of the series itself. A
+    // steady leak sampled in uneven steps (+8, +8, +6, ...) swings about its
+    // line just as slowly, but never goes down; its lower envelope would
+    // hide the leak.
+    if falls(points, h) < 3 {
+        return None;
+    }
     // At least 8 sampling intervals per swing, the interval measured on the
     // newest half (a History's downsampled part adds crossings and gaps).
     let mut dts: Vec<f64> = points[n / 2..]
@@ -642,6 +650,24 @@ pub fn sawtooth_period(points: &[Point], fit: &SlopeFit) -> Option<f64> {
     let dt = median_mut(&mut dts).unwrap_or(0.0);
     let period = span(points) / downs as f64;
     (period >= 8.0 * dt).then_some(period)
+}
+
+/// Runs of falling values that fall by more than `min_drop` in all.
+fn falls(points: &[Point], min_drop: f64) -> usize {
+    let mut count = 0;
+    let mut run = 0.0;
+    for w in points.windows(2) {
+        let d = w[1].v - w[0].v;
+        if d < 0.0 {
+            run -= d;
+        } else {
+            if run > min_drop {
+                count += 1;
+            }
+            run = 0.0;
+        }
+    }
+    count + usize::from(run > min_drop)
 }
 
 /// Slope-change check for the raw fit (a leak that starts, or stops, too

@@ -445,3 +445,25 @@ fn analyze_long_downsampled_sawtooth_leak() {
     assert!((tr.fit.slope - 0.01).abs() < 0.001, "{tr:?}");
     assert!(is_growing(&tr.fit));
 }
+
+/// Issue 15: a steady leak sampled every 0.2 s whose steps are quantised
+/// (mostly +8, a +6 every eighth sample as the leaker's sleeps drift) has
+/// residuals that swing slowly by ~2 fds. It never falls, so it is no
+/// sawtooth: the raw fit must stay (the lower envelope said "not growing").
+#[test]
+fn quantised_steps_of_a_steady_leak_are_not_a_sawtooth() {
+    let counts = [
+        5u32, 7, 9, 17, 25, 33, 41, 49, 57, 65, 71, 79, 87, 95, 103, 111, 119, 127, 135, 143, 151,
+        159, 165, 173, 181, 189, 197, 205, 213, 221, 229, 237, 245, 253, 261, 269, 275, 283, 291,
+        299,
+    ];
+    let pts: Vec<Point> = counts
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| p(i as f64 * 0.2, v as f64))
+        .collect();
+    let tr = analyze(&pts).expect("a trend");
+    assert_eq!(tr.model, Model::Linear, "{tr:?}");
+    assert!(is_growing(&tr.fit), "{tr:?}");
+    assert!((tr.fit.slope - 40.0).abs() < 2.0, "{tr:?}");
+}
