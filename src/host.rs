@@ -658,6 +658,7 @@ fn count_sample(
 ) -> Sample {
     let mut s = Sample::new(ident.pid, &ident.comm, ident.start_time, unix, mono);
     s.backend = Backend::Count;
+    s.age = crate::sample::procroot::process_age(ident.start_time);
     s.fds = fds;
     s.limits = limits;
     // Per process, only the soft limit is forecast; the system table has its

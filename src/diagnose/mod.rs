@@ -24,6 +24,13 @@ const MIN_RISE: f64 = 3.0;
 const SYSTEM_MIN_SPAN: f64 = 60.0;
 /// At most this many paths / endpoints are tracked over time.
 const MAX_NAMED_SERIES: usize = 32;
+/// A fall of the total below its peak by this many fds, and by
+/// [`DROP_SHARE`] of the peak, is a drop: a pool let go, not noise.
+const MIN_DROP: f64 = 10.0;
+const DROP_SHARE: f64 = 0.25;
+/// The growth a process has averaged over its whole life confirms a trend
+/// when the current slope lies within this factor of it (either way).
+const LIFETIME_FACTOR: f64 = 2.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Thresholds {
@@ -104,10 +111,25 @@ pub struct Forecast {
     pub eta: f64,
     pub eta_earliest: f64,
     pub eta_latest: Option<f64>,
-    /// False while the history is too short to tell a leak from a pool's first
-    /// ramp (trend::forecast_confirmed): the forecast is shown but raises no alarm.
+    /// False while the forecast is held back (`held_back` says why): it is
+    /// shown, and raises at most a WARNING (docs/trend.md).
     #[serde(default = "yes")]
     pub confirmed: bool,
+    /// Why the forecast is held back, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_back: Option<HeldBack>,
+}
+
+/// Why a forecast raises no CRITICAL yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeldBack {
+    /// Too little history to tell a leak from a pool's first ramp
+    /// (trend::forecast_confirmed), and no lifetime evidence either.
+    Unconfirmed,
+    /// The count dropped well below an earlier peak and has not passed it
+    /// since (nor have its troughs risen): a pool filling up again.
+    Refilling { peak: u64 },
 }
 
 fn yes() -> bool {
@@ -174,6 +196,13 @@ pub struct Tracker {
     last: Option<Sample>,
     samples: usize,
     deleted_bytes: u64,
+    /// The highest total seen, and the peak the total last dropped well
+    /// below (cleared once the total passes it again).
+    peak: f64,
+    dropped_from: Option<f64>,
+    /// A forecast was confirmed since the last drop: it stays confirmed
+    /// (no flapping back to "unconfirmed" when a fit window shortens).
+    confirmed: std::cell::Cell<bool>,
 }
 
 impl Tracker {
@@ -203,6 +232,7 @@ impl Tracker {
         }
         let t = s.mono_time;
         self.total.push(t, s.fds as f64);
+        self.track_peak(s.fds as f64);
         self.system.push(t, s.system.allocated as f64);
         if !s.kinds.is_empty() {
             for kind in s.kinds.keys() {
@@ -261,6 +291,39 @@ impl Tracker {
         }
         self.last = Some(s.clone());
         self.samples += 1;
+    }
+
+    /// A drop well below the peak holds forecasts back until the total
+    /// passes that peak again.
+    fn track_peak(&mut self, v: f64) {
+        if self.dropped_from.is_some_and(|p| v > p) {
+            self.dropped_from = None;
+        }
+        if v > self.peak {
+            self.peak = v;
+        } else if self.dropped_from.is_none()
+            && self.peak - v >= MIN_DROP.max(DROP_SHARE * self.peak)
+        {
+            self.dropped_from = Some(self.peak);
+            self.confirmed.set(false);
+        }
+    }
+
+    /// The growth the process averaged since it started (fds at the first
+    /// sample over its age then) matches the current slope: it has been
+    /// growing like this all its life, which no pool's ramp does. Needs a
+    /// process that was up for the warm-up time before the first sample.
+    fn lifetime_evidence(&self, total: &SeriesTrend) -> bool {
+        let Some(first) = &self.first else {
+            return false;
+        };
+        let Some(age) = first.age.filter(|a| *a >= trend::WARMUP_S) else {
+            return false;
+        };
+        let lifetime = first.fds as f64 / age;
+        total.slope > 0.0
+            && total.slope <= LIFETIME_FACTOR * lifetime
+            && total.slope >= lifetime / LIFETIME_FACTOR
     }
 
     /// Drop the named series whose latest value is smallest (least relevant).
@@ -352,15 +415,17 @@ impl Tracker {
                 ));
             }
         }
+        let forecast = forecast.map(|f| self.hold_back(f, total.as_ref()));
         if let Some(f) = &forecast {
-            let lvl = if !f.confirmed {
-                Level::Ok
-            } else if f.eta <= th.crit_eta {
-                Level::Critical
-            } else if f.eta <= th.warn_eta {
-                Level::Warning
-            } else {
-                Level::Ok
+            // A held-back forecast inside --crit-eta is a WARNING: too near
+            // to stay silent about, too unsure to page for (docs/trend.md).
+            let lvl = match (&f.held_back, f.eta) {
+                (Some(HeldBack::Refilling { .. }), _) => Level::Ok,
+                (Some(HeldBack::Unconfirmed), eta) if eta <= th.crit_eta => Level::Warning,
+                (Some(HeldBack::Unconfirmed), _) => Level::Ok,
+                (None, eta) if eta <= th.crit_eta => Level::Critical,
+                (None, eta) if eta <= th.warn_eta => Level::Warning,
+                (None, _) => Level::Ok,
             };
             let driver = series
                 .iter()
@@ -378,20 +443,22 @@ impl Tracker {
             } else {
                 "ENFILE (system file table full)"
             };
-            let watched = if f.confirmed {
-                String::new()
-            } else {
-                format!(
-                    " if it keeps on (watched {} of the {} it takes to tell a leak from a pool filling up)",
+            let watched = match &f.held_back {
+                None => String::new(),
+                Some(HeldBack::Unconfirmed) => format!(
+                    "; unconfirmed: watched {} of the {} it takes to tell a leak from a pool filling up",
                     approx_duration(self.history_span()).trim_start_matches('~'),
                     approx_duration(trend::WARMUP_S).trim_start_matches('~')
-                )
+                ),
+                Some(HeldBack::Refilling { peak }) => format!(
+                    "; held back: refilling after a drop from {peak} fds, a pool until it passes {peak} or its troughs rise"
+                ),
             };
             reasons.push((
                 lvl,
                 if f.eta < 1.0 {
                     format!(
-                        "{what} — {limit_word} now ({} {} reached)",
+                        "{what} — {limit_word} now ({} {} reached){watched}",
                         f.limit_name, f.limit
                     )
                 } else {
@@ -442,6 +509,31 @@ impl Tracker {
             syscalls,
             samples: self.samples,
         }
+    }
+
+    /// Decide whether a forecast may page: a drop below an earlier peak
+    /// holds it back until the total passes that peak (or its troughs rise:
+    /// the lower-envelope fit grows); then the history, the lifetime
+    /// evidence, or an earlier confirmation confirm it.
+    fn hold_back(&self, mut f: Forecast, total: Option<&SeriesTrend>) -> Forecast {
+        let troughs_rise = total.is_some_and(|t| t.growing && t.model == "lower_envelope");
+        let refilling = self.dropped_from.filter(|_| !troughs_rise);
+        let system = f.limit_name == "fs.file-max";
+        f.held_back = if let (Some(peak), false) = (refilling, system) {
+            Some(HeldBack::Refilling { peak: peak as u64 })
+        } else if f.confirmed
+            || self.confirmed.get()
+            || total.is_some_and(|t| self.lifetime_evidence(t))
+        {
+            None
+        } else {
+            Some(HeldBack::Unconfirmed)
+        };
+        f.confirmed = f.held_back.is_none();
+        if f.confirmed {
+            self.confirmed.set(true);
+        }
+        f
     }
 
     /// Exact rates over the recent window of counted samples.
@@ -723,6 +815,7 @@ fn make_forecast(name: &str, limit: u64, e: Eta, history_span: f64, fit_span: f6
         eta_earliest: e.earliest,
         eta_latest: e.latest.is_finite().then_some(e.latest),
         confirmed: trend::forecast_confirmed(history_span, fit_span, e.seconds),
+        held_back: None,
     }
 }
 

@@ -67,7 +67,14 @@ pub fn summary(c: &Checked) -> String {
         } else {
             "ENFILE"
         };
-        out.push_str(&format!(", {what} in {}", approx_duration(f.eta)));
+        let held = match &f.held_back {
+            None => String::new(),
+            Some(crate::diagnose::HeldBack::Unconfirmed) => " (unconfirmed)".into(),
+            Some(crate::diagnose::HeldBack::Refilling { peak }) => {
+                format!(" (held back: refilling below its peak of {peak})")
+            }
+        };
+        out.push_str(&format!(", {what} in {}{held}", approx_duration(f.eta)));
     }
     if let Some(p) = v.patterns.first() {
         out.push_str(&format!(": {}", p.summary));
@@ -141,12 +148,18 @@ pub fn perfdata(c: &Checked, prefix: &str, th: &Thresholds) -> Vec<String> {
         .as_ref()
         .map(|f| format!("{}s", num(f.eta.round())))
         .unwrap_or_else(|| "U".into());
-    items.push(format!(
-        "{}={eta};{}:;{}:;0;",
-        label(prefix, "eta"),
-        num(th.warn_eta),
-        num(th.crit_eta)
-    ));
+    // A held-back forecast is drawn without thresholds: its level is not
+    // the ETA's (docs/trend.md), and a breach drawn under OK misleads.
+    if v.forecast.as_ref().is_some_and(|f| f.held_back.is_some()) {
+        items.push(format!("{}={eta};;;0;", label(prefix, "eta")));
+    } else {
+        items.push(format!(
+            "{}={eta};{}:;{}:;0;",
+            label(prefix, "eta"),
+            num(th.warn_eta),
+            num(th.crit_eta)
+        ));
+    }
     for (kind, n) in &s.kinds {
         items.push(format!("{}={n};;;0;", label(prefix, kind.name())));
     }

@@ -170,6 +170,13 @@ pub fn render_with(entries: &[(&Sample, &Verdict)], opts: &Options) -> String {
     );
     family(
         &mut out,
+        "fdwatch_fd_exhaustion_confirmed",
+        "1 when the exhaustion forecast may page, 0 while it is held back (unconfirmed, or a pool refilling below its peak); absent when not growing.",
+        "gauge",
+        &rows(&|_, v| v.forecast.as_ref().map(|f| f64::from(u8::from(f.confirmed)))),
+    );
+    family(
+        &mut out,
         "fdwatch_verdict",
         "fdwatch verdict: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
         "gauge",

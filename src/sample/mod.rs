@@ -98,6 +98,11 @@ pub struct Sample {
     pub unix_time: f64,
     /// CLOCK_MONOTONIC seconds: the time axis for trends (never jumps).
     pub mono_time: f64,
+    /// Seconds the process had been running at this sample (CLOCK_BOOTTIME
+    /// minus its start time): with `fds`, a bound on how fast it has grown
+    /// over its whole life. None for inputs that do not carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age: Option<f64>,
     /// Open fds. Equals the sum of `kinds` for a full census.
     pub fds: u64,
     pub limits: FdLimits,
@@ -160,6 +165,7 @@ impl Sample {
             start_time,
             unix_time,
             mono_time,
+            age: None,
             fds: 0,
             limits: FdLimits::default(),
             system: SystemFiles::default(),
@@ -453,6 +459,7 @@ pub fn take_with(
         unix_time,
         mono_time,
     );
+    sample.age = procroot::process_age(ident.identity.start_time);
     match census {
         Census::CountOnly => {
             sample.backend = Backend::Count;

@@ -354,6 +354,21 @@ pub fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Seconds since `start_time` (clock ticks after boot, /proc/PID/stat field
+/// 22). None when the clock or the tick rate cannot be read, or the start
+/// lies in the future (a fixture tree's made-up start time).
+pub fn process_age(start_time: u64) -> Option<f64> {
+    let boot = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    let now = boot.tv_sec() as f64 + boot.tv_nsec() as f64 * 1e-9;
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return None;
+    }
+    let age = now - start_time as f64 / hz as f64;
+    (age.is_finite() && age >= 0.0).then_some(age)
+}
+
 pub fn mono_now() -> f64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 * 1e-9)
