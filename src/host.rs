@@ -30,6 +30,7 @@ use serde::Serialize;
 
 use crate::cmd::targets::glob;
 use crate::diagnose::{Level, Thresholds, Tracker, Verdict};
+use crate::monitor::Session;
 use crate::sample::host::{self as scan, StatLine};
 use crate::sample::procroot::{mono_now, unix_now};
 use crate::sample::{self, Backend, Census, FdLimits, ProcRoot, Sample, SampleError, SystemFiles};
@@ -126,7 +127,7 @@ struct Proc {
     limits_refresh: u64,
     /// The count ever changed: only then is a trend worth fitting.
     moved: bool,
-    tracker: Tracker,
+    session: Session,
     seen: u64,
     /// Dominant growing kind from the last classified census.
     kind: Option<String>,
@@ -437,11 +438,15 @@ impl Host {
             p.limits_at_fds = fds;
             p.limits_refresh = refreshes;
         }
-        if p.tracker.last().is_some_and(|last| last.fds != fds) {
+        if p.session
+            .tracker()
+            .last()
+            .is_some_and(|last| last.fds != fds)
+        {
             p.moved = true;
         }
         let s = count_sample(ident, fds, p.limits, mono, unix);
-        p.tracker.observe(&s);
+        p.session.record(s, true);
         p.seen += 1;
         Ok(())
     }
@@ -493,7 +498,7 @@ impl Host {
                     limits_at_fds: 0,
                     limits_refresh: 0,
                     moved: false,
-                    tracker: Tracker::new(),
+                    session: Session::new(pid, self.opts.thresholds),
                     seen: 0,
                     kind: None,
                 },
@@ -568,7 +573,7 @@ impl Host {
             let mut by_usage: Vec<(f64, u64, i32)> = live
                 .iter()
                 .filter_map(|pid| {
-                    let last = self.procs.get(pid)?.tracker.last()?;
+                    let last = self.procs.get(pid)?.session.tracker().last()?;
                     Some((last.usage_ratio().unwrap_or(0.0), last.fds, *pid))
                 })
                 .collect();
@@ -586,13 +591,13 @@ impl Host {
             {
                 continue;
             }
-            let Some(last) = p.tracker.last() else {
+            let Some(last) = p.session.tracker().last() else {
                 continue;
             };
             let verdict = if p.moved {
-                p.tracker.verdict(&th)
+                p.session.verdict()
             } else {
-                flat_verdict(last, p.tracker.samples(), &th)
+                flat_verdict(last, p.session.tracker().samples(), &th)
             };
             rows.push(row_of(p, last, verdict));
         }
@@ -628,8 +633,7 @@ impl Host {
                 continue;
             };
             s.system = SystemFiles::default();
-            p.tracker.observe(&s);
-            let v = p.tracker.verdict(&self.opts.thresholds);
+            let v = p.session.observe(s.clone(), true).verdict;
             p.kind = v
                 .series
                 .iter()

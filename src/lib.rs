@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod diagnose;
 pub mod host;
 pub mod input;
+pub mod monitor;
 pub mod report;
 pub mod sample;
 pub mod state;

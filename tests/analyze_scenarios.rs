@@ -37,9 +37,20 @@ fn synthetic_scenarios_through_analyze() {
         });
         let series = &v["series"][0];
         let first_warning = series["first_warning"].as_f64().map(|t| t - t0);
+        // A held-back forecast inside --crit-eta warns, saying it is
+        // unconfirmed (docs/trend.md): the first WARNING that is not held
+        // back is the one a leak must earn.
+        let spans = series["timeline"].as_array().cloned().unwrap_or_default();
+        let unconfirmed =
+            |sp: &serde_json::Value| sp["reason"].as_str().unwrap_or("").contains("unconfirmed");
+        let first_confirmed = spans
+            .iter()
+            .find(|sp| sp["level"] != "OK" && !unconfirmed(sp))
+            .and_then(|sp| sp["from"].as_f64())
+            .map(|t| t - t0);
         report.push(format!(
-            "{}: first warning {:?}, truth: leak={} exhaustion={:?}",
-            sc.name, first_warning, sc.leak, sc.true_exhaustion_t
+            "{}: first warning {:?}, first confirmed {:?}, truth: leak={} exhaustion={:?}",
+            sc.name, first_warning, first_confirmed, sc.leak, sc.true_exhaustion_t
         ));
         if sc.leak {
             let w = first_warning.unwrap_or_else(|| panic!("{}: leak never warned", sc.name));
@@ -52,17 +63,36 @@ fn synthetic_scenarios_through_analyze() {
                 sc.name
             );
             if let Some(start) = sc.leak_start_t {
+                let c = first_confirmed.unwrap_or(f64::INFINITY);
                 assert!(
-                    w >= start,
-                    "{}: warned at {w:.0}s before the leak began at {start:.0}s",
+                    c >= start,
+                    "{}: a confirmed alarm at {c:.0}s before the leak began at {start:.0}s",
                     sc.name
                 );
             }
         } else {
+            // No page without a leak. A held-back forecast inside --crit-eta
+            // warns (docs/trend.md), so a pool's first ramp may warn, saying
+            // it is unconfirmed; a confirmed forecast must never fire.
             assert!(
-                first_warning.is_none(),
-                "{}: false warning at {first_warning:?}",
-                sc.name
+                series["first_critical"].is_null(),
+                "{}: false CRITICAL at {:?}",
+                sc.name,
+                series["first_critical"]
+            );
+            for sp in spans.iter().filter(|sp| sp["level"] == "WARNING") {
+                let reason = sp["reason"].as_str().unwrap_or("");
+                assert!(
+                    unconfirmed(sp),
+                    "{}: false WARNING at {:?}: {reason}",
+                    sc.name,
+                    sp["from"].as_f64().map(|t| t - t0)
+                );
+            }
+            assert_eq!(
+                series["level"], "OK",
+                "{}: ends {}",
+                sc.name, series["level"]
             );
         }
     }

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::print_line;
-use crate::diagnose::{Level, Thresholds, Tracker, Verdict};
+use crate::diagnose::{Level, Thresholds, Verdict};
 use crate::input::{self, Format, Series};
+use crate::monitor::replay;
 use crate::report::{plot, timeline};
-use crate::sample::Sample;
 
 pub struct AnalyzeOptions {
     pub files: Vec<PathBuf>,
@@ -19,41 +19,6 @@ pub struct AnalyzeOptions {
     pub json: bool,
     pub plot: Option<PathBuf>,
     pub thresholds: Thresholds,
-}
-
-/// Feed the samples one by one through a `Tracker`, as the live view does,
-/// and remember the verdict after each.
-pub fn replay(samples: &[Sample], th: &Thresholds) -> timeline::Timeline {
-    let mut tracker = Tracker::new();
-    let mut tl = timeline::Timeline::new();
-    for s in samples {
-        tracker.observe(s);
-        tl.push(s, &tracker.verdict(th));
-    }
-    tl
-}
-
-/// Plot the samples of one process (pid and start time) found in a recording:
-/// `watch --record FILE --plot SVG` draws its own run this way at the end.
-pub fn plot_recording(
-    record: &std::path::Path,
-    pid: i32,
-    start_time: u64,
-    th: &Thresholds,
-    svg: &std::path::Path,
-) -> anyhow::Result<()> {
-    let input = crate::input::read(record, Some(Format::Jsonl))?;
-    let series = input
-        .series
-        .iter()
-        .rev()
-        .find(|s| {
-            s.samples
-                .first()
-                .is_some_and(|f| f.pid == pid && f.start_time == start_time)
-        })
-        .ok_or_else(|| anyhow::anyhow!("{}: no samples of pid {pid} to plot", record.display()))?;
-    crate::report::plot::plot_samples(&series.samples, &replay(&series.samples, th), svg)
 }
 
 /// One analysed series.

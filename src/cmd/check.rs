@@ -7,13 +7,12 @@ use std::time::{Duration, Instant};
 
 use super::signals;
 use super::targets::Targets;
-use super::watch::{attach_syscalls, SyscallMode};
-use crate::diagnose::{Level, Thresholds, Tracker};
+use crate::diagnose::{Level, Thresholds};
+use crate::monitor::{self, Session, SyscallMode};
 use crate::report::nagios::{self, Checked};
 use crate::report::prometheus;
 use crate::sample::{bpf, Census, ProcRoot, Sample, SampleError};
 use crate::state::LockedState;
-use crate::syscalls::SyscallCounter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -43,24 +42,37 @@ pub fn run(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<u8> {
     let pids = opts.targets.resolve(root)?;
     // One program for every target; `--backend bpf` where it cannot run is
     // UNKNOWN with the reason, like any other error of a check.
-    let (mut sampler, fallback) = super::open_sampler(opts.backend, opts.census)?;
+    let mut census = monitor::Census::open(opts.backend, opts.census)?;
     if opts.samples == 1 {
-        sampler.expect_one_sample();
+        census.expect_one_sample();
     }
-    let mut counters: HashMap<i32, SyscallCounter> = HashMap::new();
+    let mut notes = Vec::new();
+    // The state file's history first: each session starts from what earlier
+    // runs saw of the same process (pid and start time).
+    let mut locked = match &opts.state {
+        Some(path) => {
+            let l = LockedState::open(path)?;
+            notes.extend(l.notes.iter().cloned());
+            Some(l)
+        }
+        None => None,
+    };
+    let mut sessions: HashMap<i32, Session> = HashMap::new();
+    let mut counting = false;
     for (i, pid) in pids.iter().enumerate() {
+        let mut session = Session::new(*pid, opts.thresholds);
         // Say why counting is unavailable once, not once per process.
-        let mode = if i > 0 && counters.is_empty() {
+        let mode = if i > 0 && !counting {
             SyscallMode::Off
         } else {
             opts.syscalls
         };
-        if let Some(c) = attach_syscalls(*pid, mode)? {
-            counters.insert(*pid, c);
-        }
+        notes.extend(session.attach_syscalls(mode)?);
+        counting |= session.counting_syscalls();
+        sessions.insert(*pid, session);
     }
     // Burst: every target once per round.
-    let mut bursts: HashMap<i32, Result<Vec<Sample>, SampleError>> = HashMap::new();
+    let mut bursts: HashMap<i32, Result<Vec<monitor::Tick>, SampleError>> = HashMap::new();
     let start = Instant::now();
     for round in 0..opts.samples {
         if round > 0
@@ -74,15 +86,28 @@ pub fn run(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<u8> {
         for pid in &pids {
             let entry = bursts.entry(*pid).or_insert_with(|| Ok(Vec::new()));
             let Ok(list) = entry else { continue };
-            let expect = list.first().map(Sample::identity);
-            match sampler.take(root, *pid, opts.census, expect.as_ref()) {
-                Ok(mut s) => {
-                    s.syscalls = counters.get_mut(pid).and_then(|c| c.read().ok());
-                    if let Some(prev) = list.last() {
-                        s.mark_new_inodes(prev);
+            let Some(session) = sessions.get_mut(pid) else {
+                continue;
+            };
+            if round == 0 {
+                // Restored once the first live sample names the process:
+                // a reused pid must not inherit another process's history.
+                match census.take(root, *pid, None) {
+                    Ok(s) => {
+                        if let Some(h) = locked
+                            .as_ref()
+                            .and_then(|l| l.state.history(*pid, s.start_time))
+                        {
+                            session.restore(&h.samples);
+                        }
+                        list.push(session.observe(s, true));
                     }
-                    list.push(s);
+                    Err(e) => *entry = Err(e),
                 }
+                continue;
+            }
+            match session.tick(&mut census, root) {
+                Ok(tick) => list.push(tick),
                 // Gone after some samples: judge on what was seen.
                 Err(e) if e.target_gone() && !list.is_empty() => {}
                 Err(e) => *entry = Err(e),
@@ -90,49 +115,28 @@ pub fn run(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<u8> {
         }
     }
 
-    let mut notes = Vec::new();
     // Why `auto` used /proc: long output (and stderr), never the status line.
     // Said once a sample worked, so that an error stays the whole story.
-    if let Some(why) = &fallback {
-        if bursts
-            .values()
-            .any(|b| b.as_ref().is_ok_and(|l| !l.is_empty()))
-        {
-            notes.push(super::fallback_note(why));
-        }
+    if bursts
+        .values()
+        .any(|b| b.as_ref().is_ok_and(|l| !l.is_empty()))
+    {
+        notes.extend(census.take_fallback_note());
     }
-    let mut locked = match &opts.state {
-        Some(path) => {
-            let l = LockedState::open(path)?;
-            notes.extend(l.notes.iter().cloned());
-            Some(l)
-        }
-        None => None,
-    };
     let mut checked = Vec::new();
     for pid in &pids {
         let comm = root.comm(*pid).unwrap_or_else(|| "?".into());
         let mut rates = None;
         let outcome = match bursts.remove(pid) {
             Some(Ok(burst)) if !burst.is_empty() => {
-                let mut tracker = Tracker::new();
-                if let Some(l) = &locked {
-                    if let Some(h) = l.state.history(*pid, burst[0].start_time) {
-                        for s in &h.samples {
-                            tracker.observe(s);
-                        }
-                    }
-                }
-                for s in &burst {
-                    tracker.observe(s);
-                }
                 if let Some(l) = locked.as_mut() {
-                    l.state.append(&burst);
+                    let samples: Vec<Sample> = burst.iter().map(|t| t.sample.clone()).collect();
+                    l.state.append(&samples);
                 }
-                let verdict = tracker.verdict(&opts.thresholds);
-                let last = burst.last().cloned().unwrap_or_else(|| burst[0].clone());
-                rates = (burst.len() > 1).then(|| crate::report::rates_between(&burst[0], &last));
-                Ok((last, verdict))
+                let (first, last) = (&burst[0], &burst[burst.len() - 1]);
+                rates = (burst.len() > 1)
+                    .then(|| crate::report::rates_between(&first.sample, &last.sample));
+                Ok((last.sample.clone(), last.verdict.clone()))
             }
             Some(Err(e)) => Err(e.to_string()),
             _ => Err("no sample taken".to_string()),

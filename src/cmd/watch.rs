@@ -9,47 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::{print_line, signals};
-use crate::diagnose::{Level, Thresholds, Tracker};
+use crate::diagnose::{Level, Thresholds};
+pub use crate::monitor::SyscallMode;
+use crate::monitor::{self, Session};
 use crate::report::{json, screen, View};
 use crate::sample::{bpf, Census, ProcRoot, Sample, SampleError};
-use crate::syscalls::{Backend, SyscallCounter, SyscallError};
-
-/// Whether to count syscalls exactly (BPF, else perf tracepoints).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyscallMode {
-    /// Where allowed; otherwise say why once and carry on.
-    Auto,
-    /// Required: fail when not allowed.
-    On,
-    Off,
-}
-
-/// Attach the syscall counter per `mode`. Unavailable in `Auto`: one line on
-/// stderr saying why, and the watch carries on with the sampled view.
-/// Counting with BPF (the default) is silent; counting with perf prints the
-/// notes, which say why not BPF (and e.g. that tracefs was mounted).
-pub fn attach_syscalls(pid: i32, mode: SyscallMode) -> anyhow::Result<Option<SyscallCounter>> {
-    if mode == SyscallMode::Off {
-        return Ok(None);
-    }
-    match SyscallCounter::attach(pid) {
-        Ok((counter, notes)) => {
-            if counter.backend_kind() != Backend::Bpf {
-                for n in notes {
-                    eprintln!("fdwatch: {n}");
-                }
-            }
-            Ok(Some(counter))
-        }
-        // The sampler reports a missing process with its own error.
-        Err(SyscallError::Exited { .. }) => Ok(None),
-        Err(e) if mode == SyscallMode::On => Err(e.into()),
-        Err(e) => {
-            eprintln!("fdwatch: {e}; carrying on with the sampled view");
-            Ok(None)
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
@@ -111,14 +75,15 @@ impl Drop for AltScreen {
 
 pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     signals::install();
-    let (mut sampler, fallback) = super::open_sampler(opts.backend, opts.census)?;
+    let mut census = monitor::Census::open(opts.backend, opts.census)?;
     if opts.count == Some(1) {
-        sampler.expect_one_sample();
+        census.expect_one_sample();
     }
-    let mut first = sampler.take(root, opts.pid, opts.census, None)?;
+    let mut session = Session::new(opts.pid, opts.thresholds);
+    let first = session.tick(&mut census, root)?;
     // Said once the /proc census has worked: an error stays the only line.
-    if let Some(why) = fallback {
-        eprintln!("fdwatch: {}", super::fallback_note(&why));
+    if let Some(note) = census.take_fallback_note() {
+        eprintln!("fdwatch: {note}");
     }
     // After the first sample: a target we may not read fails with that reason alone.
     // One sample has no rates, and a counter costs time (BPF: ~2 ms to load
@@ -129,9 +94,10 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     } else {
         opts.syscalls
     };
-    let mut counter = attach_syscalls(opts.pid, mode)?;
-    first.syscalls = counter.as_mut().and_then(|c| c.read().ok());
-    let identity = first.identity();
+    for note in session.attach_syscalls(mode)? {
+        eprintln!("fdwatch: {note}");
+    }
+    let identity = first.sample.identity();
     let mut record = match &opts.record {
         Some(path) => Some(std::io::BufWriter::new(
             std::fs::OpenOptions::new()
@@ -146,19 +112,14 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     // On a terminal the screen redraws in place; captured, screens follow each other.
     let alt = (opts.output == Output::Screen && tty).then(AltScreen::enter);
     let started = Instant::now();
-    let mut tracker = Tracker::new();
     let mut end = WatchEnd::default();
     let mut recent: VecDeque<u64> = VecDeque::with_capacity(60);
     let mut previous: Option<Sample> = None;
     let mut current = Some(first);
     let mut last_screen = String::new();
-    let first_sample_mono = current.as_ref().map(|s| s.mono_time).unwrap_or(0.0);
-    while let Some(mut s) = current.take() {
-        if let Some(p) = &previous {
-            s.mark_new_inodes(p);
-        }
-        tracker.observe(&s);
-        let verdict = tracker.verdict(&opts.thresholds);
+    let first_sample_mono = current.as_ref().map(|t| t.sample.mono_time).unwrap_or(0.0);
+    while let Some(tick) = current.take() {
+        let monitor::Tick { sample: s, verdict } = tick;
         end.samples += 1;
         end.last_level = Some(verdict.level);
         let at = s.mono_time - first_sample_mono;
@@ -173,7 +134,7 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
         }
         recent.push_back(s.fds);
         let recent_vec: Vec<u64> = recent.iter().copied().collect();
-        let first_ref = tracker.first().unwrap_or(&s);
+        let first_ref = session.tracker().first().unwrap_or(&s);
         let view = View {
             sample: &s,
             previous: previous.as_ref(),
@@ -218,11 +179,8 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
         if !signals::sleep(next.saturating_duration_since(Instant::now())) {
             break;
         }
-        match sampler.take(root, opts.pid, opts.census, Some(&identity)) {
-            Ok(mut s) => {
-                s.syscalls = counter.as_mut().and_then(|c| c.read().ok());
-                current = Some(s);
-            }
+        match session.tick(&mut census, root) {
+            Ok(tick) => current = Some(tick),
             Err(e) if e.target_gone() => {
                 end.target_gone = Some(gone_message(&e, &identity.comm, opts.pid, end.samples));
                 break;
@@ -243,7 +201,7 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     }
     if let (Some(svg), Some(rec)) = (&opts.plot, &opts.record) {
         drop(record);
-        super::analyze::plot_recording(rec, opts.pid, identity.start_time, &opts.thresholds, svg)
+        monitor::plot_recording(rec, opts.pid, identity.start_time, &opts.thresholds, svg)
             .with_context(|| format!("drawing {}", svg.display()))?;
     }
     end.last = previous;

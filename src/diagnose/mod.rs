@@ -6,6 +6,7 @@
 //! pattern explains it, in words a person acts on. Nothing here touches the OS.
 
 pub mod format;
+pub mod gate;
 
 use std::collections::BTreeMap;
 
@@ -296,7 +297,11 @@ impl Tracker {
     /// A drop well below the peak holds forecasts back until the total
     /// passes that peak again.
     fn track_peak(&mut self, v: f64) {
-        if self.dropped_from.is_some_and(|p| v > p) {
+        // Passing the old peak by its noise is not passing it.
+        if self
+            .dropped_from
+            .is_some_and(|p| v > p + MIN_RISE + 0.02 * p)
+        {
             self.dropped_from = None;
         }
         if v > self.peak {

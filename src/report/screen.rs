@@ -280,6 +280,22 @@ pub fn plain_line(view: &View) -> String {
         line.push_str(" kinds=");
         line.push_str(&kinds.join(","));
     }
+    // Logs say what the screen says: the pattern (churn too) and the exact
+    // syscall rates, as logfmt keys.
+    if !v.patterns.is_empty() {
+        let ids: Vec<&str> = v.patterns.iter().map(|p| p.id.as_str()).collect();
+        line.push_str(" pattern=");
+        line.push_str(&ids.join(","));
+    }
+    if v.forecast.as_ref().is_some_and(|f| f.held_back.is_some()) {
+        line.push_str(" eta_confirmed=false");
+    }
+    if let Some(r) = &v.syscalls {
+        line.push_str(&format!(
+            " socket_per_s={:.1} netlink_socket_per_s={:.1} openat_per_s={:.1} accept_per_s={:.1} close_per_s={:.1}",
+            r.socket, r.socket_netlink, r.openat, r.accept, r.close
+        ));
+    }
     if v.level > Level::Ok || !v.patterns.is_empty() {
         if let Some(r) = v.reasons.first() {
             line.push_str(" reason=\"");

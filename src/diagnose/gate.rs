@@ -1,0 +1,206 @@
+//! CI gates (`run`, `assert`): what a step's observation breaks, as typed
+//! failures, and the step's exit code derived from them and the verdict.
+//!
+//! Precedence (docs/ci.md): the command's own failure first (its exit code,
+//! or 128+signal); then 3 when nothing could be sampled; then 2 for a broken
+//! `--max-fds` / `--max-growth` gate or a target that went away; then the
+//! verdict's level when it reaches `--fail-on`; else 0. Plain data in, plain
+//! data out: the drivers observe, `report::ci` words it.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{Level, Verdict};
+use crate::sample::{Backend, FdKind, Sample};
+
+/// The limits a step is held to.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    pub max_fds: Option<u64>,
+    /// (kind or total, max growth after warm-up)
+    pub max_growth: Vec<(Option<FdKind>, u64)>,
+    /// None: never fail on the verdict.
+    pub fail_on: Option<Level>,
+}
+
+/// Why a step fails.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    FdsPeak {
+        peak: u64,
+        max: u64,
+    },
+    Growth {
+        kind: Option<FdKind>,
+        grew: i64,
+        max: u64,
+    },
+    Verdict {
+        level: Level,
+        reason: String,
+    },
+    NoSample {
+        why: String,
+    },
+    WentAway {
+        why: String,
+    },
+}
+
+impl Failure {
+    /// A broken gate (exit 2), as opposed to a verdict that reached `--fail-on`.
+    pub fn breaks_gate(&self) -> bool {
+        !matches!(self, Failure::Verdict { .. } | Failure::NoSample { .. })
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::FdsPeak { peak, max } => write!(f, "fds peaked at {peak} (--max-fds {max})"),
+            Failure::Growth { kind, grew, max } => {
+                let (what, arg) = match kind {
+                    Some(k) => (k.label().to_string(), format!("{}:{max}", k.name())),
+                    None => ("open fds".to_string(), max.to_string()),
+                };
+                write!(
+                    f,
+                    "{what} grew by {grew} after warm-up (--max-growth {arg})"
+                )
+            }
+            Failure::Verdict { level, reason } => write!(f, "verdict {}: {reason}", level.name()),
+            Failure::NoSample { why } => write!(f, "no sample taken: {why}"),
+            Failure::WentAway { why } => write!(f, "the process went away during the check: {why}"),
+        }
+    }
+}
+
+/// What a step saw of its target.
+pub struct Observed<'a> {
+    pub first: Option<&'a Sample>,
+    /// The first sample after `--warmup` (growth is measured from it).
+    pub warm: Option<&'a Sample>,
+    pub last: Option<&'a Sample>,
+    pub peak: u64,
+    pub samples: u64,
+    /// Why nothing could be sampled, when that is known.
+    pub error: Option<String>,
+    pub verdict: Option<Verdict>,
+    /// The target went away before the end (`assert`).
+    pub gone: Option<String>,
+}
+
+/// The report of one CI check (also the JSON of `--report`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// `run: CMD ARGS` or `assert: pid N (comm)`.
+    pub name: String,
+    pub duration_s: f64,
+    pub samples: u64,
+    pub fds_start: Option<u64>,
+    pub fds_peak: Option<u64>,
+    pub fds_end: Option<u64>,
+    /// Growth from the warm-up point to the end.
+    pub growth: Option<i64>,
+    pub growth_by_kind: BTreeMap<FdKind, i64>,
+    pub verdict: Option<Verdict>,
+    /// Why the step fails (empty: it passes).
+    pub failures: Vec<String>,
+    /// The command's exit code (run only); 128+N when killed by signal N.
+    pub command_exit: Option<i32>,
+    pub exit_code: i32,
+    /// A sampling problem that is not a verdict (e.g. permission denied).
+    pub sampling_error: Option<String>,
+    /// Who classified the fds (`bpf` or `proc`), as of the last sample.
+    pub backend: Option<Backend>,
+}
+
+/// Judge a step: its failures and exit code.
+pub fn judge(
+    name: String,
+    duration_s: f64,
+    seen: Observed,
+    limits: &Limits,
+    command_exit: Option<i32>,
+) -> Outcome {
+    let mut failures = Vec::new();
+    // Without a warm-up sample (a command shorter than --warmup) growth is measured from the first.
+    let base = seen.warm.or(seen.first);
+    let (growth, growth_by_kind) = match (base, seen.last) {
+        (Some(b), Some(l)) => {
+            let mut kinds: BTreeMap<FdKind, i64> = BTreeMap::new();
+            for k in b.kinds.keys().chain(l.kinds.keys()) {
+                let d = l.kind(*k) as i64 - b.kind(*k) as i64;
+                if d != 0 {
+                    kinds.insert(*k, d);
+                }
+            }
+            (Some(l.fds as i64 - b.fds as i64), kinds)
+        }
+        _ => (None, BTreeMap::new()),
+    };
+    if let Some(max) = limits.max_fds {
+        if seen.peak > max {
+            failures.push(Failure::FdsPeak {
+                peak: seen.peak,
+                max,
+            });
+        }
+    }
+    for (kind, max) in &limits.max_growth {
+        let grew = match kind {
+            Some(k) => growth_by_kind.get(k).copied().unwrap_or(0),
+            None => growth.unwrap_or(0),
+        };
+        if grew > *max as i64 {
+            failures.push(Failure::Growth {
+                kind: *kind,
+                grew,
+                max: *max,
+            });
+        }
+    }
+    if let (Some(v), Some(fail_on)) = (&seen.verdict, limits.fail_on) {
+        if v.level >= fail_on && v.level != Level::Unknown {
+            failures.push(Failure::Verdict {
+                level: v.level,
+                reason: v.reasons.first().cloned().unwrap_or_default(),
+            });
+        }
+    }
+    if let Some(why) = &seen.gone {
+        failures.push(Failure::WentAway { why: why.clone() });
+    }
+    let exit_code = match command_exit {
+        Some(code) if code != 0 => code,
+        _ if seen.samples == 0 => 3,
+        _ if failures.iter().any(Failure::breaks_gate) => 2,
+        _ if !failures.is_empty() => seen.verdict.as_ref().map(|v| v.level as i32).unwrap_or(2),
+        _ => 0,
+    };
+    if seen.samples == 0 {
+        failures.push(Failure::NoSample {
+            why: seen
+                .error
+                .clone()
+                .unwrap_or_else(|| "the process ended before the first sample".into()),
+        });
+    }
+    Outcome {
+        name,
+        duration_s,
+        samples: seen.samples,
+        fds_start: seen.first.map(|s| s.fds),
+        fds_peak: (seen.samples > 0).then_some(seen.peak),
+        fds_end: seen.last.map(|s| s.fds),
+        growth,
+        growth_by_kind,
+        failures: failures.iter().map(Failure::to_string).collect(),
+        command_exit,
+        exit_code,
+        sampling_error: seen.error,
+        backend: seen.last.map(|s| s.backend),
+        verdict: seen.verdict,
+    }
+}

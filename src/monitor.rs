@@ -1,0 +1,265 @@
+//! The one pipeline owner: census backend, syscall counter, history and
+//! the previous sample, turned into one `(Sample, Verdict)` per tick.
+//!
+//! Every mode goes through here, so a rule lives in one place: `watch` and
+//! `demo` tick a [`Session`] live, `check` restores one from its state file
+//! and ticks it for its burst, `run`/`assert` tick one per command, `top` and
+//! `serve` feed one per process with their cheap counts, and `analyze`
+//! replays a recording through [`Session::observe`]. The session marks new
+//! socket/pipe inodes against the previous *live* sample (churn evidence),
+//! reads the syscall counter with each sample, and asks `diagnose` for the
+//! verdict. It never prints and never paces: the drivers in `cmd` do.
+
+use crate::diagnose::{Thresholds, Tracker, Verdict};
+use crate::report::timeline::Timeline;
+use crate::sample::{self, bpf, Identity, ProcRoot, Sample, SampleError};
+use crate::syscalls::{Backend as SyscallBackend, SyscallCounter, SyscallError};
+
+/// Whether to count syscalls exactly (BPF, else perf tracepoints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyscallMode {
+    /// Where allowed; otherwise say why once and carry on.
+    Auto,
+    /// Required: fail when not allowed.
+    On,
+    Off,
+}
+
+/// The census backend a command asked for (`--backend`), loaded once for
+/// every sample of every process it looks at (the one BPF program walks
+/// each in turn), and why `auto` fell back to /proc, said once.
+pub struct Census {
+    sampler: bpf::Sampler,
+    kind: sample::Census,
+    fallback: Option<bpf::Unavailable>,
+    /// `run --children`: a command and its descendants, seen as one.
+    children: bool,
+}
+
+impl Census {
+    /// `--backend bpf` where BPF cannot run is an error naming what is
+    /// missing. A count-only census needs no backend.
+    pub fn open(choice: bpf::Choice, kind: sample::Census) -> anyhow::Result<Census> {
+        let (sampler, fallback) = if kind == sample::Census::CountOnly {
+            (bpf::Sampler::default(), None)
+        } else {
+            bpf::Sampler::open(choice).map_err(|e| anyhow::anyhow!("--backend bpf: {e}"))?
+        };
+        Ok(Census {
+            sampler,
+            kind,
+            fallback,
+            children: false,
+        })
+    }
+
+    /// Sum each target's descendants into its samples (`run --children`).
+    pub fn with_children(mut self, children: bool) -> Census {
+        self.children = children;
+        self
+    }
+
+    /// A census that no later sample compares with may take shortcuts
+    /// (sample::bpf::Sampler::expect_one_sample).
+    pub fn expect_one_sample(&mut self) {
+        self.sampler.expect_one_sample();
+    }
+
+    /// Why `auto` uses /proc, once: the caller says it after a sample
+    /// worked, so that an error stays the whole story.
+    pub fn take_fallback_note(&mut self) -> Option<String> {
+        self.fallback
+            .take()
+            .map(|why| format!("using the /proc census: {why}"))
+    }
+
+    /// One sample of `pid`, checked against `expect` (a reused pid is an
+    /// error). With children, descendants are read first and the command
+    /// last: a parent that exits hands its children to init and becomes a
+    /// zombie in one step, so if the scan missed children because the
+    /// command was exiting, the command's own sample (which rejects
+    /// zombies) fails too, and no half-empty sample is kept.
+    pub fn take(
+        &mut self,
+        root: &ProcRoot,
+        pid: i32,
+        expect: Option<&Identity>,
+    ) -> Result<Sample, SampleError> {
+        let mut kids = Vec::new();
+        if self.children {
+            for child in root.descendants(pid) {
+                // A child may exit between listing and reading: skip it.
+                if let Ok(c) = self.sampler.take(root, child, self.kind, None) {
+                    kids.push(c);
+                }
+            }
+        }
+        let mut s = self.sampler.take(root, pid, self.kind, expect)?;
+        for c in &kids {
+            s.merge(c);
+        }
+        Ok(s)
+    }
+}
+
+/// One tick of a session: the sample as judged, and the verdict after it.
+pub struct Tick {
+    pub sample: Sample,
+    pub verdict: Verdict,
+}
+
+/// One process's pipeline: history, previous sample, syscall counter.
+pub struct Session {
+    pid: i32,
+    thresholds: Thresholds,
+    tracker: Tracker,
+    counter: Option<SyscallCounter>,
+    identity: Option<Identity>,
+    /// The tracker's last sample was taken live by this session (restored
+    /// history has no inodes to compare with).
+    live_previous: bool,
+}
+
+impl Session {
+    pub fn new(pid: i32, thresholds: Thresholds) -> Session {
+        Session {
+            pid,
+            thresholds,
+            tracker: Tracker::new(),
+            counter: None,
+            identity: None,
+            live_previous: false,
+        }
+    }
+
+    /// Attach the syscall counter per `mode`. Returns what to tell the
+    /// user: nothing when counting with BPF (the default); the notes when
+    /// counting with perf (why not BPF, e.g. tracefs mounted); in `Auto`,
+    /// why counting is unavailable. `On` fails when it cannot count.
+    pub fn attach_syscalls(&mut self, mode: SyscallMode) -> anyhow::Result<Vec<String>> {
+        if mode == SyscallMode::Off {
+            return Ok(Vec::new());
+        }
+        match SyscallCounter::attach(self.pid) {
+            Ok((counter, notes)) => {
+                let notes = if counter.backend_kind() == SyscallBackend::Bpf {
+                    Vec::new()
+                } else {
+                    notes
+                };
+                self.counter = Some(counter);
+                Ok(notes)
+            }
+            // The census reports a missing process with its own error.
+            Err(SyscallError::Exited { .. }) => Ok(Vec::new()),
+            Err(e) if mode == SyscallMode::On => Err(e.into()),
+            Err(e) => Ok(vec![format!("{e}; carrying on with the sampled view")]),
+        }
+    }
+
+    pub fn counting_syscalls(&self) -> bool {
+        self.counter.is_some()
+    }
+
+    /// Feed history kept elsewhere (a state file) before the live samples.
+    pub fn restore<'a>(&mut self, history: impl IntoIterator<Item = &'a Sample>) {
+        for s in history {
+            self.tracker.observe(s);
+        }
+        self.live_previous = false;
+    }
+
+    /// Take one sample live and judge it.
+    pub fn tick(&mut self, census: &mut Census, root: &ProcRoot) -> Result<Tick, SampleError> {
+        let mut s = census.take(root, self.pid, self.identity.as_ref())?;
+        s.syscalls = self.counter.as_mut().and_then(|c| c.read().ok());
+        Ok(self.judge(s, true))
+    }
+
+    /// Judge a sample taken elsewhere (a replayed recording, a host-wide
+    /// count). Live samples mark their new inodes against the previous one.
+    pub fn observe(&mut self, s: Sample, live: bool) -> Tick {
+        self.judge(s, live)
+    }
+
+    fn judge(&mut self, s: Sample, live: bool) -> Tick {
+        let s = self.record(s, live);
+        let verdict = self.tracker.verdict(&self.thresholds);
+        Tick { sample: s, verdict }
+    }
+
+    /// Feed a sample without asking for a verdict (`top` and `serve` count
+    /// every process each refresh, and fit trends only where a row needs one).
+    pub fn record(&mut self, mut s: Sample, live: bool) -> Sample {
+        if live {
+            self.identity.get_or_insert_with(|| s.identity());
+        }
+        if live && self.live_previous {
+            if let Some(prev) = self.tracker.last() {
+                // A count has no inodes: every socket would look new.
+                if prev.pid == s.pid
+                    && prev.start_time == s.start_time
+                    && prev.backend != sample::Backend::Count
+                {
+                    s.mark_new_inodes(prev);
+                }
+            }
+        }
+        self.tracker.observe(&s);
+        self.live_previous = live;
+        s
+    }
+
+    /// The verdict on what was seen so far, without a new sample.
+    pub fn verdict(&self) -> Verdict {
+        self.tracker.verdict(&self.thresholds)
+    }
+
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    pub fn thresholds(&self) -> &Thresholds {
+        &self.thresholds
+    }
+}
+
+/// Replay samples (a recording, or what a run kept) through a session, as
+/// the live view judged them, and remember the verdict after each.
+pub fn replay<'a>(samples: impl IntoIterator<Item = &'a Sample>, th: &Thresholds) -> Timeline {
+    let mut session: Option<Session> = None;
+    let mut tl = Timeline::new();
+    for s in samples {
+        let session = session.get_or_insert_with(|| Session::new(s.pid, *th));
+        let tick = session.observe(s.clone(), false);
+        tl.push(&tick.sample, &tick.verdict);
+    }
+    tl
+}
+
+/// Plot the samples of one process (pid and start time) found in a
+/// recording: `watch --record FILE --plot SVG` draws its own run this way.
+pub fn plot_recording(
+    record: &std::path::Path,
+    pid: i32,
+    start_time: u64,
+    th: &Thresholds,
+    svg: &std::path::Path,
+) -> anyhow::Result<()> {
+    let input = crate::input::read(record, Some(crate::input::Format::Jsonl))?;
+    let series = input
+        .series
+        .iter()
+        .rev()
+        .find(|s| {
+            s.samples
+                .first()
+                .is_some_and(|f| f.pid == pid && f.start_time == start_time)
+        })
+        .ok_or_else(|| anyhow::anyhow!("{}: no samples of pid {pid} to plot", record.display()))?;
+    crate::report::plot::plot_samples(&series.samples, &replay(&series.samples, th), svg)
+}
