@@ -130,8 +130,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -440,4 +440,43 @@ fn run_watch(args: WatchArgs) -> anyhow::Result<u8> {
         },
     )?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{edit_distance, usage_error_line};
+
+    #[test]
+    fn edit_distance_counts_a_swap_as_one() {
+        for (a, b, d) in [
+            ("pid", "pdi", 1),
+            ("pid", "pd", 1),
+            ("pid", "pids", 1),
+            ("pid", "pit", 1),
+            ("samples", "sample", 1),
+            ("pid", "pid", 0),
+            ("pid", "json", 4),
+            ("", "pid", 3),
+        ] {
+            assert_eq!(edit_distance(a, b), d, "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn usage_error_line_keeps_everything_but_usage() {
+        let rendered = "error: the following required arguments were not provided:\n  \
+                        --record <FILE>\n\nUsage: fdwatch watch --record <FILE> --plot <FILE.svg>\n\n\
+                        For more information, try '--help'.\n";
+        assert_eq!(
+            usage_error_line(rendered),
+            "the following required arguments were not provided: --record <FILE>"
+        );
+        let rendered = "error: unexpected argument '--pdi' found\n\n  \
+                        tip: a similar argument exists: '--pid'\n\nUsage: fdwatch [OPTIONS]\n";
+        assert_eq!(
+            usage_error_line(rendered),
+            "unexpected argument '--pdi' found; tip: a similar argument exists: '--pid'"
+        );
+        assert_eq!(usage_error_line(""), "invalid arguments");
+    }
 }
