@@ -46,6 +46,27 @@ pub enum Command {
     /// The bundled workload generator (used by `demo` and the tests).
     #[command(hide = true)]
     Workload(WorkloadArgs),
+    /// Shell completions on stdout (e.g. `fdwatch completions bash > /usr/share/bash-completion/completions/fdwatch`).
+    Completions(CompletionsArgs),
+    /// The man page (roff) on stdout: `fdwatch man | man -l -`; `fdwatch man check` for fdwatch-check(1).
+    Man(ManArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// A command's own page (`check` gives fdwatch-check(1)); none gives fdwatch(1).
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+    /// List the page names instead (fdwatch, fdwatch-watch, ...), one per line.
+    #[arg(long, conflicts_with = "command")]
+    pub list: bool,
 }
 
 #[derive(Debug, Clone, Args)]

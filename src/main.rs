@@ -8,7 +8,7 @@ use fdwatch::cli::{
     SyscallsArg, ThresholdArgs, WatchArgs,
 };
 use fdwatch::cmd::watch::{Output, SyscallMode, WatchOptions};
-use fdwatch::cmd::{analyze, check, ci, demo, serve, targets::Targets, top, watch};
+use fdwatch::cmd::{analyze, check, ci, completions, demo, serve, targets::Targets, top, watch};
 use fdwatch::diagnose::Thresholds;
 use fdwatch::sample::{Census, ProcRoot};
 use fdwatch::workload;
@@ -19,20 +19,27 @@ const EXIT_UNKNOWN: u8 = 3;
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
+        Err(mut e) => {
+            suggest_flag(&mut e);
             use clap::error::ErrorKind;
             if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
             // One line, and usage errors are UNKNOWN (3), never clap's 2.
-            let msg = e.to_string();
-            let first = msg
-                .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
-            eprintln!("fdwatch: {first} (see fdwatch --help)");
+            let msg = format!("{} (see fdwatch --help)", usage_error_line(&e.to_string()));
+            // A monitoring agent shows only stdout: a check answers in its
+            // plugin format even when its options are wrong.
+            let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            if args.get(1).is_some_and(|a| a == "check") {
+                let format = if asks_json(&args) {
+                    CheckFormat::Json
+                } else {
+                    CheckFormat::Nagios
+                };
+                return ExitCode::from(unknown(&anyhow::anyhow!(msg), format));
+            }
+            eprintln!("fdwatch: {msg}");
             return ExitCode::from(EXIT_UNKNOWN);
         }
     };
@@ -49,6 +56,105 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_UNKNOWN)
         }
     }
+}
+
+/// Clap's message on one line: the `error: ` prefix, the usage block and the
+/// "For more information" hint dropped, everything else kept (the missing
+/// arguments, `tip: a similar argument exists: '--pid'`, possible values).
+fn usage_error_line(rendered: &str) -> String {
+    let mut line = String::new();
+    for l in rendered.lines() {
+        let l = l.trim();
+        if l.starts_with("Usage:") {
+            break;
+        }
+        if l.is_empty() || l.starts_with("For more information") {
+            continue;
+        }
+        let l = l.strip_prefix("error: ").unwrap_or(l);
+        if !line.is_empty() {
+            // A list follows its colon; other parts (tips) are clauses.
+            line.push_str(if line.ends_with(':') { " " } else { "; " });
+        }
+        line.push_str(l);
+    }
+    if line.is_empty() {
+        line.push_str("invalid arguments");
+    }
+    line
+}
+
+/// clap suggests a flag only when it is close by Jaro similarity, which
+/// misses a swapped pair of letters (`--pdi` for `--pid`): where clap has no
+/// suggestion, offer the flag of the same command one edit away, in clap's
+/// own words.
+fn suggest_flag(e: &mut clap::Error) {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use clap::CommandFactory;
+    if e.kind() != ErrorKind::UnknownArgument || e.get(ContextKind::SuggestedArg).is_some() {
+        return;
+    }
+    let Some(ContextValue::String(bad)) = e.get(ContextKind::InvalidArg) else {
+        return;
+    };
+    let Some(bad) = bad.strip_prefix("--") else {
+        return;
+    };
+    let bad = bad.split('=').next().unwrap_or(bad).to_string();
+    let root = Cli::command();
+    let sub = std::env::args_os().nth(1);
+    let cmd = sub
+        .as_ref()
+        .and_then(|s| s.to_str())
+        .and_then(|s| root.find_subcommand(s))
+        .unwrap_or(&root);
+    let near = cmd
+        .get_arguments()
+        .filter(|a| !a.is_hide_set())
+        .filter_map(|a| a.get_long())
+        .find(|long| edit_distance(long, &bad) == 1);
+    if let Some(long) = near {
+        e.insert(
+            ContextKind::SuggestedArg,
+            ContextValue::String(format!("--{long}")),
+        );
+    }
+}
+
+/// Optimal string alignment distance: insertions, deletions, substitutions
+/// and swaps of two adjacent characters each cost one.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// Whether a check that failed to parse asked for `--format json` (so its
+/// UNKNOWN answer is JSON like its others).
+fn asks_json(args: &[std::ffi::OsString]) -> bool {
+    args.iter()
+        .zip(args.iter().skip(1))
+        .any(|(a, b)| a == "--format" && b == "json")
+        || args.iter().any(|a| a == "--format=json")
 }
 
 fn thresholds(t: &ThresholdArgs) -> anyhow::Result<Thresholds> {
@@ -166,6 +272,19 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 output: output(args.json, args.plain, false),
                 linger: args.linger,
             })?;
+            Ok(0)
+        }
+        Some(Command::Completions(a)) => {
+            completions::completions(a.shell, &mut std::io::stdout().lock())?;
+            Ok(0)
+        }
+        Some(Command::Man(a)) => {
+            let mut out = std::io::stdout().lock();
+            if a.list {
+                completions::list_pages(&mut out)?;
+            } else {
+                completions::man(a.command.as_deref(), &mut out)?;
+            }
             Ok(0)
         }
         Some(Command::Workload(a)) => {
@@ -321,4 +440,43 @@ fn run_watch(args: WatchArgs) -> anyhow::Result<u8> {
         },
     )?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{edit_distance, usage_error_line};
+
+    #[test]
+    fn edit_distance_counts_a_swap_as_one() {
+        for (a, b, d) in [
+            ("pid", "pdi", 1),
+            ("pid", "pd", 1),
+            ("pid", "pids", 1),
+            ("pid", "pit", 1),
+            ("samples", "sample", 1),
+            ("pid", "pid", 0),
+            ("pid", "json", 4),
+            ("", "pid", 3),
+        ] {
+            assert_eq!(edit_distance(a, b), d, "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn usage_error_line_keeps_everything_but_usage() {
+        let rendered = "error: the following required arguments were not provided:\n  \
+                        --record <FILE>\n\nUsage: fdwatch watch --record <FILE> --plot <FILE.svg>\n\n\
+                        For more information, try '--help'.\n";
+        assert_eq!(
+            usage_error_line(rendered),
+            "the following required arguments were not provided: --record <FILE>"
+        );
+        let rendered = "error: unexpected argument '--pdi' found\n\n  \
+                        tip: a similar argument exists: '--pid'\n\nUsage: fdwatch [OPTIONS]\n";
+        assert_eq!(
+            usage_error_line(rendered),
+            "unexpected argument '--pdi' found; tip: a similar argument exists: '--pid'"
+        );
+        assert_eq!(usage_error_line(""), "invalid arguments");
+    }
 }

@@ -4,6 +4,7 @@
 pub mod analyze;
 pub mod check;
 pub mod ci;
+pub mod completions;
 pub mod demo;
 pub mod serve;
 pub mod signals;
