@@ -11,6 +11,7 @@ pub mod diagnose;
 pub mod host;
 pub mod input;
 pub mod report;
+pub mod safe_fs;
 pub mod sample;
 pub mod state;
 pub mod syscalls;
