@@ -48,21 +48,23 @@ pub enum SafeFsError {
     TooLarge { path: String, size: u64, cap: u64 },
     #[error("{path}: no file name")]
     NoName { path: String },
-    #[error("cannot {op} {path}: {source}")]
+    /// `err` is not a `source`: the message already carries it, and a
+    /// source would be printed twice by `{:#}`.
+    #[error("cannot {op} {path}: {err}")]
     Io {
         op: &'static str,
         path: String,
-        source: std::io::Error,
+        err: std::io::Error,
     },
 }
 
 type Result<T> = std::result::Result<T, SafeFsError>;
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SafeFsError + 'a {
-    move |source| SafeFsError::Io {
+    move |err| SafeFsError::Io {
         op,
         path: path.display().to_string(),
-        source,
+        err,
     }
 }
 
@@ -204,9 +206,22 @@ impl SafeDir {
 
     fn open_error(&self, e: std::io::Error, name: &OsStr) -> SafeFsError {
         let shown = self.show(name);
-        // O_NOFOLLOW on a symlink: ELOOP. A FIFO with no reader opened for writing: ENXIO.
+        // O_NOFOLLOW on a symlink: ELOOP, or EACCES with O_CREAT in a sticky
+        // directory (the kernel's protected_symlinks): ask what the name is.
+        let is_link = || {
+            nix::sys::stat::fstatat(
+                Some(self.fd.as_raw_fd()),
+                name,
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK)
+        };
         match e.raw_os_error() {
             Some(libc::ELOOP) => SafeFsError::Symlink { path: shown },
+            Some(libc::EACCES) | Some(libc::EPERM) if is_link() => {
+                SafeFsError::Symlink { path: shown }
+            }
+            // A FIFO with no reader opened for writing.
             Some(libc::ENXIO) => SafeFsError::NotRegular {
                 path: shown,
                 kind: "a FIFO",
@@ -214,7 +229,7 @@ impl SafeDir {
             _ => SafeFsError::Io {
                 op: "open",
                 path: shown,
-                source: e,
+                err: e,
             },
         }
     }
@@ -240,7 +255,7 @@ impl SafeDir {
         Err(SafeFsError::Io {
             op: "create a temporary file next to",
             path: self.show(name),
-            source: last.unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::EEXIST)),
+            err: last.unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::EEXIST)),
         })
     }
 
@@ -318,7 +333,7 @@ fn walk_dir(dir: &Path, whole: &Path) -> Result<OwnedFd> {
                     return Err(SafeFsError::Io {
                         op: "resolve",
                         path: shown(),
-                        source: std::io::Error::from_raw_os_error(libc::ELOOP),
+                        err: std::io::Error::from_raw_os_error(libc::ELOOP),
                     });
                 }
                 let target = read_link(&fd).map_err(io("read the link in", dir))?;
@@ -341,7 +356,7 @@ fn walk_dir(dir: &Path, whole: &Path) -> Result<OwnedFd> {
                 return Err(SafeFsError::Io {
                     op: "open the directory of",
                     path: shown(),
-                    source: std::io::Error::from_raw_os_error(libc::ENOTDIR),
+                    err: std::io::Error::from_raw_os_error(libc::ENOTDIR),
                 })
             }
         }
@@ -373,10 +388,10 @@ fn read_link(fd: &OwnedFd) -> std::io::Result<OsString> {
 /// A file fdwatch writes into or reads back must be regular, singly linked
 /// and owned by root or the caller.
 fn check_file(fd: &OwnedFd, shown: &str) -> Result<()> {
-    let st = fstat(fd).map_err(|source| SafeFsError::Io {
+    let st = fstat(fd).map_err(|err| SafeFsError::Io {
         op: "inspect",
         path: shown.into(),
-        source,
+        err,
     })?;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(SafeFsError::NotRegular {
@@ -442,12 +457,12 @@ impl SafeDir {
             .write_all(bytes)
             .and_then(|_| f.sync_all())
             .and_then(|_| self.rename(&tmp, name));
-        if let Err(source) = done {
+        if let Err(err) = done {
             self.unlink(&tmp);
             return Err(SafeFsError::Io {
                 op: "write",
                 path: shown,
-                source,
+                err,
             });
         }
         self.sync();
@@ -456,10 +471,10 @@ impl SafeDir {
 
     /// Rename `from` to `to` inside this directory (neither is followed).
     pub fn rename_entry(&self, from: &OsStr, to: &OsStr) -> Result<()> {
-        self.rename(from, to).map_err(|source| SafeFsError::Io {
+        self.rename(from, to).map_err(|err| SafeFsError::Io {
             op: "rename",
             path: self.show(from),
-            source,
+            err,
         })
     }
 
@@ -502,10 +517,10 @@ fn read_regular(f: File, shown: &str, cap: u64) -> Result<Vec<u8>> {
     let size = f
         .metadata()
         .map(|m| m.len())
-        .map_err(|source| SafeFsError::Io {
+        .map_err(|err| SafeFsError::Io {
             op: "inspect",
             path: shown.into(),
-            source,
+            err,
         })?;
     if size > cap {
         return Err(SafeFsError::TooLarge {
@@ -517,10 +532,10 @@ fn read_regular(f: File, shown: &str, cap: u64) -> Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(size as usize);
     f.take(cap + 1)
         .read_to_end(&mut buf)
-        .map_err(|source| SafeFsError::Io {
+        .map_err(|err| SafeFsError::Io {
             op: "read",
             path: shown.into(),
-            source,
+            err,
         })?;
     if buf.len() as u64 > cap {
         return Err(SafeFsError::TooLarge {

@@ -43,11 +43,8 @@ pub struct ProcessHistory {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("cannot lock state file {path}: {source}")]
-    Lock {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot lock state file {path}: {err}")]
+    Lock { path: String, err: std::io::Error },
     /// Another run holds the lock and this one was told to stop (signal or
     /// `check -t`) first.
     #[error("{stop} waiting for the state file lock {path}, {holder}")]
@@ -58,15 +55,20 @@ pub enum StateError {
     },
     #[error("state file {path} is {size} bytes, over the {cap}-byte cap ({mib} MiB): left as it is, its history is not read and nothing is saved (move it aside to start a new history)", mib = cap >> 20)]
     TooLarge { path: String, size: u64, cap: u64 },
-    #[error("cannot write state file {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot write state file {path}: {err}")]
+    Write { path: String, err: std::io::Error },
     /// Refused by the safe-writing policy (docs/security.md): symlink,
     /// unsafe directory, not a regular file, another user's file.
     #[error("state file: {0}")]
-    Unsafe(#[from] SafeFsError),
+    Unsafe(SafeFsError),
+}
+
+// By hand, not `#[from]`: that would make the error a `source` too, and
+// `{:#}` would print it twice.
+impl From<SafeFsError> for StateError {
+    fn from(e: SafeFsError) -> StateError {
+        StateError::Unsafe(e)
+    }
 }
 
 /// The largest state file read (and written: [`LockedState::save`] thins
@@ -148,9 +150,9 @@ impl LockedState {
     /// same directory, fsync, rename. Histories are thinned first if the
     /// file would outgrow [`MAX_STATE_BYTES`] (said in `notes`).
     pub fn save(&mut self) -> Result<(), StateError> {
-        let err = |source| StateError::Write {
+        let err = |err| StateError::Write {
             path: self.path.display().to_string(),
-            source,
+            err,
         };
         let mut json =
             serde_json::to_vec(&self.state).map_err(|e| err(std::io::Error::other(e)))?;
@@ -182,7 +184,7 @@ impl LockedState {
         self.dir
             .write_atomic(&self.name, &json)
             .map_err(|e| match e {
-                SafeFsError::Io { source, .. } => err(source),
+                SafeFsError::Io { err: e, .. } => err(e),
                 other => StateError::Unsafe(other),
             })
     }
@@ -213,7 +215,7 @@ fn wait_for_lock(
             _ => {
                 return Err(StateError::Lock {
                     path: lp.display().to_string(),
-                    source: e,
+                    err: e,
                 })
             }
         }
