@@ -100,10 +100,19 @@ impl LockedState {
     /// returns a reason (a signal, the check's `-t`), gives up with
     /// [`StateError::Busy`], naming the holder.
     pub fn open(path: &Path, stop: &dyn Fn() -> Option<String>) -> Result<LockedState, StateError> {
-        let (dir, name) = SafeDir::for_file(path)?;
-        let lname = lock_name(&name);
         let lp = lock_path(path);
-        let mut lock = dir.open_lock(&lname)?;
+        // Failing to reach or open the lock (permissions, a missing
+        // directory) is "cannot lock"; a refusal by the policy says its own why.
+        let cannot_lock = |e: SafeFsError| match e {
+            SafeFsError::Io { err, .. } => StateError::Lock {
+                path: lp.display().to_string(),
+                err,
+            },
+            other => other.into(),
+        };
+        let (dir, name) = SafeDir::for_file(path).map_err(cannot_lock)?;
+        let lname = lock_name(&name);
+        let mut lock = dir.open_lock(&lname).map_err(cannot_lock)?;
         wait_for_lock(&lock, &lp, stop)?;
         // Who holds it, for the next run that has to wait (`cat FILE.lock`).
         let _ = lock
