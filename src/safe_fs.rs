@@ -380,9 +380,7 @@ fn read_link(fd: &OwnedFd) -> std::io::Result<OsString> {
         return Err(std::io::Error::last_os_error());
     }
     buf.truncate(n as usize);
-    Ok(OsString::from(
-        std::ffi::OsStr::from_bytes(&buf).to_os_string(),
-    ))
+    Ok(OsStr::from_bytes(&buf).to_os_string())
 }
 
 /// A file fdwatch writes into or reads back must be regular, singly linked
