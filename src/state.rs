@@ -159,6 +159,10 @@ impl LockedState {
     /// same directory, fsync, rename. Histories are thinned first if the
     /// file would outgrow [`MAX_STATE_BYTES`] (said in `notes`).
     pub fn save(&mut self) -> Result<(), StateError> {
+        self.save_within(MAX_STATE_BYTES)
+    }
+
+    fn save_within(&mut self, cap: u64) -> Result<(), StateError> {
         let err = |err| StateError::Write {
             path: self.path.display().to_string(),
             err,
@@ -166,7 +170,7 @@ impl LockedState {
         let mut json =
             serde_json::to_vec(&self.state).map_err(|e| err(std::io::Error::other(e)))?;
         let mut thinned = false;
-        while json.len() as u64 > MAX_STATE_BYTES {
+        while json.len() as u64 > cap {
             let before: usize = self.state.processes.iter().map(|p| p.samples.len()).sum();
             for p in &mut self.state.processes {
                 let keep = p.samples.len() * 3 / 4;
@@ -185,9 +189,9 @@ impl LockedState {
         }
         if thinned {
             self.notes.push(format!(
-                "state file {} would exceed {} MiB: older samples thinned to fit",
+                "state file {} would exceed {} bytes: older samples thinned to fit",
                 self.path.display(),
-                MAX_STATE_BYTES >> 20
+                cap
             ));
         }
         self.dir
@@ -504,5 +508,35 @@ mod tests {
         let e = LockedState::open(&path, &|| None).err().expect("refused");
         assert!(matches!(e, StateError::TooLarge { .. }), "{e}");
         assert_eq!(std::fs::metadata(&path).unwrap().len(), MAX_STATE_BYTES + 1);
+    }
+
+    #[test]
+    fn a_save_over_the_cap_thins_the_histories_to_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let mut l = LockedState::open(&path, &|| None).unwrap();
+        for i in 0..600 {
+            l.state
+                .append(&[sample(1, 1, i as f64), sample(2, 1, i as f64)]);
+        }
+        let cap = 200_000;
+        l.save_within(cap).unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size <= cap, "{size} bytes");
+        assert!(
+            l.notes.iter().any(|n| n.contains("thinned to fit")),
+            "{:?}",
+            l.notes
+        );
+        drop(l);
+        let l = LockedState::open(&path, &|| None).unwrap();
+        for pid in [1, 2] {
+            let h = l.state.history(pid, 1).expect("both histories kept");
+            assert_eq!(h.samples.last().unwrap().fds, 599, "newest kept");
+            assert!(
+                h.samples.first().unwrap().fds < 100,
+                "oldest part thinned, not cut"
+            );
+        }
     }
 }

@@ -350,6 +350,33 @@ fn symlinks_in_a_sticky_directory_are_refused_or_replaced() {
         end.stdout
     );
 
+    // A lock file nobody planted as a regular file of theirs: refused, not trusted.
+    std::fs::remove_file(a.shared.join("s.json.lock")).unwrap();
+    as_nobody("touch", &[s(&a.shared.join("s.json.lock"))]);
+    std::fs::remove_file(&state).unwrap();
+    let end = check(&["--state", s(&state)]);
+    assert_eq!(end.code, Some(3), "{}", end.stdout);
+    assert!(
+        one_line(&end.stdout)
+            .contains("s.json.lock: it belongs to uid 65534, not to root or the caller"),
+        "{}",
+        end.stdout
+    );
+    assert!(!state.exists(), "nothing written");
+
+    // A directory on the way that is nobody's symlink (to a directory root
+    // may write): not followed.
+    let link = a.shared.join("dir");
+    plant_symlink(&a.victims, &link);
+    let end = check(&["--state", s(&link.join("s.json"))]);
+    assert_eq!(end.code, Some(3), "{}", end.stdout);
+    assert!(
+        one_line(&end.stdout).contains("the symbolic link dir on the way belongs to uid 65534"),
+        "{}",
+        end.stdout
+    );
+    assert!(!a.victims.join("s.json.lock").exists() && !a.victims.join("s.json").exists());
+
     // An --output planted as a symlink is replaced by a file of our own.
     let prom_victim = a.victim("prom");
     let out = a.shared.join("out.prom");
