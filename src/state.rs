@@ -516,8 +516,8 @@ mod tests {
         let path = dir.path().join("s.json");
         let mut l = LockedState::open(&path, &|| None).unwrap();
         for i in 0..600 {
-            l.state
-                .append(&[sample(1, 1, i as f64), sample(2, 1, i as f64)]);
+            l.state.append(&[sample(1, 1, i as f64)]);
+            l.state.append(&[sample(2, 1, i as f64)]);
         }
         let cap = 200_000;
         l.save_within(cap).unwrap();
