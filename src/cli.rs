@@ -195,6 +195,11 @@ pub struct CheckArgs {
     /// With --format prometheus: write FILE atomically (temp file + rename) instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Give up after this long with UNKNOWN "timed out after Ns" (the plugin
+    /// `-t`: seconds, or a duration such as 30s); bounds the whole run, the
+    /// wait for another run's state-file lock included.
+    #[arg(short = 't', long, value_name = "SECONDS", default_value = "10", value_parser = parse_timeout)]
+    pub timeout: Duration,
     #[arg(long, value_enum, default_value_t = CensusArg::Full)]
     pub census: CensusArg,
     /// Exact syscall counts over the burst (BPF or perf; root): auto, on, off.
@@ -480,6 +485,18 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d.is_zero() {
         return Err("the interval must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+/// A plugin timeout: whole seconds (`-t 30`, the monitoring-plugin form) or a duration.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = match s.trim().parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => parse_duration(s)?,
+    };
+    if d.is_zero() {
+        return Err("the timeout must be greater than zero".into());
     }
     Ok(d)
 }

@@ -12,6 +12,7 @@ pub mod host;
 pub mod input;
 pub mod monitor;
 pub mod report;
+pub mod safe_fs;
 pub mod sample;
 pub mod state;
 pub mod syscalls;

@@ -392,6 +392,7 @@ fn run_check(args: CheckArgs) -> u8 {
                 CheckFormat::Prometheus => check::Format::Prometheus,
             },
             output: args.output,
+            timeout: args.timeout,
             thresholds: th,
             census: census(args.census),
             syscalls: syscall_mode(args.syscalls),

@@ -2,18 +2,22 @@
 //! every minute sees a trend over hours.
 //!
 //! Keyed by PID and start time (a restarted process starts a new history),
-//! bounded (samples per process, processes per file), locked (a sidecar
-//! `FILE.lock` held with `flock` for the whole read-modify-write, so two runs
-//! at once lose nothing) and written atomically (temporary file + rename).
+//! bounded (samples per process, processes per file, bytes per file), locked
+//! (a sidecar `FILE.lock` held with `flock` for the whole read-modify-write,
+//! so two runs at once lose nothing; the wait ends when the caller says stop)
+//! and written atomically (temporary file + rename). Every file operation
+//! goes through [`crate::safe_fs`] (no symlinks, safe directories only).
 //! A corrupt file is never overwritten: it is kept aside and reported.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::safe_fs::{SafeDir, SafeFsError};
 use crate::sample::Sample;
 
 pub const FORMAT: &str = "fdwatch-state";
@@ -39,30 +43,164 @@ pub struct ProcessHistory {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("cannot lock state file {path}: {source}")]
-    Lock {
+    #[error("cannot lock state file {path}: {err}")]
+    Lock { path: String, err: std::io::Error },
+    /// Another run holds the lock and this one was told to stop (signal or
+    /// `check -t`) first.
+    #[error("{stop} waiting for the state file lock {path}, {holder}")]
+    Busy {
+        stop: String,
         path: String,
-        source: std::io::Error,
+        holder: String,
     },
-    #[error("cannot read state file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("cannot write state file {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("state file {path} is {size} bytes, over the {cap}-byte cap ({mib} MiB): left as it is, its history is not read and nothing is saved (move it aside to start a new history)", mib = cap >> 20)]
+    TooLarge { path: String, size: u64, cap: u64 },
+    #[error("cannot write state file {path}: {err}")]
+    Write { path: String, err: std::io::Error },
+    /// Refused by the safe-writing policy (docs/security.md): symlink,
+    /// unsafe directory, not a regular file, another user's file.
+    #[error("state file: {0}")]
+    Unsafe(SafeFsError),
 }
+
+// By hand, not `#[from]`: that would make the error a `source` too, and
+// `{:#}` would print it twice.
+impl From<SafeFsError> for StateError {
+    fn from(e: SafeFsError) -> StateError {
+        StateError::Unsafe(e)
+    }
+}
+
+/// The largest state file read (and written: [`LockedState::save`] thins
+/// the histories to stay under it). A full sample is ~1.5 KB in JSON, so
+/// this holds ~11,000 samples, 15 processes' whole 12-hour history.
+pub const MAX_STATE_BYTES: u64 = 16 << 20;
 
 /// A locked state file. The lock is released on drop.
 pub struct LockedState {
     path: PathBuf,
+    dir: SafeDir,
+    name: OsString,
     _lock: File,
     pub state: StateFile,
     /// Things to tell the operator (a corrupt file kept aside).
     pub notes: Vec<String>,
+}
+
+fn lock_name(name: &OsStr) -> OsString {
+    let mut p = name.to_owned();
+    p.push(".lock");
+    p
+}
+
+impl LockedState {
+    /// Lock and read `path` (a missing file is an empty history).
+    ///
+    /// Waits for another run's lock while `stop` says nothing; once it
+    /// returns a reason (a signal, the check's `-t`), gives up with
+    /// [`StateError::Busy`], naming the holder.
+    pub fn open(path: &Path, stop: &dyn Fn() -> Option<String>) -> Result<LockedState, StateError> {
+        let lp = lock_path(path);
+        // Failing to reach or open the lock (permissions, a missing
+        // directory) is "cannot lock"; a refusal by the policy says its own why.
+        let cannot_lock = |e: SafeFsError| match e {
+            SafeFsError::Io { err, .. } => StateError::Lock {
+                path: lp.display().to_string(),
+                err,
+            },
+            other => other.into(),
+        };
+        let (dir, name) = SafeDir::for_file(path).map_err(cannot_lock)?;
+        let lname = lock_name(&name);
+        let mut lock = dir.open_lock(&lname).map_err(cannot_lock)?;
+        wait_for_lock(&lock, &lp, stop)?;
+        // Who holds it, for the next run that has to wait (`cat FILE.lock`).
+        let _ = lock
+            .set_len(0)
+            .and_then(|_| lock.write_all(format!("{}\n", std::process::id()).as_bytes()));
+        let mut notes = Vec::new();
+        let bytes = match dir.read_capped(&name, MAX_STATE_BYTES) {
+            Ok(b) => b,
+            Err(SafeFsError::TooLarge { size, cap, .. }) => {
+                return Err(StateError::TooLarge {
+                    path: path.display().to_string(),
+                    size,
+                    cap,
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let state = match bytes {
+            Some(bytes) => match parse(&bytes) {
+                Ok(s) => s,
+                Err(why) => {
+                    let aside = keep_aside(&dir, &name)?;
+                    notes.push(format!(
+                        "state file {} is corrupt ({why}); kept it as {} and started a new history",
+                        path.display(),
+                        Path::new(&dir.display()).join(aside).display()
+                    ));
+                    StateFile::new()
+                }
+            },
+            None => StateFile::new(),
+        };
+        Ok(LockedState {
+            path: path.to_path_buf(),
+            dir,
+            name,
+            _lock: lock,
+            state,
+            notes,
+        })
+    }
+
+    /// Write atomically: a temporary file with an unpredictable name in the
+    /// same directory, fsync, rename. Histories are thinned first if the
+    /// file would outgrow [`MAX_STATE_BYTES`] (said in `notes`).
+    pub fn save(&mut self) -> Result<(), StateError> {
+        self.save_within(MAX_STATE_BYTES)
+    }
+
+    fn save_within(&mut self, cap: u64) -> Result<(), StateError> {
+        let err = |err| StateError::Write {
+            path: self.path.display().to_string(),
+            err,
+        };
+        let mut json =
+            serde_json::to_vec(&self.state).map_err(|e| err(std::io::Error::other(e)))?;
+        let mut thinned = false;
+        while json.len() as u64 > cap {
+            let before: usize = self.state.processes.iter().map(|p| p.samples.len()).sum();
+            for p in &mut self.state.processes {
+                let keep = p.samples.len() * 3 / 4;
+                thin(&mut p.samples, keep.max(1));
+            }
+            let after: usize = self.state.processes.iter().map(|p| p.samples.len()).sum();
+            if after == before {
+                // One sample per process and still too big: drop the stalest.
+                if self.state.processes.is_empty() {
+                    break;
+                }
+                self.state.processes.remove(0);
+            }
+            thinned = true;
+            json = serde_json::to_vec(&self.state).map_err(|e| err(std::io::Error::other(e)))?;
+        }
+        if thinned {
+            self.notes.push(format!(
+                "state file {} would exceed {} bytes: older samples thinned to fit",
+                self.path.display(),
+                cap
+            ));
+        }
+        self.dir
+            .write_atomic(&self.name, &json)
+            .map_err(|e| match e {
+                SafeFsError::Io { err: e, .. } => err(e),
+                other => StateError::Unsafe(other),
+            })
+    }
 }
 
 fn lock_path(path: &Path) -> PathBuf {
@@ -71,88 +209,83 @@ fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-impl LockedState {
-    /// Lock and read `path` (a missing file is an empty history).
-    pub fn open(path: &Path) -> Result<LockedState, StateError> {
-        let lp = lock_path(path);
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lp)
-            .map_err(|source| StateError::Lock {
-                path: lp.display().to_string(),
-                source,
-            })?;
-        // SAFETY: flock on a file we own; blocks until the other run is done.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(StateError::Lock {
-                path: lp.display().to_string(),
-                source: std::io::Error::last_os_error(),
-            });
+/// Poll a non-blocking `flock` until it is ours or `stop` speaks. Polling
+/// (every 50 ms) rather than a blocking `flock` keeps the wait bounded by
+/// the caller's deadline and signals without relying on EINTR.
+fn wait_for_lock(
+    lock: &File,
+    lp: &Path,
+    stop: &dyn Fn() -> Option<String>,
+) -> Result<(), StateError> {
+    loop {
+        // SAFETY: flock on a file we hold open.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(());
         }
-        let mut notes = Vec::new();
-        let state = match std::fs::read(path) {
-            Ok(bytes) => match parse(&bytes) {
-                Ok(s) => s,
-                Err(why) => {
-                    let aside = keep_aside(path).map_err(|source| StateError::Write {
-                        path: path.display().to_string(),
-                        source,
-                    })?;
-                    notes.push(format!(
-                        "state file {} is corrupt ({why}); kept it as {} and started a new history",
-                        path.display(),
-                        aside.display()
-                    ));
-                    StateFile::new()
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::new(),
-            Err(source) => {
-                return Err(StateError::Read {
-                    path: path.display().to_string(),
-                    source,
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => {}
+            _ => {
+                return Err(StateError::Lock {
+                    path: lp.display().to_string(),
+                    err: e,
                 })
             }
-        };
-        Ok(LockedState {
-            path: path.to_path_buf(),
-            _lock: lock,
-            state,
-            notes,
-        })
+        }
+        if let Some(why) = stop() {
+            return Err(StateError::Busy {
+                stop: why,
+                path: lp.display().to_string(),
+                holder: lock_holder(lock),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
 
-    /// Write atomically: a temporary file in the same directory, fsync, rename.
-    pub fn save(&self) -> Result<(), StateError> {
-        let err = |source| StateError::Write {
-            path: self.path.display().to_string(),
-            source,
-        };
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "state".into());
-        let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-        let json = serde_json::to_vec(&self.state).map_err(|e| err(std::io::Error::other(e)))?;
-        let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            err(e)
-        })
+/// "held by pid 123 (fdwatch)": the kernel's `/proc/locks` names the
+/// process that took the flock on this inode; the pid the holder wrote into
+/// the file is the fallback.
+fn lock_holder(lock: &File) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let from_kernel = lock.metadata().ok().and_then(|m| {
+        let dev = m.dev();
+        let id = format!(
+            "{:02x}:{:02x}:{}",
+            libc::major(dev),
+            libc::minor(dev),
+            m.ino()
+        );
+        let text = std::fs::read_to_string("/proc/locks").ok()?;
+        holder_in_proc_locks(&text, &id)
+    });
+    let pid = from_kernel.or_else(|| {
+        let mut buf = [0u8; 32];
+        let n = (&*lock).read(&mut buf).ok()?;
+        std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+    });
+    match pid {
+        Some(pid) => {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| c.trim().to_string())
+                .unwrap_or_else(|_| "?".into());
+            format!("held by pid {pid} ({comm})")
+        }
+        None => "holder unknown".into(),
     }
+}
+
+/// The pid holding a FLOCK on `id` (`MAJ:MIN:INODE`) in `/proc/locks` text.
+fn holder_in_proc_locks(text: &str, id: &str) -> Option<i32> {
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; waiters have "->" after the number.
+        if f.len() >= 6 && f[1] == "FLOCK" && f[5] == id {
+            f[4].parse().ok()
+        } else {
+            None
+        }
+    })
 }
 
 fn parse(bytes: &[u8]) -> Result<StateFile, String> {
@@ -169,15 +302,14 @@ fn parse(bytes: &[u8]) -> Result<StateFile, String> {
     Ok(s)
 }
 
-fn keep_aside(path: &Path) -> std::io::Result<PathBuf> {
+fn keep_aside(dir: &SafeDir, name: &OsStr) -> Result<OsString, StateError> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let mut aside = path.as_os_str().to_owned();
+    let mut aside = name.to_owned();
     aside.push(format!(".corrupt.{stamp}"));
-    let aside = PathBuf::from(aside);
-    std::fs::rename(path, &aside)?;
+    dir.rename_entry(name, &aside)?;
     Ok(aside)
 }
 
@@ -301,7 +433,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         std::fs::write(&path, b"{ this is not json").unwrap();
-        let locked = LockedState::open(&path).unwrap();
+        let locked = LockedState::open(&path, &|| None).unwrap();
         assert_eq!(locked.notes.len(), 1);
         assert!(locked.notes[0].contains("corrupt"), "{}", locked.notes[0]);
         let aside: Vec<_> = std::fs::read_dir(dir.path())
@@ -322,12 +454,89 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
         {
-            let mut l = LockedState::open(&path).unwrap();
+            let mut l = LockedState::open(&path, &|| None).unwrap();
             l.state.append(&[sample(3, 1, 1.0)]);
             l.save().unwrap();
         }
-        let l = LockedState::open(&path).unwrap();
+        let l = LockedState::open(&path, &|| None).unwrap();
         assert!(l.notes.is_empty());
         assert_eq!(l.state.history(3, 1).unwrap().samples.len(), 1);
+    }
+
+    #[test]
+    fn a_held_lock_is_given_up_when_told_to_stop_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let _held = LockedState::open(&path, &|| None).unwrap();
+        let t = std::time::Instant::now();
+        let e = LockedState::open(&path, &|| {
+            (t.elapsed() > std::time::Duration::from_millis(200))
+                .then(|| "timed out after 0.2s".into())
+        })
+        .err()
+        .expect("the lock is held");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("timed out after 0.2s waiting for the state file lock")
+                && msg.contains(&format!("held by pid {} (", std::process::id())),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn proc_locks_lines() {
+        let text = "1: POSIX  ADVISORY  WRITE 77 08:01:42 0 EOF\n\
+                    2: FLOCK  ADVISORY  WRITE 1234 00:2a:5678 0 EOF\n\
+                    2: -> FLOCK  ADVISORY  WRITE 999 00:2a:5678 0 EOF\n";
+        assert_eq!(holder_in_proc_locks(text, "00:2a:5678"), Some(1234));
+        assert_eq!(
+            holder_in_proc_locks(text, "08:01:42"),
+            None,
+            "POSIX locks are not ours"
+        );
+        assert_eq!(holder_in_proc_locks(text, "00:2a:1"), None);
+    }
+
+    #[test]
+    fn an_oversized_state_file_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        File::create(&path)
+            .unwrap()
+            .set_len(MAX_STATE_BYTES + 1)
+            .unwrap();
+        let e = LockedState::open(&path, &|| None).err().expect("refused");
+        assert!(matches!(e, StateError::TooLarge { .. }), "{e}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), MAX_STATE_BYTES + 1);
+    }
+
+    #[test]
+    fn a_save_over_the_cap_thins_the_histories_to_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let mut l = LockedState::open(&path, &|| None).unwrap();
+        for i in 0..600 {
+            l.state.append(&[sample(1, 1, i as f64)]);
+            l.state.append(&[sample(2, 1, i as f64)]);
+        }
+        let cap = 200_000;
+        l.save_within(cap).unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size <= cap, "{size} bytes");
+        assert!(
+            l.notes.iter().any(|n| n.contains("thinned to fit")),
+            "{:?}",
+            l.notes
+        );
+        drop(l);
+        let l = LockedState::open(&path, &|| None).unwrap();
+        for pid in [1, 2] {
+            let h = l.state.history(pid, 1).expect("both histories kept");
+            assert_eq!(h.samples.last().unwrap().fds, 599, "newest kept");
+            assert!(
+                h.samples.first().unwrap().fds < 100,
+                "oldest part thinned, not cut"
+            );
+        }
     }
 }

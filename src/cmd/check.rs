@@ -29,6 +29,8 @@ pub struct CheckOptions {
     pub format: Format,
     /// For `--format prometheus`: the .prom file to write atomically.
     pub output: Option<PathBuf>,
+    /// `-t`: the whole run's budget; UNKNOWN when it is spent.
+    pub timeout: Duration,
     pub thresholds: Thresholds,
     pub census: Census,
     pub syscalls: SyscallMode,
@@ -39,6 +41,11 @@ pub struct CheckOptions {
 /// Run the check; returns the exit code (the worst level).
 pub fn run(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<u8> {
     signals::install();
+    let last_words = match opts.format {
+        Format::Json => serde_json::json!({"level": "UNKNOWN", "error": signals::Stop::Timeout(opts.timeout).to_string()}).to_string(),
+        _ => format!("FDWATCH UNKNOWN - {}", signals::Stop::Timeout(opts.timeout)),
+    };
+    signals::set_deadline(opts.timeout, Duration::from_secs(1), last_words, 3);
     let pids = opts.targets.resolve(root)?;
     // One program for every target; `--backend bpf` where it cannot run is
     // UNKNOWN with the reason, like any other error of a check.
@@ -51,7 +58,7 @@ pub fn run(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<u8> {
     // runs saw of the same process (pid and start time).
     let mut locked = match &opts.state {
         Some(path) => {
-            let l = LockedState::open(path)?;
+            let l = LockedState::open(path, &|| signals::stop_reason().map(|s| s.to_string()))?;
             notes.extend(l.notes.iter().cloned());
             Some(l)
         }
@@ -115,6 +122,9 @@ pub fn run(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<u8> {
         }
     }
 
+    if let Some(stop) = signals::stop_reason() {
+        anyhow::bail!("{stop} during the burst of {} samples", opts.samples);
+    }
     // Why `auto` used /proc: long output (and stderr), never the status line.
     // Said once a sample worked, so that an error stays the whole story.
     if bursts
@@ -155,7 +165,9 @@ pub fn run(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<u8> {
                 .map(|i| i.identity.start_time == start)
                 .unwrap_or(false)
         });
+        let before = l.notes.len();
         l.save()?;
+        notes.extend(l.notes[before..].iter().cloned());
     }
 
     let level = nagios::worst(checked.iter().map(Checked::level));
@@ -182,8 +194,7 @@ pub fn run(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<u8> {
                 .collect();
             let text = prometheus::render(&entries);
             match &opts.output {
-                Some(path) => prometheus::write_atomic(path, &text)
-                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
+                Some(path) => crate::safe_fs::write_atomic(path, text.as_bytes())?,
                 None => {
                     super::print_line(text.trim_end())?;
                 }

@@ -6,6 +6,9 @@ use anyhow::{bail, Context};
 
 use crate::sample::ProcRoot;
 
+/// Bytes of a pidfile read: a pid and a newline, with room for spaces.
+pub const PIDFILE_CAP: u64 = 64;
+
 #[derive(Debug, Clone, Default)]
 pub struct Targets {
     pub pid: Option<i32>,
@@ -40,8 +43,11 @@ impl Targets {
             return Ok(vec![pid]);
         }
         if let Some(file) = &self.pidfile {
-            let text = std::fs::read_to_string(file)
+            // A pidfile is a few bytes: read at most PIDFILE_CAP, from a
+            // regular file only (a FIFO would block, /dev/zero never ends).
+            let bytes = crate::safe_fs::read_small(file, PIDFILE_CAP)
                 .with_context(|| format!("reading pidfile {}", file.display()))?;
+            let text = String::from_utf8_lossy(&bytes);
             let pid: i32 = text
                 .split_whitespace()
                 .next()

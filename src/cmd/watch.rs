@@ -100,10 +100,7 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     let identity = first.sample.identity();
     let mut record = match &opts.record {
         Some(path) => Some(std::io::BufWriter::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
+            crate::safe_fs::open_append(path)
                 .with_context(|| format!("opening the recording {}", path.display()))?,
         )),
         None => None,

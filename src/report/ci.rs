@@ -112,11 +112,11 @@ pub fn emit(o: &Outcome, report: Option<&Path>, junit_path: Option<&Path>) -> an
     eprint!("{}", text(o));
     if let Some(p) = report {
         let json = serde_json::to_string_pretty(o)?;
-        std::fs::write(p, json + "\n")
+        crate::safe_fs::write_atomic(p, (json + "\n").as_bytes())
             .with_context(|| format!("writing the report {}", p.display()))?;
     }
     if let Some(p) = junit_path {
-        std::fs::write(p, junit(o))
+        crate::safe_fs::write_atomic(p, junit(o).as_bytes())
             .with_context(|| format!("writing the JUnit report {}", p.display()))?;
     }
     if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {

@@ -38,7 +38,8 @@ const CRIT: RGBColor = RGBColor(210, 0, 0);
 /// Draw `samples` (one process, time order) and their replayed verdicts to `path` as SVG.
 pub fn plot_samples(samples: &[Sample], timeline: &Timeline, path: &Path) -> anyhow::Result<()> {
     let svg = render_svg(samples, timeline)?;
-    std::fs::write(path, svg).with_context(|| format!("writing the plot {}", path.display()))
+    crate::safe_fs::write_atomic(path, svg.as_bytes())
+        .with_context(|| format!("writing the plot {}", path.display()))
 }
 
 /// Who the series is: `pid 4242 (rpc-msg)`, or the name alone for other tools' data.

@@ -258,25 +258,6 @@ pub fn render_with(entries: &[(&Sample, &Verdict)], opts: &Options) -> String {
     out
 }
 
-/// Write `text` to `path` for the textfile collector: a temporary file in the
-/// same directory, then rename, so the collector never reads half a file.
-pub fn write_atomic(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
