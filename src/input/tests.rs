@@ -48,10 +48,10 @@ fn prometheus_values_are_strings_nan_is_skipped_and_limits_pair_by_labels() {
         "the limit in force then"
     );
     assert_eq!(a.samples[1].mono_time, 130.0, "unix time is the time axis");
-    assert!(a.notes.iter().any(|n| n.contains("NaN")), "{:?}", a.notes);
+    assert!(a.info.notes.iter().any(|n| n.contains("NaN")), "{:?}", a.info.notes);
     let b = &inp.series[1];
     assert_eq!(b.samples[0].limits.soft, None);
-    assert!(b.notes.iter().any(|n| n.contains("no process_max_fds")));
+    assert!(b.info.notes.iter().any(|n| n.contains("no process_max_fds")));
 }
 
 #[test]
@@ -76,5 +76,5 @@ fn conflicting_samples_at_one_time_keep_the_first() {
         s.samples.iter().map(|s| s.fds).collect::<Vec<_>>(),
         [5, 6, 7]
     );
-    assert_eq!(s.duplicates_dropped, 1);
+    assert_eq!(s.info.duplicates_dropped, 1);
 }
