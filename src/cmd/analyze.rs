@@ -29,6 +29,7 @@ pub fn replay(samples: &[Sample], th: &Thresholds) -> timeline::Timeline {
     for s in samples {
         r.push(s.clone(), th);
     }
+    r.finish(th);
     r.timeline
 }
 
@@ -55,12 +56,21 @@ impl Replay {
 
     fn push(&mut self, s: Sample, th: &Thresholds) {
         self.tracker.observe(&s);
-        self.timeline.push(&s, &self.tracker.verdict(th));
+        if self.timeline.observe(&s) {
+            self.timeline.record(&self.tracker.verdict(th));
+        }
         if self.who.is_none() {
             self.who = Some((s.pid, s.comm.clone(), s.start_time));
         }
         if let Some(p) = &mut self.plot {
             p.push(s);
+        }
+    }
+
+    /// The end of the series: the final verdict is the last sample's.
+    fn finish(&mut self, th: &Thresholds) {
+        if !self.timeline.recorded_last() {
+            self.timeline.record(&self.tracker.verdict(th));
         }
     }
 }
@@ -82,6 +92,7 @@ pub fn plot_recording(
             replay.push(item.sample, th);
         }
     }
+    replay.finish(th);
     let samples = replay.plot.map(|p| p.samples()).unwrap_or_default();
     if samples.is_empty() {
         anyhow::bail!("{}: no samples of pid {pid} to plot", record.display());
@@ -116,6 +127,9 @@ fn analyze_one(
             replays.resize_with(item.series + 1, || Replay::new(opts.plot.is_some()));
         }
         replays[item.series].push(item.sample, &opts.thresholds);
+    }
+    for r in &mut replays {
+        r.finish(&opts.thresholds);
     }
     let format = reader.format();
     let source = reader.path().to_string();

@@ -34,9 +34,10 @@ pub struct Span {
     pub eta: Option<f64>,
 }
 
-/// How many steps a timeline keeps: every sample up to this many, then every
-/// second, fourth, ... sample (memory stays bounded whatever the input's length).
-pub const STEPS_KEPT: usize = 4096;
+/// How many steps (verdicts) a timeline keeps: every sample's up to this
+/// many samples, then every second, fourth, ... sample's (memory and the
+/// number of verdicts stay bounded whatever the input's length).
+pub const STEPS_KEPT: usize = 512;
 
 /// The whole replay of one series: bounded memory, whatever its length.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -54,6 +55,12 @@ pub struct Timeline {
     pub limit_hit_fds: Option<u64>,
     /// Bytes held by deleted-but-open files at the last sample.
     pub deleted_bytes: u64,
+    #[serde(skip)]
+    last_fds: u64,
+    #[serde(skip)]
+    recorded_last: bool,
+    #[serde(skip)]
+    due: bool,
     pub spans: Vec<Span>,
     /// Unix times of the first WARNING (or worse), first CRITICAL, and the
     /// first sample at or over the soft limit.
@@ -71,28 +78,64 @@ impl Timeline {
 
     /// Remember the verdict given after `s`.
     pub fn push(&mut self, s: &Sample, v: &Verdict) {
+        self.observe(s);
+        self.record(v);
+    }
+
+    /// Take in the next sample: its time, count and the limit hit are kept
+    /// for every sample. True when a verdict is due after it ([`record`]):
+    /// after every sample of the first [`STEPS_KEPT`], then after every
+    /// `steps_stride`-th (a verdict costs far more than reading a sample, and
+    /// a long series needs its level at a bounded number of points).
+    ///
+    /// [`record`]: Timeline::record
+    pub fn observe(&mut self, s: &Sample) -> bool {
         let t = s.unix_time;
         self.steps_stride = self.steps_stride.max(1);
-        if self.samples % self.steps_stride == 0 {
-            self.steps.push(Step {
-                unix_time: t,
-                fds: s.fds,
-                level: v.level,
-            });
-            if self.steps.len() > STEPS_KEPT {
-                // Keep samples 0, 2k, 4k, ...: the stride doubles.
-                let mut i = 0;
-                self.steps.retain(|_| {
-                    i += 1;
-                    i % 2 == 1
-                });
-                self.steps_stride *= 2;
-            }
-        }
+        let due = self.samples % self.steps_stride == 0;
+        self.due = due;
         self.samples += 1;
         self.first_time.get_or_insert(t);
         self.last_time = Some(t);
+        self.last_fds = s.fds;
+        self.recorded_last = false;
         self.deleted_bytes = s.deleted_bytes;
+        if self.limit_hit.is_none() && s.limits.soft.is_some_and(|l| s.fds >= l) {
+            self.limit_hit = Some(t);
+            self.limit_hit_fds = Some(s.fds);
+        }
+        due
+    }
+
+    /// Whether the last sample observed has its verdict recorded: when not,
+    /// record the verdict at the end so the final level is the last sample's.
+    pub fn recorded_last(&self) -> bool {
+        self.recorded_last || self.samples == 0
+    }
+
+    /// Remember the verdict given after the last sample observed (a step
+    /// when one was due; the spans and first WARNING/CRITICAL always).
+    pub fn record(&mut self, v: &Verdict) {
+        let Some(t) = self.last_time else {
+            return;
+        };
+        self.recorded_last = true;
+        if self.due {
+            self.steps.push(Step {
+                unix_time: t,
+                fds: self.last_fds,
+                level: v.level,
+            });
+        }
+        if self.steps.len() > STEPS_KEPT {
+            // Keep samples 0, 2k, 4k, ...: the stride doubles.
+            let mut i = 0;
+            self.steps.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+            self.steps_stride *= 2;
+        }
         if self.spans.last().is_none_or(|sp| sp.level != v.level) {
             if let Some(sp) = self.spans.last_mut() {
                 sp.until = Some(t);
@@ -110,10 +153,6 @@ impl Timeline {
         }
         if v.level >= Level::Critical && self.first_critical.is_none() {
             self.first_critical = Some(t);
-        }
-        if self.limit_hit.is_none() && s.limits.soft.is_some_and(|l| s.fds >= l) {
-            self.limit_hit = Some(t);
-            self.limit_hit_fds = Some(s.fds);
         }
         self.last = Some(v.clone());
     }
@@ -376,10 +415,26 @@ mod tests {
         assert!(tl.steps.len() <= STEPS_KEPT, "{}", tl.steps.len());
         assert!(tl.steps.len() > STEPS_KEPT / 2);
         assert_eq!(tl.samples, n);
-        assert_eq!(tl.steps_stride, 8);
+        assert_eq!(tl.steps_stride, 8, "{n} samples, {STEPS_KEPT} kept");
         for (i, st) in tl.steps.iter().enumerate() {
             assert_eq!(st.unix_time, 1e9 + (i * tl.steps_stride) as f64);
         }
+        // Fed as analyze feeds it: a verdict only when one is due, and the
+        // last sample's at the end.
+        let mut lazy = Timeline::new();
+        let mut verdicts = 0;
+        for i in 0..n {
+            let s = crate::input::minimal_sample(1, "x", 1e9 + i as f64, 1, None);
+            if lazy.observe(&s) {
+                lazy.record(&verdict(Level::Ok, ""));
+                verdicts += 1;
+            }
+        }
+        assert!(!lazy.recorded_last());
+        lazy.record(&verdict(Level::Warning, "end"));
+        assert_eq!(lazy.level(), Level::Warning);
+        assert_eq!(lazy.spans.last().map(|s| s.from), Some(1e9 + (n - 1) as f64));
+        assert!(verdicts < n / 2, "{verdicts} verdicts for {n} samples");
         assert_eq!(tl.last_time, Some(1e9 + (n - 1) as f64));
     }
 
