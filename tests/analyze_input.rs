@@ -83,7 +83,8 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
-const HEALTHY_CSV: &str = "unix_time,fds,soft_limit\n1795680000,10,100\n1795680010,11,100\n1795680020,12,100\n";
+const HEALTHY_CSV: &str =
+    "unix_time,fds,soft_limit\n1795680000,10,100\n1795680010,11,100\n1795680020,12,100\n";
 
 fn jsonl_line(unix: &str, mono: &str, fds: &str) -> String {
     format!(
@@ -120,7 +121,11 @@ fn times_no_clock_shows_are_one_line_naming_file_and_line_in_every_format() {
     for t in ["300000000000", "1e19", "1e20"] {
         cases.push((format!("unix_time,fds\n{t},10\n"), "csv", "line 2"));
         cases.push((
-            format!("{}\n{}\n", jsonl_line("1795680000", "1", "1"), jsonl_line(t, "2", "1")),
+            format!(
+                "{}\n{}\n",
+                jsonl_line("1795680000", "1", "1"),
+                jsonl_line(t, "2", "1")
+            ),
             "jsonl",
             "line 2",
         ));
@@ -151,7 +156,11 @@ fn counts_no_process_holds_are_refused() {
         let bad = write(
             dir.path(),
             "big.jsonl",
-            &format!("{}\n{}\n", jsonl_line("1795680000", "1", "1"), jsonl_line("1795680001", "2", fds)),
+            &format!(
+                "{}\n{}\n",
+                jsonl_line("1795680000", "1", "1"),
+                jsonl_line("1795680001", "2", fds)
+            ),
         );
         let r = analyze(&[&healthy, &bad]);
         assert_one_line_and_the_rest_reported(&r, &bad, "line 2");
@@ -177,7 +186,11 @@ fn an_impossible_mono_time_is_refused_not_turned_into_a_verdict() {
     // the trend a cliff and the verdict CRITICAL.
     let mut text = String::new();
     for i in 0..30 {
-        let mono = if i == 20 { "-1e300".to_string() } else { i.to_string() };
+        let mono = if i == 20 {
+            "-1e300".to_string()
+        } else {
+            i.to_string()
+        };
         text.push_str(&jsonl_line(&(1_795_680_000 + i).to_string(), &mono, "10"));
         text.push('\n');
     }
@@ -203,10 +216,7 @@ fn a_prometheus_error_answer_keeps_prometheus_own_message() {
 #[test]
 fn dev_zero_ends_with_one_line_in_bounded_memory() {
     for format in ["auto", "csv", "jsonl", "prometheus", "state"] {
-        let r = analyze_limited(
-            &["/dev/zero", "--format", format],
-            Duration::from_secs(20),
-        );
+        let r = analyze_limited(&["/dev/zero", "--format", format], Duration::from_secs(20));
         assert_eq!(r.code, 3, "--format {format}: {}", r.err);
         assert_eq!(r.err.lines().count(), 1, "--format {format}: {}", r.err);
         assert!(r.err.contains("/dev/zero"), "{}", r.err);
@@ -215,7 +225,11 @@ fn dev_zero_ends_with_one_line_in_bounded_memory() {
             "--format {format}: peak RSS {} KiB",
             r.max_rss_kib
         );
-        assert!(r.took < Duration::from_secs(10), "--format {format}: {:?}", r.took);
+        assert!(
+            r.took < Duration::from_secs(10),
+            "--format {format}: {:?}",
+            r.took
+        );
     }
 }
 
@@ -227,7 +241,13 @@ fn a_long_input_streams_in_bounded_memory() {
     let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
     writeln!(f, "unix_time,fds,soft_limit").unwrap();
     for i in 0..300_000u64 {
-        writeln!(f, "{},{},100000", 1_700_000_000 + i * 10, 100 + i / 50 + i % 3).unwrap();
+        writeln!(
+            f,
+            "{},{},100000",
+            1_700_000_000 + i * 10,
+            100 + i / 50 + i % 3
+        )
+        .unwrap();
     }
     f.flush().unwrap();
     drop(f);
@@ -266,5 +286,7 @@ fn samples_too_late_to_sort_are_dropped_and_said() {
     let s = &v["series"][0];
     assert_eq!(s["samples"], 40, "{}", r.out);
     assert_eq!(s["late_dropped"], 1);
-    assert!(s["notes"].to_string().contains("1 sample(s) more than 8 samples late"));
+    assert!(s["notes"]
+        .to_string()
+        .contains("1 sample(s) more than 8 samples late"));
 }

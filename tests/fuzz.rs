@@ -192,7 +192,10 @@ fn corpus(target: Target) -> Vec<Vec<u8>> {
         Target::ProcStatus => vec![read("proc/4242/status")],
         Target::ProcIo => vec![read("proc/4242/io")],
         Target::SysFileNr => vec![read("proc/sys/fs/file-nr")],
-        Target::Net(t) => vec![read(&format!("proc/4242/net/{}", format!("{t:?}").to_lowercase()))],
+        Target::Net(t) => vec![read(&format!(
+            "proc/4242/net/{}",
+            format!("{t:?}").to_lowercase()
+        ))],
     }
 }
 
@@ -234,12 +237,52 @@ impl Rng {
 
 /// Numbers and tokens that broke or could break parsers.
 const DICTIONARY: &[&str] = &[
-    "1e308", "-1e300", "1e19", "1e20", "300000000000", "NaN", "nan", "inf", "-inf", "+Inf",
-    "18446744073709551615", "18446744073709551616", "9223372036854775807", "-9223372036854775808",
-    "4294967296", "-1", "-0", "0", "0.0", "1e-320", "1e999999", "2147483648", "", ",", ",,",
-    "\"", "{", "}", "[", "]", "null", "true", "\"schema\":99", "\"mono_time\":-1e300",
-    "\"unix_time\":1e20", "unlimited", ")", "((", ":", "\n", "\r\n", "\u{feff}", "\u{0}",
-    "2026-11-26T10:00:00Z", "9999-12-31T23:59:59Z", "10000-01-01T00:00:00Z",
+    "1e308",
+    "-1e300",
+    "1e19",
+    "1e20",
+    "300000000000",
+    "NaN",
+    "nan",
+    "inf",
+    "-inf",
+    "+Inf",
+    "18446744073709551615",
+    "18446744073709551616",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "4294967296",
+    "-1",
+    "-0",
+    "0",
+    "0.0",
+    "1e-320",
+    "1e999999",
+    "2147483648",
+    "",
+    ",",
+    ",,",
+    "\"",
+    "{",
+    "}",
+    "[",
+    "]",
+    "null",
+    "true",
+    "\"schema\":99",
+    "\"mono_time\":-1e300",
+    "\"unix_time\":1e20",
+    "unlimited",
+    ")",
+    "((",
+    ":",
+    "\n",
+    "\r\n",
+    "\u{feff}",
+    "\u{0}",
+    "2026-11-26T10:00:00Z",
+    "9999-12-31T23:59:59Z",
+    "10000-01-01T00:00:00Z",
 ];
 
 fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], input: &mut Vec<u8>) {
@@ -370,7 +413,12 @@ fn regression_corpus_never_panics() {
         let data = std::fs::read(&path).unwrap();
         run(target, &data, &scratch, true);
         // Whatever the file's name says, no format may panic on it.
-        for f in [None, Some(Format::Csv), Some(Format::Jsonl), Some(Format::Prometheus)] {
+        for f in [
+            None,
+            Some(Format::Csv),
+            Some(Format::Jsonl),
+            Some(Format::Prometheus),
+        ] {
             run(Target::Analyze(f), &data, &scratch, true);
         }
         ran += 1;

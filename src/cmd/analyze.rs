@@ -27,7 +27,7 @@ pub struct AnalyzeOptions {
 pub fn replay(samples: &[Sample], th: &Thresholds) -> timeline::Timeline {
     let mut r = Replay::new(false);
     for s in samples {
-        r.push(s.clone(), th);
+        r.push(Box::new(s.clone()), th);
     }
     r.finish(th);
     r.timeline
@@ -54,7 +54,7 @@ impl Replay {
         }
     }
 
-    fn push(&mut self, s: Sample, th: &Thresholds) {
+    fn push(&mut self, s: Box<Sample>, th: &Thresholds) {
         self.tracker.observe(&s);
         if self.timeline.observe(&s) {
             self.timeline.record(&self.tracker.verdict(th));
@@ -63,7 +63,7 @@ impl Replay {
             self.who = Some((s.pid, s.comm.clone(), s.start_time));
         }
         if let Some(p) = &mut self.plot {
-            p.push(s);
+            p.push(*s);
         }
     }
 

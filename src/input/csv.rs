@@ -139,7 +139,7 @@ impl Reader {
                 self.samples += 1;
                 Ok(Some(Step::Sample(Raw {
                     key: Key::Numbered(0),
-                    sample: minimal_sample(0, &self.comm, t, fds, soft),
+                    sample: Box::new(minimal_sample(0, &self.comm, t, fds, soft)),
                     line: n,
                     point: false,
                 })))

@@ -73,7 +73,7 @@ impl Reader {
                 self.corrupt_line(at, e);
             }
             let line = self.lines.buf.trim_ascii();
-            let e = match serde_json::from_slice::<Sample>(line) {
+            let e = match serde_json::from_slice::<Box<Sample>>(line) {
                 Ok(sample) => {
                     self.samples += 1;
                     return Ok(Step::Sample(Raw {

@@ -133,15 +133,16 @@ pub struct SeriesInfo {
     /// The last sample passed on: (mono time, unix time, what a duplicate
     /// of it repeats: fds and limits).
     last: Option<(f64, f64, (u64, FdLimits))>,
-    /// Samples held back to put late ones in order, in time order.
-    window: VecDeque<Sample>,
+    /// Samples held back to put late ones in order, in time order (boxed:
+    /// a sample is large, and each is moved several times on its way).
+    window: VecDeque<Box<Sample>>,
 }
 
 /// One clean sample and the index of its series in [`Reader::series`].
 #[derive(Debug, Clone)]
 pub struct Item {
     pub series: usize,
-    pub sample: Sample,
+    pub sample: Box<Sample>,
 }
 
 /// A streaming reader over one input: iterate for the samples; an `Err` ends
@@ -247,7 +248,7 @@ fn read_document(name: &str, stream: impl Read) -> Result<Vec<u8>, InputError> {
 /// A raw sample from a format reader: its series key and source line.
 pub(crate) struct Raw {
     pub key: Key,
-    pub sample: Sample,
+    pub sample: Box<Sample>,
     /// The line it was read from; with `point`, the point's number in its
     /// series (one-document formats have no useful line numbers).
     pub line: usize,
@@ -454,7 +455,7 @@ impl Cleaner {
         if at > 0 && s.window[at - 1].mono_time == t {
             // Same time as a held sample: the first one read is kept.
             s.duplicates_dropped += 1;
-            if s.window[at - 1] != sample {
+            if *s.window[at - 1] != *sample {
                 s.conflicting += 1;
             }
             return Ok(());
@@ -491,7 +492,8 @@ impl Cleaner {
             }
             let exact = s.duplicates_dropped - s.conflicting;
             if exact > 0 {
-                s.notes.push(format!("{exact} exact duplicate sample(s) dropped"));
+                s.notes
+                    .push(format!("{exact} exact duplicate sample(s) dropped"));
             }
             if s.conflicting > 0 {
                 s.notes.push(format!(
@@ -518,7 +520,7 @@ impl Cleaner {
     }
 }
 
-fn emit(s: &mut SeriesInfo, idx: usize, sample: Sample, ready: &mut VecDeque<Item>) {
+fn emit(s: &mut SeriesInfo, idx: usize, sample: Box<Sample>, ready: &mut VecDeque<Item>) {
     if let Some((last, last_unix, _)) = s.last {
         let gap = sample.mono_time - last;
         if s.longest_gap.is_none_or(|g| gap > g.0) {
@@ -615,9 +617,7 @@ pub fn detect(text: &str) -> Option<Format> {
                 return Some(Format::State);
             }
             // An error answer has no "data", only "error" and "errorType".
-            if o.contains_key("status")
-                && (o.contains_key("data") || o.contains_key("errorType"))
-            {
+            if o.contains_key("status") && (o.contains_key("data") || o.contains_key("errorType")) {
                 return Some(Format::Prometheus);
             }
             return None;
@@ -664,7 +664,9 @@ pub(crate) struct Lines {
 pub(crate) enum LineRead {
     /// A line is in `buf` (without its newline); false when it was the end of
     /// the file without a newline.
-    Line { newline: bool },
+    Line {
+        newline: bool,
+    },
     TooLong,
     Eof,
 }
@@ -757,7 +759,7 @@ pub fn parse_bytes(name: &str, bytes: &[u8], format: Option<Format>) -> Result<I
         if samples.len() <= item.series {
             samples.resize_with(item.series + 1, Vec::new);
         }
-        samples[item.series].push(item.sample);
+        samples[item.series].push(*item.sample);
     }
     samples.resize_with(r.series().len(), Vec::new);
     let series = r

@@ -72,8 +72,7 @@ impl Reader {
             expected: super::Format::Prometheus.expected().into(),
             detail,
         };
-        let resp: Response =
-            serde_json::from_slice(bytes).map_err(|e| wrong(format!(" ({e})")))?;
+        let resp: Response = serde_json::from_slice(bytes).map_err(|e| wrong(format!(" ({e})")))?;
         if resp.status != "success" {
             // Prometheus's own words are the useful part of an error answer.
             return Err(InputError::Invalid {
@@ -201,7 +200,7 @@ impl Reader {
                 return Step::Sample(Raw {
                     key: Key::Numbered(self.at),
                     // Saturating: a count past MAX_FDS is refused by `validate`.
-                    sample: minimal_sample(s.pid, &s.name, t, fds.round() as u64, soft),
+                    sample: Box::new(minimal_sample(s.pid, &s.name, t, fds.round() as u64, soft)),
                     line: self.point,
                     point: true,
                 });

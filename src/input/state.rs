@@ -53,7 +53,7 @@ impl Reader {
                     // still tells a hand-edited file's mixed start times apart.
                     return Step::Sample(Raw {
                         key: Key::Process(sample.pid, sample.start_time),
-                        sample,
+                        sample: Box::new(sample),
                         line: 0,
                         point: true,
                     });

@@ -66,8 +66,16 @@ struct Bucket {
 impl Bucket {
     fn merge(self, other: Bucket) -> Bucket {
         Bucket {
-            lo: if other.lo.fds < self.lo.fds { other.lo } else { self.lo },
-            hi: if other.hi.fds > self.hi.fds { other.hi } else { self.hi },
+            lo: if other.lo.fds < self.lo.fds {
+                other.lo
+            } else {
+                self.lo
+            },
+            hi: if other.hi.fds > self.hi.fds {
+                other.hi
+            } else {
+                self.hi
+            },
             n: self.n + other.n,
         }
     }
@@ -103,7 +111,11 @@ impl Thinned {
             }
         }
         self.last = Some(s);
-        if self.current.as_ref().is_some_and(|b| b.n >= self.per_bucket) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|b| b.n >= self.per_bucket)
+        {
             self.full.extend(self.current.take());
         }
         if self.full.len() >= PLOT_BUCKETS {

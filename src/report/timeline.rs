@@ -433,7 +433,10 @@ mod tests {
         assert!(!lazy.recorded_last());
         lazy.record(&verdict(Level::Warning, "end"));
         assert_eq!(lazy.level(), Level::Warning);
-        assert_eq!(lazy.spans.last().map(|s| s.from), Some(1e9 + (n - 1) as f64));
+        assert_eq!(
+            lazy.spans.last().map(|s| s.from),
+            Some(1e9 + (n - 1) as f64)
+        );
         assert!(verdicts < n / 2, "{verdicts} verdicts for {n} samples");
         assert_eq!(tl.last_time, Some(1e9 + (n - 1) as f64));
     }
