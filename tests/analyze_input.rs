@@ -26,6 +26,8 @@ struct Run {
 }
 
 /// Run `fdwatch analyze ARGS`, killed after `limit`; its peak RSS from wait4.
+// The child is reaped by wait4 (not Child::wait), which also gives its rusage.
+#[allow(clippy::zombie_processes)]
 fn analyze_limited(args: &[&str], limit: Duration) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));

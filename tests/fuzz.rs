@@ -312,7 +312,7 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], input: &mut Vec<u8>) {
                     input.splice(at..at, other[a..b].iter().copied());
                 }
             }
-            4 | 5 | 6 => {
+            4..=6 => {
                 // Replace a number (or any token) by an edge case.
                 let word = DICTIONARY[rng.below(DICTIONARY.len())].as_bytes();
                 let starts: Vec<usize> = (0..len)

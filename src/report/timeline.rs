@@ -92,7 +92,7 @@ impl Timeline {
     pub fn observe(&mut self, s: &Sample) -> bool {
         let t = s.unix_time;
         self.steps_stride = self.steps_stride.max(1);
-        let due = self.samples % self.steps_stride == 0;
+        let due = self.samples.is_multiple_of(self.steps_stride);
         self.due = due;
         self.samples += 1;
         self.first_time.get_or_insert(t);
