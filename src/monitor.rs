@@ -11,6 +11,7 @@
 //! verdict. It never prints and never paces: the drivers in `cmd` do.
 
 use crate::diagnose::{Thresholds, Tracker, Verdict};
+use crate::report::plot::Thinned;
 use crate::report::timeline::Timeline;
 use crate::sample::{self, bpf, Identity, ProcRoot, Sample, SampleError};
 use crate::syscalls::{Backend as SyscallBackend, SyscallCounter, SyscallError};
@@ -228,21 +229,64 @@ impl Session {
     }
 }
 
-/// Replay samples (a recording, or what a run kept) through a session, as
-/// the live view judged them, and remember the verdict after each.
-pub fn replay<'a>(samples: impl IntoIterator<Item = &'a Sample>, th: &Thresholds) -> Timeline {
-    let mut session: Option<Session> = None;
-    let mut tl = Timeline::new();
+/// Replay samples (what a run kept) through a session, as the live view
+/// judged them, and remember the verdicts.
+pub fn replay(samples: &[Sample], th: &Thresholds) -> Timeline {
+    let mut r = Replay::new(false);
     for s in samples {
-        let session = session.get_or_insert_with(|| Session::new(s.pid, *th));
-        let tick = session.observe(s.clone(), false);
-        tl.push(&tick.sample, &tick.verdict);
+        r.push(Box::new(s.clone()), th);
     }
-    tl
+    r.finish(th);
+    r.timeline
 }
 
-/// Plot the samples of one process (pid and start time) found in a
-/// recording: `watch --record FILE --plot SVG` draws its own run this way.
+/// The replay of one series (a recording) through a [`Session`], sample by
+/// sample, in bounded memory: the session's bounded history, the timeline's
+/// spans and thinned steps, and (for `--plot`) a thinned copy of the series.
+/// Recorded samples carry the new-inode counts their live session marked.
+pub struct Replay {
+    session: Option<Session>,
+    pub timeline: Timeline,
+    /// pid, comm and start time of the first sample.
+    pub who: Option<(i32, String, u64)>,
+    pub plot: Option<Thinned>,
+}
+
+impl Replay {
+    pub fn new(plot: bool) -> Replay {
+        Replay {
+            session: None,
+            timeline: Timeline::new(),
+            who: None,
+            plot: plot.then(Thinned::new),
+        }
+    }
+
+    pub fn push(&mut self, s: Box<Sample>, th: &Thresholds) {
+        let session = self.session.get_or_insert_with(|| Session::new(s.pid, *th));
+        let s = Box::new(session.record(*s, false));
+        if self.timeline.observe(&s) {
+            self.timeline.record(&session.verdict());
+        }
+        if self.who.is_none() {
+            self.who = Some((s.pid, s.comm.clone(), s.start_time));
+        }
+        if let Some(p) = &mut self.plot {
+            p.push(*s);
+        }
+    }
+
+    /// The end of the series: the final verdict is the last sample's.
+    pub fn finish(&mut self, th: &Thresholds) {
+        if !self.timeline.recorded_last() {
+            let session = self.session.get_or_insert_with(|| Session::new(0, *th));
+            self.timeline.record(&session.verdict());
+        }
+    }
+}
+
+/// Plot the samples of one process (pid and start time) found in a recording:
+/// `watch --record FILE --plot SVG` draws its own run this way at the end.
 pub fn plot_recording(
     record: &std::path::Path,
     pid: i32,
@@ -250,16 +294,18 @@ pub fn plot_recording(
     th: &Thresholds,
     svg: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let input = crate::input::read(record, Some(crate::input::Format::Jsonl))?;
-    let series = input
-        .series
-        .iter()
-        .rev()
-        .find(|s| {
-            s.samples
-                .first()
-                .is_some_and(|f| f.pid == pid && f.start_time == start_time)
-        })
-        .ok_or_else(|| anyhow::anyhow!("{}: no samples of pid {pid} to plot", record.display()))?;
-    crate::report::plot::plot_samples(&series.samples, &replay(&series.samples, th), svg)
+    let mut reader = crate::input::open(record, Some(crate::input::Format::Jsonl))?;
+    let mut replay = Replay::new(true);
+    for item in reader.by_ref() {
+        let item = item?;
+        if item.sample.pid == pid && item.sample.start_time == start_time {
+            replay.push(item.sample, th);
+        }
+    }
+    replay.finish(th);
+    let samples = replay.plot.map(|p| p.samples()).unwrap_or_default();
+    if samples.is_empty() {
+        anyhow::bail!("{}: no samples of pid {pid} to plot", record.display());
+    }
+    crate::report::plot::plot_samples(&samples, &replay.timeline, svg)
 }

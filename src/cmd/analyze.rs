@@ -8,9 +8,10 @@ use serde::Serialize;
 
 use super::print_line;
 use crate::diagnose::{Level, Thresholds, Verdict};
-use crate::input::{self, Format, Series};
-use crate::monitor::replay;
-use crate::report::{plot, timeline};
+use crate::input::{self, Format, SeriesInfo};
+use crate::monitor::Replay;
+use crate::report::plot::{self, Thinned};
+use crate::report::timeline;
 
 pub struct AnalyzeOptions {
     pub files: Vec<PathBuf>,
@@ -22,11 +23,53 @@ pub struct AnalyzeOptions {
 }
 
 /// One analysed series.
-pub struct Analysis {
-    pub source: String,
-    pub format: Format,
-    pub series: Series,
-    pub timeline: timeline::Timeline,
+struct Analysis {
+    source: String,
+    format: Format,
+    info: SeriesInfo,
+    replay: Replay,
+}
+
+impl Analysis {
+    fn level(&self) -> Level {
+        self.replay.timeline.level()
+    }
+}
+
+/// Read one input to its end, replaying each sample as it comes.
+fn analyze_one(
+    path: &std::path::Path,
+    opts: &AnalyzeOptions,
+) -> Result<(Vec<Analysis>, Vec<String>, Format), input::InputError> {
+    let mut reader = input::open(path, opts.format)?;
+    let mut replays: Vec<Replay> = Vec::new();
+    for item in reader.by_ref() {
+        let item = item?;
+        if replays.len() <= item.series {
+            replays.resize_with(item.series + 1, || Replay::new(opts.plot.is_some()));
+        }
+        replays[item.series].push(item.sample, &opts.thresholds);
+    }
+    for r in &mut replays {
+        r.finish(&opts.thresholds);
+    }
+    let format = reader.format();
+    let source = reader.path().to_string();
+    let warnings = reader.take_warnings();
+    let analyses = reader
+        .series()
+        .iter()
+        .cloned()
+        .zip(replays)
+        .filter(|(info, _)| info.samples > 0)
+        .map(|(info, replay)| Analysis {
+            source: source.clone(),
+            format,
+            info,
+            replay,
+        })
+        .collect();
+    Ok((analyses, warnings, format))
 }
 
 /// The `--json` document (docs/analyze.md).
@@ -67,6 +110,7 @@ struct JsonSeries<'a> {
     last_unix_time: f64,
     duplicates_dropped: usize,
     reordered: usize,
+    late_dropped: usize,
     longest_gap: Option<JsonGap>,
     notes: &'a [String],
     level: Level,
@@ -75,6 +119,7 @@ struct JsonSeries<'a> {
     first_critical: Option<f64>,
     limit_hit: Option<f64>,
     verdict: Option<&'a Verdict>,
+    steps_stride: usize,
     steps: &'a [timeline::Step],
 }
 
@@ -84,29 +129,23 @@ pub fn run(opts: AnalyzeOptions) -> anyhow::Result<u8> {
     let mut analyses: Vec<Analysis> = Vec::new();
     let mut unreadable = false;
     for path in &opts.files {
-        match input::read(path, opts.format) {
-            Ok(inp) => {
-                for w in &inp.warnings {
+        match analyze_one(path, &opts) {
+            Ok((found, warnings, format)) => {
+                for w in &warnings {
                     eprintln!("fdwatch: {w}");
                 }
                 inputs.push(JsonInput {
-                    path: inp.path.clone(),
-                    format: Some(inp.format.name()),
-                    series: inp.series.len(),
-                    warnings: inp.warnings.clone(),
+                    path: path.display().to_string(),
+                    format: Some(format.name()),
+                    series: found.len(),
+                    warnings,
                     error: None,
                 });
-                for series in inp.series {
-                    let tl = replay(&series.samples, &opts.thresholds);
-                    analyses.push(Analysis {
-                        source: inp.path.clone(),
-                        format: inp.format,
-                        series,
-                        timeline: tl,
-                    });
-                }
+                analyses.extend(found);
             }
             Err(e) => {
+                // One line naming the file (and the line); the other inputs
+                // are still analysed and reported.
                 eprintln!("fdwatch: {e}");
                 unreadable = true;
                 inputs.push(JsonInput {
@@ -121,19 +160,25 @@ pub fn run(opts: AnalyzeOptions) -> anyhow::Result<u8> {
     }
     let worst = analyses
         .iter()
-        .map(|a| a.timeline.level())
+        .map(Analysis::level)
         .max()
         .unwrap_or(Level::Unknown);
 
     if let Some(path) = &opts.plot {
         // The first series at the worst level: the one worth a picture.
-        match analyses.iter().find(|a| a.timeline.level() == worst) {
+        match analyses.iter().find(|a| a.level() == worst) {
             Some(a) => {
-                plot::plot_samples(&a.series.samples, &a.timeline, path)?;
+                let samples = a
+                    .replay
+                    .plot
+                    .as_ref()
+                    .map(Thinned::samples)
+                    .unwrap_or_default();
+                plot::plot_samples(&samples, &a.replay.timeline, path)?;
                 if analyses.len() > 1 {
                     eprintln!(
                         "fdwatch: plotted {} from {} (the worst of {} series) to {}",
-                        a.series.name,
+                        a.info.name,
                         a.source,
                         analyses.len(),
                         path.display()
@@ -156,7 +201,7 @@ pub fn run(opts: AnalyzeOptions) -> anyhow::Result<u8> {
     } else {
         let mut first = true;
         for a in &analyses {
-            let mut notes = a.series.notes.clone();
+            let mut notes = a.info.notes.clone();
             if a.format == Format::Csv || a.format == Format::Prometheus {
                 notes.push(
                     "fd counts only: no breakdown by kind, so no patterns; unix time is the time axis"
@@ -169,12 +214,7 @@ pub fn run(opts: AnalyzeOptions) -> anyhow::Result<u8> {
             }
             first = false;
             text.push_str(&format!("{} ({}): ", a.source, a.format.name()));
-            text.push_str(&timeline::text(
-                &a.series.name,
-                &a.series.samples,
-                &a.timeline,
-                &notes,
-            ));
+            text.push_str(&timeline::text(&a.info.name, &a.replay.timeline, &notes));
             if !print_line(text.trim_end())? {
                 break;
             }
@@ -187,31 +227,38 @@ pub fn run(opts: AnalyzeOptions) -> anyhow::Result<u8> {
 }
 
 fn json_series(a: &Analysis) -> JsonSeries<'_> {
-    let s = &a.series;
-    let first = s.samples.first();
-    let last = s.samples.last();
+    let s = &a.info;
+    let tl = &a.replay.timeline;
+    let (pid, comm, start_time) = a
+        .replay
+        .who
+        .as_ref()
+        .map(|(p, c, st)| (*p, c.as_str(), *st))
+        .unwrap_or((0, "", 0));
     JsonSeries {
         source: &a.source,
         name: &s.name,
-        pid: first.map(|f| f.pid).unwrap_or(0),
-        comm: first.map(|f| f.comm.as_str()).unwrap_or(""),
-        start_time: first.map(|f| f.start_time).unwrap_or(0),
+        pid,
+        comm,
+        start_time,
         labels: &s.labels,
-        samples: s.samples.len(),
-        first_unix_time: first.map(|f| f.unix_time).unwrap_or(0.0),
-        last_unix_time: last.map(|f| f.unix_time).unwrap_or(0.0),
+        samples: s.samples,
+        first_unix_time: tl.first_time.unwrap_or(0.0),
+        last_unix_time: tl.last_time.unwrap_or(0.0),
         duplicates_dropped: s.duplicates_dropped,
         reordered: s.reordered,
+        late_dropped: s.late_dropped,
         longest_gap: s
             .longest_gap
             .map(|(seconds, after)| JsonGap { seconds, after }),
         notes: &s.notes,
-        level: a.timeline.level(),
-        timeline: &a.timeline.spans,
-        first_warning: a.timeline.first_warning,
-        first_critical: a.timeline.first_critical,
-        limit_hit: a.timeline.limit_hit,
-        verdict: a.timeline.last.as_ref(),
-        steps: &a.timeline.steps,
+        level: tl.level(),
+        timeline: &tl.spans,
+        first_warning: tl.first_warning,
+        first_critical: tl.first_critical,
+        limit_hit: tl.limit_hit,
+        verdict: tl.last.as_ref(),
+        steps_stride: tl.steps_stride.max(1),
+        steps: &tl.steps,
     }
 }

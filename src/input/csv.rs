@@ -1,9 +1,10 @@
 //! Plain CSV from other tools: `unix_time,fds[,soft_limit]`, header optional.
 //! With a header, columns are found by name (`unix_time`/`time`/`timestamp`,
 //! `fds`/`open_fds`/`value`, `soft_limit`/`limit`/`max_fds`); times may also be
-//! RFC 3339.
+//! RFC 3339. Read line by line (at most `MAX_LINE` bytes a line); a row that
+//! is not a time and counts ends the input with its line number.
 
-use super::{minimal_sample, InputError, RawSeries};
+use super::{minimal_sample, InputError, Key, LineRead, Lines, Raw, Step, MAX_FDS};
 
 /// True when the first line is a CSV header or a `time,fds` row.
 pub(crate) fn looks_like(text: &str) -> bool {
@@ -35,9 +36,9 @@ fn header(fields: &[&str]) -> Option<Columns> {
 fn time(s: &str) -> Result<f64, String> {
     let s = s.trim_matches('"');
     if let Ok(t) = s.parse::<f64>() {
-        if t.is_finite() {
-            return Ok(t);
-        }
+        // Any number is a time here; its range is checked where every
+        // input's times are (`validate`), with the same message.
+        return Ok(t);
     }
     humantime::parse_rfc3339_weak(s)
         .ok()
@@ -48,12 +49,15 @@ fn time(s: &str) -> Result<f64, String> {
 
 fn count(s: &str, what: &str) -> Result<u64, String> {
     let s = s.trim_matches('"');
-    s.parse::<u64>()
-        .or_else(|_| match s.parse::<f64>() {
-            Ok(v) if v.is_finite() && v >= 0.0 => Ok(v.round() as u64),
-            _ => Err(()),
+    let v = s
+        .parse::<u64>()
+        .ok()
+        .or_else(|| match s.parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= 0.0 && v <= MAX_FDS as f64 => Some(v.round() as u64),
+            _ => None,
         })
-        .map_err(|_| format!("'{s}' is not a {what} count"))
+        .ok_or_else(|| format!("'{s}' is not a {what} count"))?;
+    Ok(v)
 }
 
 fn row(fields: &[&str], cols: Columns) -> Result<(f64, u64, Option<u64>), String> {
@@ -67,49 +71,89 @@ fn row(fields: &[&str], cols: Columns) -> Result<(f64, u64, Option<u64>), String
     Ok((t, fds, soft))
 }
 
-pub(crate) fn parse(name: &str, text: &str) -> Result<Vec<RawSeries>, InputError> {
-    let comm = std::path::Path::new(name)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "csv".into());
-    let mut cols: Columns = (0, 1, Some(2));
-    let mut samples = Vec::new();
-    let mut seen_row = false;
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+pub(crate) struct Reader {
+    lines: Lines,
+    comm: String,
+    cols: Columns,
+    seen_row: bool,
+    samples: usize,
+    announced: bool,
+}
+
+impl Reader {
+    pub fn new(name: &str, lines: Lines) -> Reader {
+        let comm = std::path::Path::new(name)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "csv".into());
+        Reader {
+            lines,
+            comm,
+            cols: (0, 1, Some(2)),
+            seen_row: false,
+            samples: 0,
+            announced: false,
         }
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        if !seen_row {
-            seen_row = true;
-            if let Some(h) = header(&fields) {
-                cols = h;
-                continue;
-            }
+    }
+
+    pub fn next(&mut self, path: &str) -> Result<Step, InputError> {
+        if !self.announced {
+            // The one series of a CSV file, named before its first sample.
+            self.announced = true;
+            return Ok(Step::Series(
+                0,
+                format!("{} (CSV)", self.comm),
+                Default::default(),
+                Vec::new(),
+            ));
         }
-        match row(&fields, cols) {
-            Ok((t, fds, soft)) => samples.push(minimal_sample(0, &comm, t, fds, soft)),
-            Err(detail) if samples.is_empty() => {
-                return Err(InputError::WrongKind {
-                    path: name.into(),
-                    expected: super::Format::Csv.expected().into(),
-                    detail: format!(" (line {}: {detail})", i + 1),
-                })
+        loop {
+            match self.lines.read().map_err(|e| self.lines.io(path, e))? {
+                LineRead::Eof => return Ok(Step::Done),
+                LineRead::TooLong => return Err(self.lines.too_long(path)),
+                LineRead::Line { .. } => {}
             }
-            Err(detail) => {
-                return Err(InputError::Malformed {
-                    path: name.into(),
-                    line: i + 1,
-                    detail,
-                })
+            if let Some(step) = self.line(path)? {
+                return Ok(step);
             }
         }
     }
-    Ok(vec![RawSeries {
-        name: format!("{comm} (CSV)"),
-        labels: Default::default(),
-        samples,
-        notes: Vec::new(),
-    }])
+
+    fn line(&mut self, path: &str) -> Result<Option<Step>, InputError> {
+        let text = String::from_utf8_lossy(&self.lines.buf);
+        let line = text.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return Ok(None);
+        }
+        let n = self.lines.number;
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if !self.seen_row {
+            self.seen_row = true;
+            if let Some(h) = header(&fields) {
+                self.cols = h;
+                return Ok(None);
+            }
+        }
+        match row(&fields, self.cols) {
+            Ok((t, fds, soft)) => {
+                self.samples += 1;
+                Ok(Some(Step::Sample(Raw {
+                    key: Key::Numbered(0),
+                    sample: Box::new(minimal_sample(0, &self.comm, t, fds, soft)),
+                    line: n,
+                    point: false,
+                })))
+            }
+            Err(detail) if self.samples == 0 => Err(InputError::WrongKind {
+                path: path.into(),
+                expected: super::Format::Csv.expected().into(),
+                detail: format!(" (line {n}: {detail})"),
+            }),
+            Err(detail) => Err(InputError::Malformed {
+                path: path.into(),
+                line: n,
+                detail,
+            }),
+        }
+    }
 }

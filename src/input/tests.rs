@@ -48,10 +48,18 @@ fn prometheus_values_are_strings_nan_is_skipped_and_limits_pair_by_labels() {
         "the limit in force then"
     );
     assert_eq!(a.samples[1].mono_time, 130.0, "unix time is the time axis");
-    assert!(a.notes.iter().any(|n| n.contains("NaN")), "{:?}", a.notes);
+    assert!(
+        a.info.notes.iter().any(|n| n.contains("NaN")),
+        "{:?}",
+        a.info.notes
+    );
     let b = &inp.series[1];
     assert_eq!(b.samples[0].limits.soft, None);
-    assert!(b.notes.iter().any(|n| n.contains("no process_max_fds")));
+    assert!(b
+        .info
+        .notes
+        .iter()
+        .any(|n| n.contains("no process_max_fds")));
 }
 
 #[test]
@@ -76,5 +84,44 @@ fn conflicting_samples_at_one_time_keep_the_first() {
         s.samples.iter().map(|s| s.fds).collect::<Vec<_>>(),
         [5, 6, 7]
     );
-    assert_eq!(s.duplicates_dropped, 1);
+    assert_eq!(s.info.duplicates_dropped, 1);
+}
+
+#[test]
+fn an_io_error_is_said_once_in_a_context_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = match open(dir.path(), None) {
+        Err(e) => anyhow::Error::from(e),
+        Ok(_) => panic!("a directory opened as a recording"),
+    };
+    let shown = format!("{err:#}");
+    assert_eq!(shown.matches("Is a directory").count(), 1, "{shown}");
+}
+
+#[test]
+fn a_prometheus_error_answer_is_detected_and_its_message_kept() {
+    let text = r#"{"status":"error","errorType":"bad_data","error":"1:5: parse error"}"#;
+    assert_eq!(detect(text), Some(Format::Prometheus));
+    let err = parse("q.json", text, None).unwrap_err().to_string();
+    assert!(
+        err.contains("bad_data") && err.contains("1:5: parse error"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_line_without_end_is_refused_at_the_cap() {
+    let text = "unix_time,fds\n".to_string() + &"1".repeat(MAX_LINE + 10);
+    let err = parse("x.csv", &text, Some(Format::Csv))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 2: longer than 1 MiB"), "{err}");
+}
+
+#[test]
+fn a_document_over_the_cap_is_refused_before_parsing() {
+    let mut text = r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#.to_string();
+    text.push_str(&" ".repeat(MAX_DOCUMENT as usize));
+    let err = parse("q.json", &text, None).unwrap_err().to_string();
+    assert!(err.contains("larger than 32 MiB"), "{err}");
 }

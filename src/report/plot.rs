@@ -42,6 +42,121 @@ pub fn plot_samples(samples: &[Sample], timeline: &Timeline, path: &Path) -> any
         .with_context(|| format!("writing the plot {}", path.display()))
 }
 
+/// Buckets a [`Thinned`] series keeps: a chart is about a thousand pixels wide.
+pub const PLOT_BUCKETS: usize = 1024;
+
+/// A long series thinned for drawing in bounded memory: consecutive samples
+/// are grouped in buckets (1, 2, 4, ... samples a bucket, doubling when
+/// [`PLOT_BUCKETS`] are full), and each bucket keeps its lowest and its
+/// highest sample, so spikes and dips survive the thinning.
+#[derive(Debug, Default)]
+pub struct Thinned {
+    per_bucket: usize,
+    full: Vec<Bucket>,
+    current: Option<Bucket>,
+    last: Option<Sample>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    lo: Sample,
+    hi: Sample,
+    n: usize,
+}
+
+impl Bucket {
+    fn merge(self, other: Bucket) -> Bucket {
+        Bucket {
+            lo: if other.lo.fds < self.lo.fds {
+                other.lo
+            } else {
+                self.lo
+            },
+            hi: if other.hi.fds > self.hi.fds {
+                other.hi
+            } else {
+                self.hi
+            },
+            n: self.n + other.n,
+        }
+    }
+}
+
+impl Thinned {
+    pub fn new() -> Thinned {
+        Thinned {
+            per_bucket: 1,
+            ..Default::default()
+        }
+    }
+
+    /// Add the next sample (time order).
+    pub fn push(&mut self, s: Sample) {
+        self.per_bucket = self.per_bucket.max(1);
+        match &mut self.current {
+            None => {
+                self.current = Some(Bucket {
+                    lo: s.clone(),
+                    hi: s.clone(),
+                    n: 1,
+                })
+            }
+            Some(b) => {
+                if s.fds < b.lo.fds {
+                    b.lo = s.clone();
+                }
+                if s.fds > b.hi.fds {
+                    b.hi = s.clone();
+                }
+                b.n += 1;
+            }
+        }
+        self.last = Some(s);
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|b| b.n >= self.per_bucket)
+        {
+            self.full.extend(self.current.take());
+        }
+        if self.full.len() >= PLOT_BUCKETS {
+            let mut merged = Vec::with_capacity(PLOT_BUCKETS / 2 + 1);
+            let mut it = std::mem::take(&mut self.full).into_iter();
+            while let Some(a) = it.next() {
+                merged.push(match it.next() {
+                    Some(b) => a.merge(b),
+                    None => a,
+                });
+            }
+            self.full = merged;
+            self.per_bucket *= 2;
+        }
+    }
+
+    /// The kept samples in time order: each bucket's low and high, and the last sample.
+    pub fn samples(&self) -> Vec<Sample> {
+        let mut out: Vec<Sample> = Vec::with_capacity(2 * self.full.len() + 3);
+        for b in self.full.iter().chain(self.current.as_ref()) {
+            let (a, c) = if b.lo.mono_time <= b.hi.mono_time {
+                (&b.lo, &b.hi)
+            } else {
+                (&b.hi, &b.lo)
+            };
+            for s in [a, c] {
+                if out.last().is_none_or(|l| l.mono_time < s.mono_time) {
+                    out.push(s.clone());
+                }
+            }
+        }
+        if let Some(l) = &self.last {
+            if out.last().is_none_or(|o| o.mono_time < l.mono_time) {
+                out.push(l.clone());
+            }
+        }
+        out
+    }
+}
+
 /// Who the series is: `pid 4242 (rpc-msg)`, or the name alone for other tools' data.
 fn who(s: &Sample) -> String {
     if s.pid > 0 {

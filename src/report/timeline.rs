@@ -34,10 +34,33 @@ pub struct Span {
     pub eta: Option<f64>,
 }
 
-/// The whole replay of one series.
+/// How many steps (verdicts) a timeline keeps: every sample's up to this
+/// many samples, then every second, fourth, ... sample's (memory and the
+/// number of verdicts stay bounded whatever the input's length).
+pub const STEPS_KEPT: usize = 512;
+
+/// The whole replay of one series: bounded memory, whatever its length.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Timeline {
+    /// The level after each sample, or after every `steps_stride`-th one
+    /// (the first always) once a series is longer than [`STEPS_KEPT`].
     pub steps: Vec<Step>,
+    pub steps_stride: usize,
+    /// Samples pushed.
+    pub samples: usize,
+    /// Unix times of the first and the last sample.
+    pub first_time: Option<f64>,
+    pub last_time: Option<f64>,
+    /// The fd count when the limit was hit.
+    pub limit_hit_fds: Option<u64>,
+    /// Bytes held by deleted-but-open files at the last sample.
+    pub deleted_bytes: u64,
+    #[serde(skip)]
+    last_fds: u64,
+    #[serde(skip)]
+    recorded_last: bool,
+    #[serde(skip)]
+    due: bool,
     pub spans: Vec<Span>,
     /// Unix times of the first WARNING (or worse), first CRITICAL, and the
     /// first sample at or over the soft limit.
@@ -55,12 +78,64 @@ impl Timeline {
 
     /// Remember the verdict given after `s`.
     pub fn push(&mut self, s: &Sample, v: &Verdict) {
+        self.observe(s);
+        self.record(v);
+    }
+
+    /// Take in the next sample: its time, count and the limit hit are kept
+    /// for every sample. True when a verdict is due after it ([`record`]):
+    /// after every sample of the first [`STEPS_KEPT`], then after every
+    /// `steps_stride`-th (a verdict costs far more than reading a sample, and
+    /// a long series needs its level at a bounded number of points).
+    ///
+    /// [`record`]: Timeline::record
+    pub fn observe(&mut self, s: &Sample) -> bool {
         let t = s.unix_time;
-        self.steps.push(Step {
-            unix_time: t,
-            fds: s.fds,
-            level: v.level,
-        });
+        self.steps_stride = self.steps_stride.max(1);
+        let due = self.samples.is_multiple_of(self.steps_stride);
+        self.due = due;
+        self.samples += 1;
+        self.first_time.get_or_insert(t);
+        self.last_time = Some(t);
+        self.last_fds = s.fds;
+        self.recorded_last = false;
+        self.deleted_bytes = s.deleted_bytes;
+        if self.limit_hit.is_none() && s.limits.soft.is_some_and(|l| s.fds >= l) {
+            self.limit_hit = Some(t);
+            self.limit_hit_fds = Some(s.fds);
+        }
+        due
+    }
+
+    /// Whether the last sample observed has its verdict recorded: when not,
+    /// record the verdict at the end so the final level is the last sample's.
+    pub fn recorded_last(&self) -> bool {
+        self.recorded_last || self.samples == 0
+    }
+
+    /// Remember the verdict given after the last sample observed (a step
+    /// when one was due; the spans and first WARNING/CRITICAL always).
+    pub fn record(&mut self, v: &Verdict) {
+        let Some(t) = self.last_time else {
+            return;
+        };
+        self.recorded_last = true;
+        if self.due {
+            self.steps.push(Step {
+                unix_time: t,
+                fds: self.last_fds,
+                level: v.level,
+            });
+        }
+        if self.steps.len() > STEPS_KEPT {
+            // Keep samples 0, 2k, 4k, ...: the stride doubles.
+            let mut i = 0;
+            self.steps.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+            self.steps_stride *= 2;
+        }
         if self.spans.last().is_none_or(|sp| sp.level != v.level) {
             if let Some(sp) = self.spans.last_mut() {
                 sp.until = Some(t);
@@ -79,9 +154,6 @@ impl Timeline {
         if v.level >= Level::Critical && self.first_critical.is_none() {
             self.first_critical = Some(t);
         }
-        if self.limit_hit.is_none() && s.limits.soft.is_some_and(|l| s.fds >= l) {
-            self.limit_hit = Some(t);
-        }
         self.last = Some(v.clone());
     }
 
@@ -95,10 +167,8 @@ impl Timeline {
 
     /// Whether the series crosses a UTC day, so clock times need their date.
     fn long(&self) -> bool {
-        match (self.steps.first(), self.steps.last()) {
-            (Some(a), Some(b)) => {
-                (a.unix_time / 86_400.0).floor() != (b.unix_time / 86_400.0).floor()
-            }
+        match (self.first_time, self.last_time) {
+            (Some(a), Some(b)) => (a / 86_400.0).floor() != (b / 86_400.0).floor(),
             _ => false,
         }
     }
@@ -128,10 +198,8 @@ impl Timeline {
         }
         if let Some(t) = self.limit_hit {
             let at = self
-                .steps
-                .iter()
-                .find(|s| s.unix_time == t)
-                .map(|s| format!(" ({} fds)", s.fds))
+                .limit_hit_fds
+                .map(|fds| format!(" ({fds} fds)"))
                 .unwrap_or_default();
             out.push(format!("limit hit at {}{at}", clock(t, long)));
         }
@@ -147,9 +215,18 @@ impl Timeline {
     }
 }
 
+/// The last second `humantime` formats (9999-12-31T23:59:59Z).
+const LAST_CLOCK: f64 = 253_402_300_799.0;
+
 /// Wall-clock time in UTC: `10:42:05`, or `2026-11-26T10:42:05Z` when `long`.
+/// Inputs validate their times (`input::validate`); a time outside what a
+/// clock shows (not finite, before 1970, after 9999) is written as its number
+/// rather than a panic.
 pub fn clock(unix: f64, long: bool) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(unix.max(0.0));
+    if !(unix.is_finite() && (0.0..=LAST_CLOCK).contains(&unix)) {
+        return format!("@{unix}");
+    }
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(unix);
     let s = humantime::format_rfc3339_seconds(t).to_string();
     if long {
         s
@@ -159,18 +236,18 @@ pub fn clock(unix: f64, long: bool) -> String {
 }
 
 /// The text report of one series: header, timeline, trend, forecast, patterns, notes.
-pub fn text(name: &str, samples: &[Sample], tl: &Timeline, notes: &[String]) -> String {
+pub fn text(name: &str, tl: &Timeline, notes: &[String]) -> String {
     let mut out = String::new();
-    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+    let (Some(first), Some(last)) = (tl.first_time, tl.last_time) else {
         return format!("{name}: no samples\n");
     };
     out.push_str(&format!(
         "{name}: {} — {} samples, {} to {} UTC ({})\n",
         tl.level().name(),
-        samples.len(),
-        clock(first.unix_time, true),
-        clock(last.unix_time, tl.long()),
-        approx_duration(last.unix_time - first.unix_time).trim_start_matches('~'),
+        tl.samples,
+        clock(first, true),
+        clock(last, tl.long()),
+        approx_duration(last - first).trim_start_matches('~'),
     ));
     out.push_str("  timeline:\n");
     for l in tl.summary_lines() {
@@ -235,10 +312,10 @@ pub fn text(name: &str, samples: &[Sample], tl: &Timeline, notes: &[String]) -> 
                 ));
             }
         }
-        if last.deleted_bytes > 0 {
+        if tl.deleted_bytes > 0 {
             out.push_str(&format!(
                 "  deleted-but-open files hold {}\n",
-                bytes(last.deleted_bytes)
+                bytes(tl.deleted_bytes)
             ));
         }
         out.push_str(&format!("  final verdict: {}\n", v.level.name()));
@@ -315,6 +392,53 @@ mod tests {
                 "warning lead time: 30s before the limit",
             ]
         );
+    }
+
+    #[test]
+    fn clock_never_panics_outside_what_a_clock_shows() {
+        // 300000000000 is year 11476: humantime's formatter panicked on it.
+        for t in [3e11, 1e19, 1e20, f64::MAX, -1.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(clock(t, true), format!("@{t}"));
+            assert_eq!(clock(t, false), format!("@{t}"));
+        }
+        assert_eq!(clock(253_402_300_799.0, true), "9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn steps_stay_bounded_keeping_every_kth_sample() {
+        let mut tl = Timeline::new();
+        let n = STEPS_KEPT * 5 + 3;
+        for i in 0..n {
+            let s = crate::input::minimal_sample(1, "x", 1e9 + i as f64, 1, None);
+            tl.push(&s, &verdict(Level::Ok, ""));
+        }
+        assert!(tl.steps.len() <= STEPS_KEPT, "{}", tl.steps.len());
+        assert!(tl.steps.len() > STEPS_KEPT / 2);
+        assert_eq!(tl.samples, n);
+        assert_eq!(tl.steps_stride, 8, "{n} samples, {STEPS_KEPT} kept");
+        for (i, st) in tl.steps.iter().enumerate() {
+            assert_eq!(st.unix_time, 1e9 + (i * tl.steps_stride) as f64);
+        }
+        // Fed as analyze feeds it: a verdict only when one is due, and the
+        // last sample's at the end.
+        let mut lazy = Timeline::new();
+        let mut verdicts = 0;
+        for i in 0..n {
+            let s = crate::input::minimal_sample(1, "x", 1e9 + i as f64, 1, None);
+            if lazy.observe(&s) {
+                lazy.record(&verdict(Level::Ok, ""));
+                verdicts += 1;
+            }
+        }
+        assert!(!lazy.recorded_last());
+        lazy.record(&verdict(Level::Warning, "end"));
+        assert_eq!(lazy.level(), Level::Warning);
+        assert_eq!(
+            lazy.spans.last().map(|s| s.from),
+            Some(1e9 + (n - 1) as f64)
+        );
+        assert!(verdicts < n / 2, "{verdicts} verdicts for {n} samples");
+        assert_eq!(tl.last_time, Some(1e9 + (n - 1) as f64));
     }
 
     #[test]
