@@ -172,9 +172,22 @@ impl Session {
 
     /// Take one sample live and judge it.
     pub fn tick(&mut self, census: &mut Census, root: &ProcRoot) -> Result<Tick, SampleError> {
-        let mut s = census.take(root, self.pid, self.identity.as_ref())?;
-        s.syscalls = self.counter.as_mut().and_then(|c| c.read().ok());
+        let s = self.take(census, root)?;
         Ok(self.judge(s, true))
+    }
+
+    /// Take one sample live (with the counter's counts) without judging it
+    /// yet: a driver that attaches the counter only once the target proved
+    /// readable adds the counts with [`Session::counts`], then observes.
+    pub fn take(&mut self, census: &mut Census, root: &ProcRoot) -> Result<Sample, SampleError> {
+        let mut s = census.take(root, self.pid, self.identity.as_ref())?;
+        s.syscalls = self.counts();
+        Ok(s)
+    }
+
+    /// The syscall counter's cumulative counts now, when counting.
+    pub fn counts(&mut self) -> Option<crate::syscalls::SyscallCounts> {
+        self.counter.as_mut().and_then(|c| c.read().ok())
     }
 
     /// Judge a sample taken elsewhere (a replayed recording, a host-wide

@@ -80,7 +80,7 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
         census.expect_one_sample();
     }
     let mut session = Session::new(opts.pid, opts.thresholds);
-    let first = session.tick(&mut census, root)?;
+    let mut first = session.take(&mut census, root)?;
     // Said once the /proc census has worked: an error stays the only line.
     if let Some(note) = census.take_fallback_note() {
         eprintln!("fdwatch: {note}");
@@ -97,6 +97,8 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     for note in session.attach_syscalls(mode)? {
         eprintln!("fdwatch: {note}");
     }
+    first.syscalls = session.counts();
+    let first = session.observe(first, true);
     let identity = first.sample.identity();
     let mut record = match &opts.record {
         Some(path) => Some(std::io::BufWriter::new(

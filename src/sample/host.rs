@@ -65,46 +65,7 @@ pub fn raise_fd_limit() -> u64 {
     }
 }
 
-/// What one read of `/proc/<pid>/stat` tells a scan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatLine {
-    pub comm: String,
-    pub state: char,
-    pub flags: u32,
-    /// Clock ticks after boot: with the pid, the process's identity.
-    pub start_time: u64,
-}
-
-/// `PF_KTHREAD` in the flags field of `/proc/<pid>/stat`.
-const PF_KTHREAD: u32 = 0x0020_0000;
-
-impl StatLine {
-    pub fn is_kernel_thread(&self) -> bool {
-        self.flags & PF_KTHREAD != 0
-    }
-    pub fn is_zombie(&self) -> bool {
-        self.state == 'Z' || self.state == 'X'
-    }
-}
-
-/// Parse the text of `/proc/<pid>/stat`. `comm` may hold spaces and
-/// parentheses, so fields are counted from the last `)`.
-pub fn parse_stat(text: &str) -> Option<StatLine> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?.to_string();
-    // Fields after comm: 3 state, 4 ppid, ... 9 flags, ... 22 starttime.
-    let mut rest = text.get(close + 1..)?.split_ascii_whitespace();
-    let state = rest.next()?.chars().next()?;
-    let flags = rest.nth(5)?.parse().ok()?; // field 9
-    let start_time = rest.nth(12)?.parse().ok()?; // field 22
-    Some(StatLine {
-        comm,
-        state,
-        flags,
-        start_time,
-    })
-}
+pub use super::stat::{parse_stat, StatLine};
 
 /// Read `/proc/<pid>/stat` into `buf` (reused across a scan) and parse it.
 pub fn read_stat(root: &ProcRoot, pid: i32, buf: &mut Vec<u8>) -> Result<StatLine, SampleError> {

@@ -11,6 +11,7 @@ pub mod host;
 pub mod kind;
 pub mod net;
 pub mod procroot;
+pub mod stat;
 
 use std::collections::BTreeMap;
 

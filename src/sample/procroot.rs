@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Activity, FdLimits, Identity, SampleError, SystemFiles};
 
-/// `PF_KTHREAD` in the flags field of `/proc/<pid>/stat`.
-const PF_KTHREAD: u32 = 0x0020_0000;
+use super::stat::PF_KTHREAD;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcRoot {
@@ -73,24 +72,8 @@ impl ProcRoot {
             return Err(SampleError::NoSuchProcess { pid });
         }
         let text = String::from_utf8_lossy(&text);
-        // comm may hold spaces and parentheses: it ends at the last ')'.
-        let open = text.find('(').ok_or_else(|| malformed("no command name"))?;
-        let close = text
-            .rfind(')')
-            .ok_or_else(|| malformed("no command name"))?;
-        let comm = text.get(open + 1..close).unwrap_or("").to_string();
-        // Fields after comm: 3 state, ..., 9 flags, ..., 22 starttime.
-        let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
-        let field = |n: usize| rest.get(n - 3).copied();
-        let state = field(3)
-            .and_then(|s| s.chars().next())
-            .ok_or_else(|| malformed("no state"))?;
-        let flags: u32 = field(9)
-            .and_then(|f| f.parse().ok())
-            .ok_or_else(|| malformed("no flags"))?;
-        let start_time: u64 = field(22)
-            .and_then(|f| f.parse().ok())
-            .ok_or_else(|| malformed("no start time"))?;
+        let st = super::stat::parse_stat(&text).ok_or_else(|| malformed("short or malformed"))?;
+        let (comm, state, flags, start_time) = (st.comm, st.state, st.flags, st.start_time);
         let identity = Identity {
             pid,
             comm,
@@ -214,9 +197,7 @@ impl ProcRoot {
     /// Parent pid (field 4 of stat); None when the process is gone.
     pub fn ppid(&self, pid: i32) -> Option<i32> {
         let text = std::fs::read_to_string(self.pid_dir(pid).join("stat")).ok()?;
-        // comm may hold spaces and parentheses: fields start after the last ')'.
-        let rest = &text[text.rfind(')')? + 1..];
-        rest.split_whitespace().nth(1)?.parse().ok()
+        super::stat::parse_stat(&text).map(|st| st.ppid)
     }
 
     /// argv[0] of a process (empty for kernel threads or when unreadable).

@@ -180,14 +180,9 @@ fn unavailable(reason: impl Into<String>) -> SyscallError {
     }
 }
 
-/// State letter and start time (fields 3 and 22) of a /proc/PID/stat text.
+/// State letter and start time of a /proc/PID/stat text.
 fn parse_stat(stat: &str) -> Option<(char, u64)> {
-    // The comm may hold anything, ')' included: fields follow the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((state, start))
+    crate::sample::stat::parse_stat(stat).map(|st| (st.state, st.start_time))
 }
 
 /// Whether `pid` is a live (not zombie) process, and the same one that

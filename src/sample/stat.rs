@@ -1,0 +1,71 @@
+//! The one parser of `/proc/<pid>/stat`: identity (comm, start time),
+//! state, parent and flags. Pure text in, plain data out; the readers
+//! (`ProcRoot::identity`, the host scan, the syscall counter) only read.
+
+/// What one read of `/proc/<pid>/stat` tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatLine {
+    pub comm: String,
+    /// Field 3: `R`, `S`, `Z` (zombie), `X` (dead), ...
+    pub state: char,
+    /// Field 4.
+    pub ppid: i32,
+    /// Field 9.
+    pub flags: u32,
+    /// Field 22, clock ticks after boot: with the pid, the process's identity.
+    pub start_time: u64,
+}
+
+/// `PF_KTHREAD` in the flags field.
+pub const PF_KTHREAD: u32 = 0x0020_0000;
+
+impl StatLine {
+    pub fn is_kernel_thread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
+    }
+    pub fn is_zombie(&self) -> bool {
+        self.state == 'Z' || self.state == 'X'
+    }
+}
+
+/// Parse the text of `/proc/<pid>/stat`. `comm` may hold spaces and
+/// parentheses, so fields are counted from the last `)`. None for a short
+/// or malformed text (a process that went away mid-read reads empty).
+pub fn parse_stat(text: &str) -> Option<StatLine> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?.to_string();
+    // Fields after comm: 3 state, 4 ppid, ... 9 flags, ... 22 starttime.
+    let mut rest = text.get(close + 1..)?.split_ascii_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?; // field 4
+    let flags = rest.nth(4)?.parse().ok()?; // field 9
+    let start_time = rest.nth(12)?.parse().ok()?; // field 22
+    Some(StatLine {
+        comm,
+        state,
+        ppid,
+        flags,
+        start_time,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_after_the_last_paren() {
+        let text = "42 (a) b (c)) S 7 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 123456 1 2 3\n";
+        let st = parse_stat(text).expect("parsed");
+        assert_eq!(st.comm, "a) b (c)");
+        assert_eq!(
+            (st.state, st.ppid, st.flags, st.start_time),
+            ('S', 7, 4194560, 123456)
+        );
+        assert!(!st.is_zombie() && !st.is_kernel_thread());
+        for short in ["", "42 (x", "42 (x) S", "42 (x) S 1 2 3 4 5 6 7"] {
+            assert_eq!(parse_stat(short), None, "{short:?}");
+        }
+    }
+}
