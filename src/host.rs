@@ -28,9 +28,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::cmd::targets::glob;
 use crate::diagnose::{Level, Thresholds, Tracker, Verdict};
 use crate::monitor::Session;
+use crate::sample::host::glob;
 use crate::sample::host::{self as scan, StatLine};
 use crate::sample::procroot::{mono_now, unix_now};
 use crate::sample::{self, Backend, Census, FdLimits, ProcRoot, Sample, SampleError, SystemFiles};

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
+use crate::sample::host::glob;
 use crate::sample::ProcRoot;
 
 /// Bytes of a pidfile read: a pid and a newline, with room for spaces.
@@ -80,35 +81,5 @@ impl Targets {
             bail!("no process matches {}", self.describe());
         }
         Ok(found)
-    }
-}
-
-/// Shell-style `*` and `?` matching, whole string.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    fn m(p: &[char], t: &[char]) -> bool {
-        match (p.first(), t.first()) {
-            (None, None) => true,
-            (Some('*'), _) => m(&p[1..], t) || (!t.is_empty() && m(p, &t[1..])),
-            (Some('?'), Some(_)) => m(&p[1..], &t[1..]),
-            (Some(a), Some(b)) if a == b => m(&p[1..], &t[1..]),
-            _ => false,
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    m(&p, &t)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob;
-
-    #[test]
-    fn globs() {
-        assert!(glob("nginx", "nginx"));
-        assert!(!glob("nginx", "nginx2"));
-        assert!(glob("rpc-*", "rpc-msg"));
-        assert!(glob("?pc*", "rpc-msg"));
-        assert!(!glob("*x", "rpc"));
     }
 }

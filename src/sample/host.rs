@@ -141,9 +141,51 @@ pub fn cgroup_names_container(path: &str, id: &str) -> bool {
     })
 }
 
+/// Shell-style `*` and `?` matching of a whole process name: how `--name`
+/// selects, for one target (`check`) and for a whole-host scan alike.
+/// The classic backtrack-to-the-last-star walk: O(pattern × text) at worst,
+/// because the text (argv[0]) is chosen by whoever started the process.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || (p[pi] != '*' && p[pi] == t[ti])) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob("nginx", "nginx"));
+        assert!(!glob("nginx", "nginx2"));
+        assert!(glob("rpc-*", "rpc-msg"));
+        assert!(glob("?pc*", "rpc-msg"));
+        assert!(!glob("*x", "rpc"));
+        assert!(glob("*", ""));
+        assert!(glob("a*b*c", "aXXbYYc"));
+        assert!(!glob("a*b*c", "aXXbYY"));
+        // A name chosen to make a backtracking matcher explode ends at once.
+        let long = "a".repeat(5000);
+        assert!(!glob("*a*a*a*a*a*a*a*b", &long));
+    }
 
     #[test]
     fn stat_lines() {
