@@ -291,6 +291,16 @@ impl SafeDir {
     }
 }
 
+/// The names to open one by one to walk `path` (the root and `.` are where
+/// the walk starts, not steps).
+fn steps(path: &Path) -> impl Iterator<Item = OsString> + '_ {
+    path.components().filter_map(|c| match c {
+        Component::Normal(n) => Some(n.to_os_string()),
+        Component::ParentDir => Some(OsString::from("..")),
+        _ => None,
+    })
+}
+
 /// Walk `dir` one component at a time from `/` or the working directory.
 fn walk_dir(dir: &Path, whole: &Path) -> Result<OwnedFd> {
     let me = euid();
@@ -305,14 +315,7 @@ fn walk_dir(dir: &Path, whole: &Path) -> Result<OwnedFd> {
         .map_err(io("open", dir))
     };
     let mut cur = open_root(dir.is_absolute())?;
-    let mut todo: std::collections::VecDeque<OsString> = dir
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some(OsString::from("..")),
-            _ => None,
-        })
-        .collect();
+    let mut todo: std::collections::VecDeque<OsString> = steps(dir).collect();
     let mut links = 0;
     while let Some(c) = todo.pop_front() {
         let fd =
@@ -341,14 +344,7 @@ fn walk_dir(dir: &Path, whole: &Path) -> Result<OwnedFd> {
                 if target.is_absolute() {
                     cur = open_root(true)?;
                 }
-                let mut parts: Vec<OsString> = target
-                    .components()
-                    .filter_map(|c| match c {
-                        Component::Normal(n) => Some(n.to_os_string()),
-                        Component::ParentDir => Some(OsString::from("..")),
-                        _ => None,
-                    })
-                    .collect();
+                let mut parts: Vec<OsString> = steps(target).collect();
                 parts.extend(todo.drain(..));
                 todo = parts.into();
             }

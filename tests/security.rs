@@ -175,6 +175,21 @@ impl Arena {
     }
 }
 
+/// `check` on one pid, /proc backend, no syscall counting, then `extra`.
+fn check<'a>(pid: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "check",
+        "--pid",
+        pid,
+        "--backend",
+        "proc",
+        "--syscalls",
+        "off",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -498,21 +513,10 @@ fn sigterm_while_waiting_for_the_state_lock_ends_within_a_second() {
     let _held = hold_lock(&state);
     let w = Workload::start(&["--hold", "file:2"]);
     let end = run(
-        &[
-            "check",
-            "--pid",
+        &check(
             &w.pid_str(),
-            "--samples",
-            "1",
-            "--backend",
-            "proc",
-            "--syscalls",
-            "off",
-            "--state",
-            s(&state),
-            "-t",
-            "30",
-        ],
+            &["--samples", "1", "--state", s(&state), "-t", "30"],
+        ),
         Some(Duration::from_millis(1500)),
         Duration::from_secs(1),
         1 << 20,
@@ -535,21 +539,10 @@ fn a_held_state_lock_times_out_with_unknown_naming_the_holder() {
     let _held = hold_lock(&state);
     let w = Workload::start(&["--hold", "file:2"]);
     let end = run(
-        &[
-            "check",
-            "--pid",
+        &check(
             &w.pid_str(),
-            "--samples",
-            "1",
-            "--backend",
-            "proc",
-            "--syscalls",
-            "off",
-            "--state",
-            s(&state),
-            "-t",
-            "2",
-        ],
+            &["--samples", "1", "--state", s(&state), "-t", "2"],
+        ),
         None,
         Duration::from_secs(4),
         1 << 20,
@@ -570,21 +563,10 @@ fn a_held_state_lock_times_out_with_unknown_naming_the_holder() {
 fn check_timeout_expiring_in_the_burst_is_unknown() {
     let w = Workload::start(&["--hold", "file:2"]);
     let end = run(
-        &[
-            "check",
-            "--pid",
+        &check(
             &w.pid_str(),
-            "--samples",
-            "10",
-            "--interval",
-            "1s",
-            "--backend",
-            "proc",
-            "--syscalls",
-            "off",
-            "-t",
-            "2",
-        ],
+            &["--samples", "10", "--interval", "1s", "-t", "2"],
+        ),
         None,
         Duration::from_secs(4),
         1 << 20,
@@ -609,19 +591,7 @@ fn an_oversized_state_file_is_refused_and_kept() {
         .unwrap();
     let w = Workload::start(&["--hold", "file:2"]);
     let end = run(
-        &[
-            "check",
-            "--pid",
-            &w.pid_str(),
-            "--samples",
-            "1",
-            "--backend",
-            "proc",
-            "--syscalls",
-            "off",
-            "--state",
-            s(&state),
-        ],
+        &check(&w.pid_str(), &["--samples", "1", "--state", s(&state)]),
         None,
         Duration::from_secs(10),
         1 << 20,
