@@ -475,7 +475,15 @@ pub fn assert(
         } else if elapsed >= next_beat && elapsed < watch_for {
             eprintln!(
                 "{}",
-                ci_report::heartbeat(elapsed, watch_for, obs.samples, fds, obs.peak, growth, level)
+                ci_report::heartbeat(
+                    elapsed,
+                    watch_for,
+                    obs.samples,
+                    fds,
+                    obs.peak,
+                    growth,
+                    level
+                )
             );
             while next_beat <= elapsed {
                 next_beat += every;

@@ -175,8 +175,13 @@ pub fn heartbeat(
     )
 }
 
+/// `4s`, `1.5s`: tenths below ten seconds, where a short step needs them.
 fn secs(d: Duration) -> String {
-    format!("{}s", d.as_secs())
+    if d.subsec_millis() == 0 || d >= Duration::from_secs(10) {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
 }
 
 /// GitHub workflow-command escaping of a message.

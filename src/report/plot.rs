@@ -44,9 +44,12 @@ const CRIT: RGBColor = RGBColor(210, 0, 0);
 const GATE_HELD: RGBColor = RGBColor(0, 120, 60);
 const GATE_BROKEN: RGBColor = RGBColor(200, 0, 120);
 
-/// A limit or gate more than this many times the chart's data top is off
-/// scale: a band on the top edge says where it is.
+/// A limit more than this many times the chart's data top is off scale: a
+/// band on the top edge says where it is.
 const ON_SCALE: f64 = 1.6;
+/// The same for a gate: the margin a step keeps under its gate is worth
+/// seeing, so a gate is drawn up to three times the data's top.
+const GATE_ON_SCALE: f64 = 3.0;
 
 /// Draw `samples` (one process, time order) and their replayed verdicts to `path` as SVG.
 pub fn plot_samples(samples: &[Sample], timeline: &Timeline, path: &Path) -> anyhow::Result<()> {
@@ -195,11 +198,7 @@ fn who(s: &Sample) -> String {
 /// The kinds worth a line: growing ones first (fastest first), then the
 /// largest, three at most.
 /// Kinds a gate names come first: their ceiling is drawn against them.
-fn kinds_to_draw(
-    samples: &[Sample],
-    verdict: Option<&Verdict>,
-    gated: &[FdKind],
-) -> Vec<FdKind> {
+fn kinds_to_draw(samples: &[Sample], verdict: Option<&Verdict>, gated: &[FdKind]) -> Vec<FdKind> {
     let Some(last) = samples.last() else {
         return Vec::new();
     };
@@ -315,7 +314,11 @@ fn gate_arg(c: &Ceiling) -> String {
     }
 }
 
-fn render(samples: &[Sample], timeline: &Timeline, step: Option<&Outcome>) -> anyhow::Result<String> {
+fn render(
+    samples: &[Sample],
+    timeline: &Timeline,
+    step: Option<&Outcome>,
+) -> anyhow::Result<String> {
     let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
         anyhow::bail!("nothing to plot: no samples");
     };
@@ -351,7 +354,10 @@ fn render(samples: &[Sample], timeline: &Timeline, step: Option<&Outcome>) -> an
     }
     let data_top = top;
     let on_scale = |v: u64| (v as f64) <= data_top * ON_SCALE;
-    for c in ceilings.iter().filter(|c| on_scale(c.at_most)) {
+    for c in ceilings
+        .iter()
+        .filter(|c| (c.at_most as f64) <= data_top * GATE_ON_SCALE)
+    {
         top = top.max(c.at_most as f64);
     }
     let soft_on_scale = soft.is_some_and(on_scale);
@@ -383,7 +389,12 @@ fn render(samples: &[Sample], timeline: &Timeline, step: Option<&Outcome>) -> an
         root.fill(&WHITE)?;
         let level = timeline.level();
         let title = match step {
-            Some(o) => format!("fdwatch {} — {} — {}", mode_of(o), who(last), o.status.name()),
+            Some(o) => format!(
+                "fdwatch {} — {} — {}",
+                mode_of(o),
+                who(last),
+                o.status.name()
+            ),
             None => format!("fdwatch analyze — {} — {}", who(last), level.name()),
         };
         let failed: Vec<String> = step
