@@ -225,6 +225,28 @@ fn missing_command_is_one_line_with_reports() {
     assert_eq!(r["status"], "unknown", "{r}");
 }
 
+/// Starting the command traced must not change what it does: a set-user-ID
+/// program run by an unprivileged fdwatch keeps its privilege (the kernel
+/// drops it when an unprivileged tracer watches the exec).
+#[test]
+fn setuid_command_keeps_its_privilege() {
+    if !require_root("run of a set-user-ID program as uid 65534 (needs root to make one)") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let id = dir.path().join("id");
+    std::fs::copy("/usr/bin/id", &id).unwrap();
+    std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let out = fdwatch_as_nobody(&["run", "--", id.to_str().unwrap(), "-u"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "{err}");
+    // nobody may not read a root process's fds: UNKNOWN, said as such.
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.starts_with("fdwatch UNKNOWN"), "{err}");
+}
+
 #[test]
 fn signals_reach_the_command() {
     let child = Command::new(bin())

@@ -196,13 +196,60 @@ fn all_but_sigtrap() -> libc::sigset_t {
     }
 }
 
+/// Whether starting `program` traced keeps its meaning. The kernel runs a
+/// set-user-ID, set-group-ID or file-capability program *without* those
+/// privileges when an unprivileged process traces its exec, so an
+/// unprivileged fdwatch starts such a program untraced (it could not read a
+/// privileged process's fds anyway). Root's tracing leaves them intact.
+fn may_trace(program: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    let Some(path) = find_program(program) else {
+        // Not found: spawn reports it.
+        return true;
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let setid = std::fs::metadata(&path)
+        .map(|m| m.permissions().mode() & 0o6000 != 0)
+        .unwrap_or(false);
+    let caps = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).is_ok_and(|p| {
+        // SAFETY: a NUL-terminated path and name; a size query (no buffer).
+        unsafe {
+            libc::getxattr(
+                p.as_ptr(),
+                c"security.capability".as_ptr(),
+                std::ptr::null_mut(),
+                0,
+            ) >= 0
+        }
+    });
+    !setid && !caps
+}
+
+/// The file `execvp` would run for `program`: itself when it names a path,
+/// else the first executable file of that name in `$PATH`.
+fn find_program(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
 /// The command, started so that it cannot end before its first sample.
 enum Launch {
     /// Stopped by the kernel right after its exec, before the program's
     /// first instruction: sample it, then [`resume`] it.
     Stopped(Child),
-    /// Tracing was refused (seccomp, Yama's "no attach"): it runs already,
-    /// and a command that ends at once may end before its first sample.
+    /// Not traced (refused by seccomp or Yama, or see [`may_trace`]): it
+    /// runs already, and a command that ends at once may end before its
+    /// first sample.
     Running(Child),
     /// It ended before its exec stop (killed by SIGKILL meanwhile); reaped.
     Ended(ExitStatus),
@@ -231,10 +278,15 @@ fn launch(program: &str, args: &[String]) -> std::io::Result<Launch> {
     let mut cmd = Command::new(program);
     cmd.args(args);
     let blocked = all_but_sigtrap();
+    let trace = may_trace(program);
     // SAFETY: the closure makes only async-signal-safe system calls
     // (sigprocmask, ptrace, write) on values copied into it.
     unsafe {
         cmd.pre_exec(move || {
+            if !trace {
+                libc::write(tell_fd, b"N".as_ptr().cast(), 1);
+                return Ok(());
+            }
             libc::sigprocmask(libc::SIG_SETMASK, &blocked, std::ptr::null_mut());
             let traced = ptrace(libc::PTRACE_TRACEME as libc::c_long, 0, 0, 0) == 0;
             if !traced {
