@@ -315,3 +315,80 @@ pub fn judge(
         ceilings,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(t: f64, fds: u64, pipes: u64) -> Sample {
+        let mut s = Sample::new(42, "svc", 1, t, t);
+        s.fds = fds;
+        s.kinds.insert(FdKind::Pipe, pipes);
+        s
+    }
+
+    fn judged(samples: &[Sample], limits: &Limits, not_started: Option<&str>) -> Outcome {
+        let peak = samples.iter().map(|s| s.fds).max().unwrap_or(0);
+        let seen = Observed {
+            first: samples.first(),
+            warm: samples.get(1),
+            last: samples.last(),
+            peak,
+            samples: samples.len() as u64,
+            error: None,
+            verdict: None,
+            gone: None,
+            not_started: not_started.map(str::to_string),
+        };
+        judge("run: x".into(), 1.0, seen, limits, Some(0))
+    }
+
+    /// Status, exit code and the ceilings a chart draws, by case.
+    #[test]
+    fn status_exit_and_ceilings() {
+        let run = [sample(10.0, 5, 0), sample(11.0, 8, 2), sample(12.0, 30, 20)];
+        let limits = Limits {
+            max_fds: Some(25),
+            max_growth: vec![(None, 50), (Some(FdKind::Pipe), 4)],
+            fail_on: None,
+        };
+        let o = judged(&run, &limits, None);
+        assert_eq!((o.status, o.exit_code), (Status::Fail, 2));
+        assert_eq!(o.failures.len(), 2, "{:?}", o.failures);
+        let c: Vec<(GateKind, Option<FdKind>, f64, u64, bool)> = o
+            .ceilings
+            .iter()
+            .map(|c| (c.gate, c.kind, c.from, c.at_most, c.broken))
+            .collect();
+        assert_eq!(
+            c,
+            [
+                // --max-fds over the whole step; growth from the warm-up sample.
+                (GateKind::MaxFds, None, 10.0, 25, true),
+                (GateKind::MaxGrowth, None, 11.0, 58, false),
+                (GateKind::MaxGrowth, Some(FdKind::Pipe), 11.0, 6, true),
+            ]
+        );
+
+        let loose = Limits {
+            max_fds: Some(100),
+            ..Limits::default()
+        };
+        let o = judged(&run, &loose, None);
+        assert_eq!((o.status, o.exit_code), (Status::Pass, 0));
+
+        // Nothing sampled: UNKNOWN; a command that never started says why.
+        let o = judged(&[], &loose, Some("cannot start x: not found"));
+        assert_eq!((o.status, o.exit_code), (Status::Unknown, 3));
+        assert_eq!(
+            o.failures,
+            [Failure::NotStarted {
+                why: "cannot start x: not found".into()
+            }]
+        );
+        assert!(o.ceilings.is_empty());
+        let o = judged(&[], &loose, None);
+        assert_eq!(o.status, Status::Unknown);
+        assert!(matches!(o.failures[..], [Failure::NoSample { .. }]));
+    }
+}
