@@ -103,7 +103,7 @@ fn netlink_leak_fails_on_kind_and_verdict() {
     assert!(
         x.starts_with("<?xml")
             && x.contains("<testsuite name=\"fdwatch\" tests=\"1\" failures=\"1\"")
-            && x.contains("<failure message=\""),
+            && x.contains("<failure type=\"fd leak\" message=\""),
         "{x}"
     );
 }
@@ -143,6 +143,108 @@ fn command_failure_code_wins() {
     let (code, err) = run(&["--", "/nonexistent/cmd"]);
     assert_eq!(code, 3, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// A command that ends at once is still sampled: it starts stopped at its
+/// exec and its first sample is taken before it runs. 64 runs of `true`,
+/// eight at a time (a loaded machine is where the race was lost), all PASS
+/// with one sample or more.
+#[test]
+fn fast_command_never_flakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let (dir, results) = (dir.path(), &results);
+            scope.spawn(move || {
+                for i in 0..8 {
+                    let report = dir.join(format!("r{t}-{i}.json"));
+                    let (code, err) = run(&["--report", report.to_str().unwrap(), "--", "true"]);
+                    let samples = std::fs::read(&report)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                        .and_then(|r| r["samples"].as_u64());
+                    results.lock().unwrap().push((code, samples, err));
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap();
+    assert_eq!(results.len(), 64);
+    let bad: Vec<_> = results
+        .iter()
+        .filter(|(code, samples, err)| {
+            *code != 0 || samples.unwrap_or(0) < 1 || !err.starts_with("fdwatch PASS")
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} of 64 runs of `run -- true` did not PASS: {:#?}",
+        bad.len(),
+        bad.first()
+    );
+}
+
+/// A command that cannot start: one line naming it, exit 3, and the JUnit
+/// and JSON reports still written (GitLab shows the job's report).
+#[test]
+fn missing_command_is_one_line_with_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("j.xml");
+    let report = dir.path().join("r.json");
+    let (code, err) = run(&[
+        "--junit",
+        junit.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--",
+        "fdwatch-no-such-command",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("fdwatch: cannot start fdwatch-no-such-command: ")
+            && err.contains("No such file"),
+        "{err}"
+    );
+    let x = std::fs::read_to_string(&junit).expect("a JUnit file");
+    let doc = roxmltree::Document::parse(&x).expect("well-formed");
+    let error = doc
+        .descendants()
+        .find(|n| n.has_tag_name("error"))
+        .unwrap_or_else(|| panic!("an <error>: {x}"));
+    assert!(
+        error
+            .attribute("message")
+            .unwrap_or("")
+            .contains("cannot start"),
+        "{x}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["exit_code"], 3, "{r}");
+    assert_eq!(r["status"], "unknown", "{r}");
+}
+
+/// Starting the command traced must not change what it does: a set-user-ID
+/// program run by an unprivileged fdwatch keeps its privilege (the kernel
+/// drops it when an unprivileged tracer watches the exec).
+#[test]
+fn setuid_command_keeps_its_privilege() {
+    if !require_root("run of a set-user-ID program as uid 65534 (needs root to make one)") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let id = dir.path().join("id");
+    std::fs::copy("/usr/bin/id", &id).unwrap();
+    std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let out = fdwatch_as_nobody(&["run", "--", id.to_str().unwrap(), "-u"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "{err}");
+    // nobody may not read a root process's fds: UNKNOWN, said as such.
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.starts_with("fdwatch UNKNOWN"), "{err}");
 }
 
 #[test]

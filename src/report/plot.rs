@@ -1,7 +1,12 @@
 //! An SVG chart of one series: fd count over time (total and the kinds that
 //! matter), the soft and hard limits, the fitted trend with its interval and
 //! the forecast extended to the limit, and markers where WARNING and CRITICAL
-//! first fired and where the limit was hit.
+//! first fired and where the limit was hit. For `run`/`assert` also the
+//! step's outcome in the title and its gates as ceilings.
+//!
+//! The y axis is scaled to the data: a limit (or a gate) far above the
+//! counts is drawn as a band along the top edge with its value, not as a
+//! line that squeezes the data into a flat smear at the bottom.
 //!
 //! Formatting only: everything drawn comes from the samples and the replayed
 //! [`Timeline`]. plotters' SVG backend writes `<text>` elements and lets the
@@ -15,6 +20,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::timeline::{clock, Timeline};
 use crate::diagnose::format::{approx_duration, rate};
+use crate::diagnose::gate::{Ceiling, GateKind, Outcome, Status};
 use crate::diagnose::{Level, Verdict};
 use crate::sample::{FdKind, Sample};
 
@@ -34,10 +40,33 @@ const HARD: RGBColor = RGBColor(110, 0, 0);
 const TREND: RGBColor = RGBColor(20, 20, 20);
 const WARN: RGBColor = RGBColor(230, 140, 0);
 const CRIT: RGBColor = RGBColor(210, 0, 0);
+/// A gate that held, and one that failed the step.
+const GATE_HELD: RGBColor = RGBColor(0, 120, 60);
+const GATE_BROKEN: RGBColor = RGBColor(200, 0, 120);
+
+/// A limit more than this many times the chart's data top is off scale: a
+/// band on the top edge says where it is.
+const ON_SCALE: f64 = 1.6;
+/// The same for a gate: the margin a step keeps under its gate is worth
+/// seeing, so a gate is drawn up to three times the data's top.
+const GATE_ON_SCALE: f64 = 3.0;
 
 /// Draw `samples` (one process, time order) and their replayed verdicts to `path` as SVG.
 pub fn plot_samples(samples: &[Sample], timeline: &Timeline, path: &Path) -> anyhow::Result<()> {
     let svg = render_svg(samples, timeline)?;
+    crate::safe_fs::write_atomic(path, svg.as_bytes())
+        .with_context(|| format!("writing the plot {}", path.display()))
+}
+
+/// Draw a `run`/`assert` step: as [`plot_samples`], titled with the step's
+/// outcome (PASS, FAIL, UNKNOWN) and with its gates drawn.
+pub fn plot_step(
+    samples: &[Sample],
+    timeline: &Timeline,
+    step: &Outcome,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let svg = render(samples, timeline, Some(step))?;
     crate::safe_fs::write_atomic(path, svg.as_bytes())
         .with_context(|| format!("writing the plot {}", path.display()))
 }
@@ -168,11 +197,17 @@ fn who(s: &Sample) -> String {
 
 /// The kinds worth a line: growing ones first (fastest first), then the
 /// largest, three at most.
-fn kinds_to_draw(samples: &[Sample], verdict: Option<&Verdict>) -> Vec<FdKind> {
+/// Kinds a gate names come first: their ceiling is drawn against them.
+fn kinds_to_draw(samples: &[Sample], verdict: Option<&Verdict>, gated: &[FdKind]) -> Vec<FdKind> {
     let Some(last) = samples.last() else {
         return Vec::new();
     };
     let mut out: Vec<FdKind> = Vec::new();
+    for k in gated {
+        if !out.contains(k) {
+            out.push(*k);
+        }
+    }
     if let Some(v) = verdict {
         for st in v
             .series
@@ -258,6 +293,32 @@ fn draw_legend<DB: DrawingBackend>(
 
 /// The chart as an SVG document.
 pub fn render_svg(samples: &[Sample], timeline: &Timeline) -> anyhow::Result<String> {
+    render(samples, timeline, None)
+}
+
+/// `fdwatch run`, `fdwatch assert`: the mode, from the step's name.
+fn mode_of(step: &Outcome) -> &str {
+    step.name
+        .split_once(':')
+        .map(|(m, _)| m)
+        .filter(|m| !m.is_empty() && !m.contains(' '))
+        .unwrap_or("run")
+}
+
+/// `--max-fds 400`, `--max-growth netlink:0`: the option as the user wrote it.
+fn gate_arg(c: &Ceiling) -> String {
+    match (c.gate, c.kind) {
+        (GateKind::MaxFds, _) => format!("--max-fds {}", c.max),
+        (GateKind::MaxGrowth, None) => format!("--max-growth {}", c.max),
+        (GateKind::MaxGrowth, Some(k)) => format!("--max-growth {}:{}", k.name(), c.max),
+    }
+}
+
+fn render(
+    samples: &[Sample],
+    timeline: &Timeline,
+    step: Option<&Outcome>,
+) -> anyhow::Result<String> {
     let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
         anyhow::bail!("nothing to plot: no samples");
     };
@@ -282,13 +343,44 @@ pub fn render_svg(samples: &[Sample], timeline: &Timeline) -> anyhow::Result<Str
             };
     }
     let x_end = x_end + 0.03 * (x_end - t0).max(1.0);
+    // The y axis: the data, the gates near it, the limit where the forecast
+    // reaches it on this chart or where it is near the data; whatever is
+    // farther is off scale (a band on the top edge).
     let max_fds = samples.iter().map(|s| s.fds).max().unwrap_or(0) as f64;
-    let mut y_max = max_fds.max(soft.unwrap_or(0) as f64) * 1.1;
-    let hard_on_scale = hard.is_some_and(|h| (h as f64) <= y_max * 1.6);
+    let ceilings: &[Ceiling] = step.map(|o| o.ceilings.as_slice()).unwrap_or(&[]);
+    let mut top = max_fds.max(10.0);
+    if let Some(f) = forecast.filter(|f| f.eta <= 10.0 * duration) {
+        top = top.max(f.limit as f64);
+    }
+    let data_top = top;
+    let on_scale = |v: u64| (v as f64) <= data_top * ON_SCALE;
+    for c in ceilings
+        .iter()
+        .filter(|c| (c.at_most as f64) <= data_top * GATE_ON_SCALE)
+    {
+        top = top.max(c.at_most as f64);
+    }
+    let soft_on_scale = soft.is_some_and(on_scale);
+    if let Some(s) = soft.filter(|_| soft_on_scale) {
+        top = top.max(s as f64);
+    }
+    let mut y_max = top * 1.1;
+    let hard_on_scale = hard.is_some_and(|h| (h as f64) <= y_max * ON_SCALE);
     if let Some(h) = hard.filter(|_| hard_on_scale) {
         y_max = y_max.max(h as f64 * 1.05);
     }
     let y_max = y_max.max(10.0);
+    let off_scale: Vec<String> = soft
+        .filter(|_| !soft_on_scale)
+        .map(|s| format!("soft limit {s} (EMFILE)"))
+        .into_iter()
+        .chain(
+            ceilings
+                .iter()
+                .filter(|c| (c.at_most as f64) > y_max)
+                .map(|c| format!("gate {} at {}", gate_arg(c), c.at_most)),
+        )
+        .collect();
     let long = (t0 / 86_400.0).floor() != (x_end / 86_400.0).floor();
 
     let mut buf = String::new();
@@ -296,8 +388,21 @@ pub fn render_svg(samples: &[Sample], timeline: &Timeline) -> anyhow::Result<Str
         let root = SVGBackend::with_string(&mut buf, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE)?;
         let level = timeline.level();
-        let title = format!("fdwatch analyze — {} — {}", who(last), level.name());
+        let title = match step {
+            Some(o) => format!(
+                "fdwatch {} — {} — {}",
+                mode_of(o),
+                who(last),
+                o.status.name()
+            ),
+            None => format!("fdwatch analyze — {} — {}", who(last), level.name()),
+        };
+        let failed: Vec<String> = step
+            .filter(|o| o.status != Status::Pass)
+            .map(|o| o.failures.iter().map(|f| f.to_string()).collect())
+            .unwrap_or_default();
         let sub = match (forecast, timeline.limit_hit) {
+            _ if !failed.is_empty() => failed.join("; "),
             (_, Some(hit)) => format!(
                 "limit hit at {} UTC; first WARNING {}, first CRITICAL {}",
                 clock(hit, long),
@@ -369,14 +474,65 @@ pub fn render_svg(samples: &[Sample], timeline: &Timeline) -> anyhow::Result<Str
 
         // Limits.
         if let Some(s) = soft {
-            chart.draw_series(LineSeries::new(
-                [(t0, s as f64), (x_end, s as f64)],
-                SOFT.stroke_width(2),
-            ))?;
-            legend.push((
-                format!("soft limit {s} (EMFILE)"),
-                Swatch::Line(SOFT, 2, false),
-            ));
+            if soft_on_scale {
+                chart.draw_series(LineSeries::new(
+                    [(t0, s as f64), (x_end, s as f64)],
+                    SOFT.stroke_width(2),
+                ))?;
+                legend.push((
+                    format!("soft limit {s} (EMFILE)"),
+                    Swatch::Line(SOFT, 2, false),
+                ));
+            } else {
+                legend.push((
+                    format!("soft limit {s} (off scale, above)"),
+                    Swatch::Band(SOFT.mix(0.2)),
+                ));
+            }
+        }
+        // What is off scale: a band along the top edge, saying what and where.
+        if !off_scale.is_empty() {
+            let band = y_max * 0.955;
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(t0, band), (x_end, y_max)],
+                SOFT.mix(0.2).filled(),
+            )))?;
+            let style = ("sans-serif", 12)
+                .into_font()
+                .color(&HARD)
+                .pos(Pos::new(HPos::Left, VPos::Center));
+            chart.draw_series(std::iter::once(Text::new(
+                format!("↑ off scale: {}", off_scale.join(", ")),
+                (t0 + 0.01 * (x_end - t0), (band + y_max) / 2.0),
+                style,
+            )))?;
+        }
+
+        // The gates: the level each lets the count reach, from when it applies.
+        for c in ceilings {
+            let color = if c.broken { GATE_BROKEN } else { GATE_HELD };
+            let state = if c.broken { "broken" } else { "held" };
+            let what = match c.gate {
+                GateKind::MaxFds => format!("gate {} ({state})", gate_arg(c)),
+                GateKind::MaxGrowth => format!(
+                    "gate {}: at most {} after {} ({state})",
+                    gate_arg(c),
+                    c.at_most,
+                    clock(c.from, long)
+                ),
+            };
+            let y = c.at_most as f64;
+            if y <= y_max {
+                chart.draw_series(DashedLineSeries::new(
+                    [(c.from.max(t0), y), (t_last, y)],
+                    12,
+                    4,
+                    color.stroke_width(2),
+                ))?;
+                legend.push((what, Swatch::Line(color, 2, true)));
+            } else {
+                legend.push((format!("{what}, off scale"), Swatch::Line(color, 1, true)));
+            }
         }
         if let Some(h) = hard {
             if hard_on_scale {
@@ -477,7 +633,11 @@ pub fn render_svg(samples: &[Sample], timeline: &Timeline) -> anyhow::Result<Str
         }
 
         // The kinds that matter, then the total on top.
-        for (i, k) in kinds_to_draw(samples, verdict).into_iter().enumerate() {
+        let gated: Vec<FdKind> = ceilings.iter().filter_map(|c| c.kind).collect();
+        for (i, k) in kinds_to_draw(samples, verdict, &gated)
+            .into_iter()
+            .enumerate()
+        {
             let c = KIND_COLORS[i % KIND_COLORS.len()];
             chart.draw_series(LineSeries::new(
                 samples.iter().map(|s| (s.unix_time, s.kind(k) as f64)),
