@@ -162,7 +162,10 @@ fn counts_netlink_churn_by(backend: BackendChoice, loader: Option<Loader>) {
         c.socket_netlink, c.close, c.socket, c.bind, c.total, c.threads
     );
     assert_eq!(c.backend.map(|b| b.as_str()), Some(counter.backend()));
-    assert!(child_netlink > 5000, "workload too slow: {done}");
+    // Nominal: 2000/s shared by 4 threads, two for 3 s and two for 2 s =
+    // 5000 calls; pacing lands on it or a little over, a loaded machine a
+    // little under. Well under means the counts below prove little.
+    assert!(child_netlink >= 4000, "workload too slow: {done}");
     assert!(
         within(c.socket_netlink, child_netlink, 2.0),
         "netlink {} vs {child_netlink}",
