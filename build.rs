@@ -17,7 +17,11 @@ fn main() {
     }
     if let Ok(rev) = std::env::var("FDWATCH_REVISION") {
         let rev = rev.trim();
-        if !rev.is_empty() && rev.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if !rev.is_empty()
+            && rev
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             println!("cargo:rustc-env=FDWATCH_REVISION={rev}");
         }
     }

@@ -20,6 +20,8 @@
 #   idle-same   FLOOD clients connect from 127.0.0.1 (the scraper's address)
 #               and send nothing; dropped, they reconnect at once.
 #   idle-other  the same from SOURCES other loopback addresses.
+#   half-same   FLOOD clients from 127.0.0.1 send half a request head and wait
+#               (slowloris); answered or dropped, they reconnect at once.
 #   get-same    FLOOD clients GET /metrics back to back from 127.0.0.1.
 #   burst200    200 clients GET /metrics at once, again and again (legitimate
 #               concurrency: a reset is a failure, a 503 is an answer).
@@ -41,12 +43,12 @@ serve_out=$(mktemp /tmp/bench-serve.XXXXXX.out)
 pids=()
 cleanup() {
   [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
-  rm -f "$py" "$serve_out" "$serve_out.err"
+  rm -f "$py" "$py".flood.* "$serve_out" "$serve_out.err"
 }
 trap cleanup EXIT
 
 cat >"$py" <<'EOF'
-import errno, selectors, socket, sys, time
+import errno, json, selectors, socket, sys, time
 
 IP_BIND_ADDRESS_NO_PORT = 24
 
@@ -97,9 +99,12 @@ def flood(host, port, n, mode, sources, secs):
                 if err:
                     end(s, st, "connect:" + errno.errorcode.get(err, str(err)))
                     continue
-                if mode == "get":
+                if mode != "idle":
+                    req = b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
+                    if mode == "get":
+                        req += b"Connection: close\r\n\r\n"
                     try:
-                        s.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        s.send(req)
                     except OSError:
                         end(s, st, "reset")
                         continue
@@ -126,8 +131,16 @@ def flood(host, port, n, mode, sources, secs):
                 if i not in live:
                     start(i)
             time.sleep(0.01)
-    total = sum(got.values())
-    print("    flood: %d connections ended in %ds: %s" % (total, secs, ", ".join(
+    print(json.dumps(got))
+
+def total(files):
+    """The flood processes' outcomes, added up."""
+    got = {}
+    for f in files:
+        for k, v in json.load(open(f)).items():
+            got[k] = got.get(k, 0) + v
+    n = sum(got.values())
+    print("    flood: %d connections ended: %s" % (n, ", ".join(
         "%s %d" % (k, v) for k, v in sorted(got.items(), key=lambda kv: -kv[1]))))
 
 def burst(host, port, n, secs):
@@ -211,6 +224,9 @@ def scrape(host, port, secs, every):
         ("  failures: " + ", ".join("%s %d" % kv for kv in bad.items())) if bad else ""))
 
 cmd = sys.argv[1]
+if cmd == "total":
+    total(sys.argv[2:])
+    sys.exit(0)
 host, port = sys.argv[2], int(sys.argv[3])
 if cmd == "flood":
     flood(host, port, int(sys.argv[4]), sys.argv[5], sys.argv[6].split(","), float(sys.argv[7]))
@@ -249,18 +265,20 @@ scenario() { # BIN NAME
     python3 "$py" burst 127.0.0.1 "$port" 200 $((SECS + 1)) &
     load+=($!)
   else
-    for _ in $(seq "$PROCS"); do
-      case $name in
-        idle-same) python3 "$py" flood 127.0.0.1 "$port" "$each" idle 127.0.0.1 $((SECS + 3)) & ;;
-        idle-other) python3 "$py" flood 127.0.0.1 "$port" "$each" idle "$others" $((SECS + 3)) & ;;
-        get-same) python3 "$py" flood 127.0.0.1 "$port" "$each" get 127.0.0.1 $((SECS + 3)) & ;;
-      esac
+    local mode=${name%-*} from=127.0.0.1
+    [ "${name#*-}" = other ] && from=$others
+    for i in $(seq "$PROCS"); do
+      python3 "$py" flood 127.0.0.1 "$port" "$each" "$mode" "$from" $((SECS + 3)) >"$py.flood.$i" &
       load+=($!)
     done
   fi
   sleep 2
   python3 "$py" scrape 127.0.0.1 "$port" "$SECS" "$EVERY"
   wait "${load[@]}" || true
+  if [ "$name" != burst200 ]; then
+    python3 "$py" total "$py".flood.*
+    rm -f "$py".flood.*
+  fi
   stop_serve
 }
 
@@ -268,7 +286,7 @@ echo "# $(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(da
 echo "# FLOOD=$FLOOD SECS=$SECS EVERY=$EVERY SOURCES=$SOURCES"
 for bin in "$@"; do
   echo "== $bin ($("$bin" --version 2>/dev/null || echo '?'))"
-  for s in idle-same idle-other get-same burst200; do
+  for s in idle-same idle-other half-same get-same burst200; do
     scenario "$bin" "$s"
   done
 done

@@ -577,7 +577,12 @@ impl Flood {
                         got.extend_from_slice(&buf[..n.min(16)]);
                     }
                 }
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
                     if stop.load(Ordering::Relaxed) {
                         return "stopped".into();
                     }
@@ -668,7 +673,10 @@ fn a_scraper_keeps_succeeding_during_a_connection_flood() {
         ok.len()
     );
     // The flood was answered, not dropped: turned-away clients read a 503.
-    assert!(outcomes.get("503").copied().unwrap_or(0) > 0, "{outcomes:?}");
+    assert!(
+        outcomes.get("503").copied().unwrap_or(0) > 0,
+        "{outcomes:?}"
+    );
     assert!(stopped < Duration::from_secs(2), "SIGTERM took {stopped:?}");
 }
 
@@ -760,9 +768,17 @@ fn listen_with_the_host_omitted_takes_every_address() {
         "{}",
         serve.addr
     );
-    assert_eq!(http_get(&format!("127.0.0.1:{port}"), "/metrics").unwrap().0, 200);
+    assert_eq!(
+        http_get(&format!("127.0.0.1:{port}"), "/metrics")
+            .unwrap()
+            .0,
+        200
+    );
     if serve.addr.starts_with('[') {
-        assert_eq!(http_get(&format!("[::1]:{port}"), "/metrics").unwrap().0, 200);
+        assert_eq!(
+            http_get(&format!("[::1]:{port}"), "/metrics").unwrap().0,
+            200
+        );
     }
     let bad = common::fdwatch(&["serve", "--listen", "9779"]);
     assert_eq!(bad.status.code(), Some(3));
@@ -780,10 +796,14 @@ struct FakeContainer {
 impl FakeContainer {
     /// Under the cgroup v2 mount (or v1's pids hierarchy), with `pid` in it.
     fn new(pod_uid: &str, id: &str, pid: i32) -> Option<FakeContainer> {
-        let base = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/pids"]
-            .into_iter()
-            .map(Path::new)
-            .find(|b| b.join("cgroup.procs").exists())?;
+        let base = [
+            "/sys/fs/cgroup",
+            "/sys/fs/cgroup/unified",
+            "/sys/fs/cgroup/pids",
+        ]
+        .into_iter()
+        .map(Path::new)
+        .find(|b| b.join("cgroup.procs").exists())?;
         let top = base.join(format!("fdwatch-test-{}.slice", std::process::id()));
         let pod = top.join(format!(
             "kubepods-burstable-pod{}.slice",
@@ -817,9 +837,13 @@ fn labels_name_the_container_and_pod_of_a_process() {
     }
     let mut w = Workload::start(&["--hold", "pipe:2"]);
     let uid = format!("{:08x}-1234-4abc-8def-{:012x}", std::process::id(), w.pid);
-    let id = format!("{:064x}", (u128::from(std::process::id()) << 64) | w.pid as u128);
+    let id = format!(
+        "{:064x}",
+        (u128::from(std::process::id()) << 64) | w.pid as u128
+    );
     let Some(fake) = FakeContainer::new(&uid, &id, w.pid) else {
-        let msg = "SKIPPED: labels_name_the_container_and_pod_of_a_process: no writable cgroup hierarchy";
+        let msg =
+            "SKIPPED: labels_name_the_container_and_pod_of_a_process: no writable cgroup hierarchy";
         if std::env::var_os("CI").is_some() {
             panic!("{msg} (CI is set: this test must run)");
         }
@@ -833,7 +857,11 @@ fn labels_name_the_container_and_pod_of_a_process() {
     let body = serve.wait_for("the workload's series", Duration::from_secs(20), |b| {
         value(b, "fdwatch_open_fds", w.pid).is_some()
     });
-    for family in ["fdwatch_open_fds", "fdwatch_fd_soft_limit", "fdwatch_verdict"] {
+    for family in [
+        "fdwatch_open_fds",
+        "fdwatch_fd_soft_limit",
+        "fdwatch_verdict",
+    ] {
         let line = body
             .lines()
             .find(|l| l.starts_with(&format!("{family}{{pid=\"{}\"", w.pid)))

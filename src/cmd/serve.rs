@@ -146,7 +146,10 @@ impl HttpStats {
 
     fn scrape_took(&self, d: Duration) {
         let s = d.as_secs_f64();
-        let i = BUCKETS.iter().position(|b| s <= *b).unwrap_or(BUCKETS.len());
+        let i = BUCKETS
+            .iter()
+            .position(|b| s <= *b)
+            .unwrap_or(BUCKETS.len());
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.sum_nanos.fetch_add(
             u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
@@ -251,12 +254,7 @@ fn bind(listen: &Listen) -> anyhow::Result<TcpListener> {
             match listen_on(v6, true) {
                 Ok(l) => Ok(l),
                 // No IPv6 on this host: IPv4 alone.
-                Err(e)
-                    if matches!(
-                        e,
-                        nix::errno::Errno::EAFNOSUPPORT | nix::errno::Errno::EADDRNOTAVAIL
-                    ) =>
-                {
+                Err(nix::errno::Errno::EAFNOSUPPORT | nix::errno::Errno::EADDRNOTAVAIL) => {
                     let v4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, *port));
                     Ok(listen_on(v4, false)?)
                 }
@@ -342,7 +340,12 @@ fn sampler(host: &mut Host, root: &ProcRoot, shared: &Shared, interval: Duration
 /// Render the `/metrics` response once and publish it.
 fn publish(shared: &Shared, root: &ProcRoot, snap: Option<&Snapshot>, errors_total: u64) {
     let body = metrics(shared, root, snap, errors_total);
-    let mut bytes = head(200, "text/plain; version=0.0.4; charset=utf-8", body.len(), &[]);
+    let mut bytes = head(
+        200,
+        "text/plain; version=0.0.4; charset=utf-8",
+        body.len(),
+        &[],
+    );
     let head_len = bytes.len();
     bytes.extend_from_slice(body.as_bytes());
     let page = Arc::new(Page { bytes, head_len });
@@ -505,7 +508,9 @@ impl<'a> Server<'a> {
             // Half a second at most: a stop signal landing on the sampler
             // thread does not interrupt this poll.
             let wait = nearest
-                .map_or(Duration::from_millis(500), |d| d.saturating_duration_since(now))
+                .map_or(Duration::from_millis(500), |d| {
+                    d.saturating_duration_since(now)
+                })
                 .min(Duration::from_millis(500));
             let (listen_ready, conn_ready, linger_ready) = {
                 let mut fds = Vec::with_capacity(1 + self.conns.len() + self.lingering.len());
@@ -527,7 +532,10 @@ impl<'a> Server<'a> {
                 }
                 // Milliseconds, rounded up so that a deadline is past on waking.
                 let ms = i32::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(500);
-                match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::ZERO)) {
+                match poll(
+                    &mut fds,
+                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::ZERO),
+                ) {
                     Ok(_) => {}
                     Err(nix::errno::Errno::EINTR) => continue,
                     Err(e) => return Err(e).context("poll"),
@@ -671,10 +679,10 @@ impl<'a> Server<'a> {
             }
             return;
         };
-        // A complete request. Answered at once if a slot can be had should
+        // A complete request: answered at once, if a slot can be had should
         // the answer not fit the socket; else turned away before a byte of
         // the answer is written.
-        if let Err(why) = self.slot_for_complete(source) {
+        if let Err(why) = self.slot_for_complete(source, false) {
             self.reject(stream, why);
             return;
         }
@@ -685,31 +693,60 @@ impl<'a> Server<'a> {
                 self.linger(stream);
             }
             Wrote::Failed => {}
-            Wrote::Partial => self.hold(Conn {
-                stream,
-                source,
-                accepted,
-                deadline: Instant::now() + WRITE_TIMEOUT,
-                phase: Phase::Respond { answer, written },
-            }),
+            Wrote::Partial => {
+                // Possible: checked above, and nothing changed since.
+                if self.slot_for_complete(source, true).is_ok() {
+                    self.hold(Conn {
+                        stream,
+                        source,
+                        accepted,
+                        deadline: Instant::now() + WRITE_TIMEOUT,
+                        phase: Phase::Respond { answer, written },
+                    });
+                }
+            }
         }
     }
 
-    /// Make sure a slot is free for a connection whose request is complete,
-    /// displacing a connection still waiting for its request if need be.
-    fn slot_for_complete(&mut self, source: IpAddr) -> Result<(), Reject> {
+    /// Whether a slot can be had for a connection whose request is
+    /// complete, displacing a connection still waiting for its request if
+    /// need be; `take`: make the room (else only look).
+    fn slot_for_complete(&mut self, source: IpAddr, take: bool) -> Result<(), Reject> {
         let held = self.per_source.get(&source).copied().unwrap_or(0);
-        if held >= MAX_PER_SOURCE {
-            // Its own address's share is full: its oldest waiting one yields.
-            return self.displace(source).ok_or(Reject::PerSource);
-        }
-        if self.conns.len() < MAX_CONNECTIONS {
+        // Its own address's share is full: its oldest waiting one yields.
+        // The total is full: the busiest address's oldest waiting one.
+        let yields = if held >= MAX_PER_SOURCE {
+            Some((source, Reject::PerSource))
+        } else if self.conns.len() >= MAX_CONNECTIONS {
+            Some((self.busiest().unwrap_or(source), Reject::Capacity))
+        } else {
+            None
+        };
+        let Some((from, why)) = yields else {
             return Ok(());
+        };
+        let oldest_waiting = |c: &Conn, from: Option<IpAddr>| {
+            matches!(c.phase, Phase::Request(_)) && from.is_none_or(|f| c.source == f)
+        };
+        // At full capacity any waiting connection will do if the busiest
+        // address has none; within an address's share, only its own.
+        let pick = self
+            .conns
+            .iter()
+            .position(|c| oldest_waiting(c, Some(from)))
+            .or_else(|| {
+                (why == Reject::Capacity)
+                    .then(|| self.conns.iter().position(|c| oldest_waiting(c, None)))
+                    .flatten()
+            });
+        match pick {
+            None => Err(why),
+            Some(_) if !take => Ok(()),
+            Some(i) => {
+                self.displace_at(i);
+                Ok(())
+            }
         }
-        let busiest = self.busiest().unwrap_or(source);
-        self.displace(busiest)
-            .or_else(|| self.displace_any())
-            .ok_or(Reject::Capacity)
     }
 
     /// A slot for a connection that has not sent its request yet: free, or
@@ -745,19 +782,14 @@ impl<'a> Server<'a> {
             .conns
             .iter()
             .position(|c| c.source == source && matches!(c.phase, Phase::Request(_)))?;
-        let c = self.conns.remove(i);
-        self.release(c.source);
-        self.reject(c.stream, Reject::Displaced);
+        self.displace_at(i);
         Some(())
     }
 
-    fn displace_any(&mut self) -> Option<()> {
-        let source = self
-            .conns
-            .iter()
-            .find(|c| matches!(c.phase, Phase::Request(_)))?
-            .source;
-        self.displace(source)
+    fn displace_at(&mut self, i: usize) {
+        let c = self.conns.remove(i);
+        self.release(c.source);
+        self.reject(c.stream, Reject::Displaced);
     }
 
     fn hold(&mut self, c: Conn) {
@@ -986,7 +1018,10 @@ mod tests {
         assert!(r.contains("\nprocess_open_fds "), "{r}");
         assert!(a.scrape);
         let h = text(&answer(b"HEAD /metrics HTTP/1.1", &shared));
-        assert!(h.starts_with("HTTP/1.1 200 OK\r\n") && h.ends_with("\r\n\r\n"), "{h}");
+        assert!(
+            h.starts_with("HTTP/1.1 200 OK\r\n") && h.ends_with("\r\n\r\n"),
+            "{h}"
+        );
         assert!(text(&answer(b"GET /nope HTTP/1.1", &shared)).starts_with("HTTP/1.1 404"));
         assert!(text(&answer(b"POST /metrics HTTP/1.1", &shared)).starts_with("HTTP/1.1 405"));
         assert!(text(&answer(b"garbage", &shared)).starts_with("HTTP/1.1 400"));
@@ -1006,7 +1041,16 @@ mod tests {
             Ok(Listen::Addrs(vec!["127.0.0.1:0".parse().unwrap()]))
         );
         assert!(matches!(parse_listen("localhost:9779"), Ok(Listen::Addrs(a)) if !a.is_empty()));
-        for bad in ["9779", ":", ":http", ":99999", "[::]", "host", "1.2.3.4:x", ""] {
+        for bad in [
+            "9779",
+            ":",
+            ":http",
+            ":99999",
+            "[::]",
+            "host",
+            "1.2.3.4:x",
+            "",
+        ] {
             let e = parse_listen(bad).unwrap_err();
             assert!(e.starts_with("invalid --listen"), "{bad}: {e}");
         }

@@ -494,15 +494,30 @@ mod tests {
         );
         assert!(text.contains("fdwatch_open_fds{pid=\"42\",comm=\"svc\",start_time=\"7\",container_id=\"abc123abc123\",pod_uid=\"9a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9\"} 5\n"), "{text}");
         assert!(text.contains("fdwatch_open_fds{pid=\"42\",comm=\"svc\",start_time=\"7\",container_id=\"\",pod_uid=\"\"} 5\n"), "{text}");
-        assert!(text.contains("fdwatch_build_info{version=\"1.2.3\",rustc=\"rustc 1.87.0\"} 1\n"), "{text}");
-        assert!(text.contains("fdwatch_http_requests_total{code=\"503\"} 1\n"), "{text}");
-        assert!(text.contains("fdwatch_http_request_duration_seconds_bucket{le=\"0.001\"} 2\n"), "{text}");
-        assert!(text.contains("fdwatch_http_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"), "{text}");
+        assert!(
+            text.contains("fdwatch_build_info{version=\"1.2.3\",rustc=\"rustc 1.87.0\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fdwatch_http_requests_total{code=\"503\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fdwatch_http_request_duration_seconds_bucket{le=\"0.001\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fdwatch_http_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"),
+            "{text}"
+        );
         assert!(text.contains("process_cpu_seconds_total 1.5\n"), "{text}");
         assert!(text.contains("process_open_fds 9\n"), "{text}");
         assert!(!text.contains("process_max_fds"), "{text}");
         // The textfile output (check) keeps its labels.
         let plain = render(&[(&sample, &verdict)]);
-        assert!(plain.contains("fdwatch_open_fds{pid=\"42\",comm=\"svc\"} 5\n"), "{plain}");
+        assert!(
+            plain.contains("fdwatch_open_fds{pid=\"42\",comm=\"svc\"} 5\n"),
+            "{plain}"
+        );
     }
 }

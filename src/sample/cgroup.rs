@@ -158,8 +158,9 @@ mod tests {
 
     #[test]
     fn paths_of_every_runtime_and_driver() {
-        let none = (None, None);
-        let cases: Vec<(String, (Option<&str>, Option<&str>))> = vec![
+        type Expect = (Option<&'static str>, Option<&'static str>);
+        let none: Expect = (None, None);
+        let cases: Vec<(String, Expect)> = vec![
             // cgroup v2 / systemd driver, Kubernetes with each runtime and QoS class.
             (
                 format!(

@@ -39,7 +39,8 @@ pub fn read(root: &ProcRoot) -> Result<OwnProcess, SampleError> {
             detail: "not a link to a pid".into(),
         })?;
     let stat_path = root.pid_dir(pid).join("stat");
-    let text = read_text(&stat_path).map_err(|e| super::procroot::io_error(&stat_path, e, pid, 0))?;
+    let text =
+        read_text(&stat_path).map_err(|e| super::procroot::io_error(&stat_path, e, pid, 0))?;
     let usage = parse_usage(&text).ok_or_else(|| SampleError::Malformed {
         path: stat_path.display().to_string(),
         detail: "short or malformed".into(),
