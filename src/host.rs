@@ -30,6 +30,7 @@ use serde::Serialize;
 
 use crate::diagnose::{Level, Thresholds, Tracker, Verdict};
 use crate::monitor::Session;
+use crate::sample::cgroup::{self, Workload};
 use crate::sample::host::glob;
 use crate::sample::host::{self as scan, StatLine};
 use crate::sample::procroot::{mono_now, unix_now};
@@ -137,6 +138,9 @@ struct Proc {
     dir: Option<scan::FdDir>,
     /// Refresh that last saw it alive.
     generation: u64,
+    /// Its container and pod, read from its cgroup path when it first gets
+    /// a row (a container's processes do not change cgroup).
+    workload: Option<Workload>,
 }
 
 #[derive(Default)]
@@ -177,6 +181,9 @@ pub struct Row {
     pub reason: String,
     /// Matched the selector (always exported by `serve`).
     pub selected: bool,
+    /// `container_id` and `pod_uid` (null for a process of the host).
+    #[serde(flatten)]
+    pub workload: Workload,
     #[serde(skip)]
     pub sample: Sample,
     #[serde(skip)]
@@ -501,6 +508,7 @@ impl Host {
                     session: Session::new(pid, self.opts.thresholds),
                     seen: 0,
                     kind: None,
+                    workload: None,
                 },
             );
         }
@@ -582,7 +590,7 @@ impl Host {
         });
         let mut rows: Vec<Row> = Vec::new();
         for pid in live {
-            let Some(p) = self.procs.get(pid) else {
+            let Some(p) = self.procs.get_mut(pid) else {
                 continue;
             };
             if keep
@@ -599,7 +607,13 @@ impl Host {
             } else {
                 flat_verdict(last, p.session.tracker().samples(), &th)
             };
-            rows.push(row_of(p, last, verdict));
+            let mut row = row_of(p, last, verdict);
+            // Read once, for the processes that get a row (not every process).
+            row.workload = p
+                .workload
+                .get_or_insert_with(|| cgroup::read(&self.root, *pid))
+                .clone();
+            rows.push(row);
         }
         for r in rows.iter_mut() {
             r.user = self.user(r.uid);
@@ -719,6 +733,7 @@ fn row_of(p: &Proc, last: &Sample, verdict: Verdict) -> Row {
         level: verdict.level,
         reason: verdict.reasons.first().cloned().unwrap_or_default(),
         selected: p.selected,
+        workload: Workload::default(),
         sample: last.clone(),
         verdict,
     }

@@ -4,6 +4,8 @@
 use std::fmt::Write;
 
 use crate::diagnose::Verdict;
+use crate::sample::cgroup::Workload;
+use crate::sample::own::OwnProcess;
 use crate::sample::{Sample, SystemFiles};
 
 /// Escape a label value: `\` `"` and newline.
@@ -52,14 +54,29 @@ pub fn render(entries: &[(&Sample, &Verdict)]) -> String {
         growth_per_second: None,
         exhaustion_seconds: None,
     });
+    let series: Vec<Series> = entries
+        .iter()
+        .map(|(sample, verdict)| Series {
+            sample,
+            verdict,
+            workload: None,
+        })
+        .collect();
     render_with(
-        entries,
+        &series,
         &Options {
-            start_time_label: false,
             system,
-            exporter: None,
+            ..Default::default()
         },
     )
+}
+
+/// One process to export, and the container and pod it runs in.
+#[derive(Debug, Clone, Copy)]
+pub struct Series<'a> {
+    pub sample: &'a Sample,
+    pub verdict: &'a Verdict,
+    pub workload: Option<&'a Workload>,
 }
 
 /// The system file table as `serve` exports it (with its own trend).
@@ -80,35 +97,74 @@ pub struct ExporterMetrics {
     pub errors_total: u64,
 }
 
+/// `fdwatch_build_info`: which build answers.
+#[derive(Debug, Clone, Default)]
+pub struct BuildInfo {
+    pub version: String,
+    /// The source revision, when the build was told it (`FDWATCH_REVISION`).
+    pub revision: Option<String>,
+    /// `rustc -V` of the compiler that built it.
+    pub rustc: Option<String>,
+}
+
+/// The exporter's HTTP side, as counted by `serve`.
+#[derive(Debug, Clone, Default)]
+pub struct HttpMetrics {
+    /// Responses by status code; 503 includes the connections turned away
+    /// by admission control before their request was read.
+    pub requests: Vec<(u16, u64)>,
+    /// Connections answered 503 by admission control, by reason.
+    pub rejected: Vec<(&'static str, u64)>,
+    /// Connections held at the time of the render.
+    pub open_connections: u64,
+    /// Time from accepting a `GET /metrics` to its last byte written:
+    /// cumulative counts per upper bound (seconds), then sum and count.
+    pub duration_buckets: Vec<(f64, u64)>,
+    pub duration_sum: f64,
+    pub duration_count: u64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Add `start_time` (clock ticks after boot) to the process labels: a
     /// reused pid then makes a new series instead of continuing the old one.
     pub start_time_label: bool,
+    /// Add `container_id` and `pod_uid` to the process labels (empty for a
+    /// process of the host), so that series join a cluster's pods.
+    pub workload_labels: bool,
     pub system: Option<SystemMetrics>,
     pub exporter: Option<ExporterMetrics>,
+    pub build: Option<BuildInfo>,
+    pub http: Option<HttpMetrics>,
+    /// The exporter's own process (`process_*`, as client libraries name them).
+    pub own: Option<OwnProcess>,
 }
 
-/// [`render`] with `serve`'s extras: the `start_time` label, the system
-/// trend, the exporter's own health.
-pub fn render_with(entries: &[(&Sample, &Verdict)], opts: &Options) -> String {
-    let ids = |s: &Sample| {
+/// [`render`] with `serve`'s extras: the `start_time`, `container_id` and
+/// `pod_uid` labels, the system trend, the exporter's own health.
+pub fn render_with(entries: &[Series], opts: &Options) -> String {
+    let ids = |e: &Series| {
+        let s = e.sample;
+        let mut l = format!("pid=\"{}\",comm=\"{}\"", s.pid, escape(&s.comm));
         if opts.start_time_label {
-            format!(
-                "pid=\"{}\",comm=\"{}\",start_time=\"{}\"",
-                s.pid,
-                escape(&s.comm),
-                s.start_time
-            )
-        } else {
-            format!("pid=\"{}\",comm=\"{}\"", s.pid, escape(&s.comm))
+            let _ = write!(l, ",start_time=\"{}\"", s.start_time);
         }
+        if opts.workload_labels {
+            let w = e.workload;
+            let _ = write!(
+                l,
+                ",container_id=\"{}\",pod_uid=\"{}\"",
+                escape(w.and_then(|w| w.container_id.as_deref()).unwrap_or("")),
+                escape(w.and_then(|w| w.pod_uid.as_deref()).unwrap_or(""))
+            );
+        }
+        l
     };
     let mut out = String::new();
     let rows = |f: &dyn Fn(&Sample, &Verdict) -> Option<f64>| -> Vec<(String, f64)> {
         entries
             .iter()
-            .filter_map(|(s, v)| f(s, v).map(|x| (ids(s), x)))
+            .filter_map(|e| f(e.sample, e.verdict).map(|x| (ids(e), x)))
             .collect()
     };
     family(
@@ -120,10 +176,11 @@ pub fn render_with(entries: &[(&Sample, &Verdict)], opts: &Options) -> String {
     );
     let by_kind: Vec<(String, f64)> = entries
         .iter()
-        .flat_map(|(s, _)| {
-            s.kinds
+        .flat_map(|e| {
+            e.sample
+                .kinds
                 .iter()
-                .map(move |(k, n)| (format!("{},kind=\"{}\"", ids(s), k.name()), *n as f64))
+                .map(move |(k, n)| (format!("{},kind=\"{}\"", ids(e), k.name()), *n as f64))
         })
         .collect();
     family(
@@ -255,7 +312,118 @@ pub fn render_with(entries: &[(&Sample, &Verdict)], opts: &Options) -> String {
             &one(x.errors_total as f64),
         );
     }
+    if let Some(b) = &opts.build {
+        let mut labels = format!("version=\"{}\"", escape(&b.version));
+        for (name, v) in [("revision", &b.revision), ("rustc", &b.rustc)] {
+            if let Some(v) = v {
+                let _ = write!(labels, ",{name}=\"{}\"", escape(v));
+            }
+        }
+        family(
+            &mut out,
+            "fdwatch_build_info",
+            "The fdwatch build that answers: always 1, the build in the labels.",
+            "gauge",
+            &[(labels, 1.0)],
+        );
+    }
+    if let Some(h) = &opts.http {
+        http_families(&mut out, h);
+    }
+    if let Some(p) = &opts.own {
+        own_families(&mut out, p);
+    }
     out
+}
+
+fn http_families(out: &mut String, h: &HttpMetrics) {
+    let by = |label: &str, rows: Vec<(String, u64)>| -> Vec<(String, f64)> {
+        rows.into_iter()
+            .map(|(k, v)| (format!("{label}=\"{k}\""), v as f64))
+            .collect()
+    };
+    family(
+        out,
+        "fdwatch_http_requests_total",
+        "HTTP responses by status code (503: turned away by admission control, maybe before the request was read).",
+        "counter",
+        &by(
+            "code",
+            h.requests.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
+        ),
+    );
+    family(
+        out,
+        "fdwatch_http_rejected_total",
+        "Connections answered 503 by admission control: capacity (all connection slots held), per_source (the client address holds its share), displaced (a waiting connection gave its slot to a complete request).",
+        "counter",
+        &by(
+            "reason",
+            h.rejected.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+        ),
+    );
+    family(
+        out,
+        "fdwatch_http_open_connections",
+        "HTTP connections held when these metrics were rendered.",
+        "gauge",
+        &[(String::new(), h.open_connections as f64)],
+    );
+    if h.duration_buckets.is_empty() {
+        return;
+    }
+    let name = "fdwatch_http_request_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time from accepting a GET /metrics to its last byte written."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (le, n) in &h.duration_buckets {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {n}", fmt_value(*le));
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.duration_count);
+    let _ = writeln!(out, "{name}_sum {}", fmt_value(h.duration_sum));
+    let _ = writeln!(out, "{name}_count {}", h.duration_count);
+}
+
+fn own_families(out: &mut String, p: &OwnProcess) {
+    let one = |v: f64| [(String::new(), v)];
+    family(
+        out,
+        "process_cpu_seconds_total",
+        "Total user and system CPU time spent in seconds.",
+        "counter",
+        &one(p.cpu_seconds),
+    );
+    family(
+        out,
+        "process_resident_memory_bytes",
+        "Resident memory size in bytes.",
+        "gauge",
+        &one(p.resident_bytes as f64),
+    );
+    let opt = |v: Option<f64>| v.map(|v| one(v).to_vec()).unwrap_or_default();
+    family(
+        out,
+        "process_open_fds",
+        "Number of open file descriptors.",
+        "gauge",
+        &opt(p.open_fds.map(|n| n as f64)),
+    );
+    family(
+        out,
+        "process_max_fds",
+        "Maximum number of open file descriptors.",
+        "gauge",
+        &opt(p.max_fds.map(|n| n as f64)),
+    );
+    family(
+        out,
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+        "gauge",
+        &opt(p.start_time_seconds),
+    );
 }
 
 #[cfg(test)]
@@ -268,5 +436,88 @@ mod tests {
         assert_eq!(fmt_value(3.0), "3");
         assert_eq!(fmt_value(0.25), "0.25");
         assert_eq!(fmt_value(f64::INFINITY), "+Inf");
+    }
+
+    #[test]
+    fn serve_labels_and_extras() {
+        let sample: Sample = serde_json::from_value(serde_json::json!({
+            "schema": 1, "backend": "count", "pid": 42, "comm": "svc", "start_time": 7,
+            "unix_time": 0.0, "mono_time": 0.0, "fds": 5,
+            "limits": {"soft": 1024, "hard": 4096},
+            "system": {"allocated": 0, "unused": 0, "max": 0, "nr_open": 0}
+        }))
+        .unwrap();
+        let verdict = crate::diagnose::Tracker::new().verdict(&Default::default());
+        let pod = Workload {
+            container_id: Some("abc123abc123".into()),
+            pod_uid: Some("9a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9".into()),
+        };
+        let series = [
+            Series {
+                sample: &sample,
+                verdict: &verdict,
+                workload: Some(&pod),
+            },
+            Series {
+                sample: &sample,
+                verdict: &verdict,
+                workload: None,
+            },
+        ];
+        let text = render_with(
+            &series,
+            &Options {
+                start_time_label: true,
+                workload_labels: true,
+                build: Some(BuildInfo {
+                    version: "1.2.3".into(),
+                    revision: None,
+                    rustc: Some("rustc 1.87.0".into()),
+                }),
+                http: Some(HttpMetrics {
+                    requests: vec![(200, 3), (503, 1)],
+                    rejected: vec![("capacity", 1)],
+                    open_connections: 2,
+                    duration_buckets: vec![(0.001, 2), (0.1, 3)],
+                    duration_sum: 0.05,
+                    duration_count: 3,
+                }),
+                own: Some(OwnProcess {
+                    cpu_seconds: 1.5,
+                    resident_bytes: 4096,
+                    start_time_seconds: Some(1e9),
+                    open_fds: Some(9),
+                    max_fds: None,
+                }),
+                ..Default::default()
+            },
+        );
+        assert!(text.contains("fdwatch_open_fds{pid=\"42\",comm=\"svc\",start_time=\"7\",container_id=\"abc123abc123\",pod_uid=\"9a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9\"} 5\n"), "{text}");
+        assert!(text.contains("fdwatch_open_fds{pid=\"42\",comm=\"svc\",start_time=\"7\",container_id=\"\",pod_uid=\"\"} 5\n"), "{text}");
+        assert!(
+            text.contains("fdwatch_build_info{version=\"1.2.3\",rustc=\"rustc 1.87.0\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fdwatch_http_requests_total{code=\"503\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fdwatch_http_request_duration_seconds_bucket{le=\"0.001\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fdwatch_http_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("process_cpu_seconds_total 1.5\n"), "{text}");
+        assert!(text.contains("process_open_fds 9\n"), "{text}");
+        assert!(!text.contains("process_max_fds"), "{text}");
+        // The textfile output (check) keeps its labels.
+        let plain = render(&[(&sample, &verdict)]);
+        assert!(
+            plain.contains("fdwatch_open_fds{pid=\"42\",comm=\"svc\"} 5\n"),
+            "{plain}"
+        );
     }
 }

@@ -190,6 +190,7 @@ mod tests {
             },
             reason: String::new(),
             selected: true,
+            workload: Default::default(),
             verdict: t.verdict(&Default::default()),
             sample,
         }

@@ -6,10 +6,12 @@
 //! All kernel access goes through [`ProcRoot`], so tests point it at fixtures.
 
 pub mod bpf;
+pub mod cgroup;
 pub mod fds;
 pub mod host;
 pub mod kind;
 pub mod net;
+pub mod own;
 pub mod procroot;
 pub mod stat;
 

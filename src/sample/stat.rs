@@ -32,11 +32,9 @@ impl StatLine {
 /// parentheses, so fields are counted from the last `)`. None for a short
 /// or malformed text (a process that went away mid-read reads empty).
 pub fn parse_stat(text: &str) -> Option<StatLine> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?.to_string();
+    let (comm, mut rest) = split_comm(text)?;
+    let comm = comm.to_string();
     // Fields after comm: 3 state, 4 ppid, ... 9 flags, ... 22 starttime.
-    let mut rest = text.get(close + 1..)?.split_ascii_whitespace();
     let state = rest.next()?.chars().next()?;
     let ppid = rest.next()?.parse().ok()?; // field 4
     let flags = rest.nth(4)?.parse().ok()?; // field 9
@@ -47,6 +45,40 @@ pub fn parse_stat(text: &str) -> Option<StatLine> {
         ppid,
         flags,
         start_time,
+    })
+}
+
+/// comm, and the fields after it (from field 3, the state).
+fn split_comm(text: &str) -> Option<(&str, std::str::SplitAsciiWhitespace<'_>)> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?;
+    Some((comm, text.get(close + 1..)?.split_ascii_whitespace()))
+}
+
+/// What a process costs, from the same line: CPU time, start and resident
+/// set (what the Prometheus client libraries export as `process_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatUsage {
+    /// Fields 14 and 15, clock ticks.
+    pub utime: u64,
+    pub stime: u64,
+    /// Field 22, clock ticks after boot.
+    pub start_time: u64,
+    /// Field 24, pages.
+    pub rss_pages: u64,
+}
+
+/// Parse the usage fields of `/proc/<pid>/stat`; None when short or malformed.
+pub fn parse_usage(text: &str) -> Option<StatUsage> {
+    let (_, rest) = split_comm(text)?;
+    let f: Vec<&str> = rest.take(22).collect();
+    let field = |n: usize| f.get(n - 3)?.parse().ok();
+    Some(StatUsage {
+        utime: field(14)?,
+        stime: field(15)?,
+        start_time: field(22)?,
+        rss_pages: field(24)?,
     })
 }
 
@@ -67,5 +99,22 @@ mod tests {
         for short in ["", "42 (x", "42 (x) S", "42 (x) S 1 2 3 4 5 6 7"] {
             assert_eq!(parse_stat(short), None, "{short:?}");
         }
+    }
+
+    #[test]
+    fn usage_fields() {
+        // A real line of /proc/self/stat (comm with a space and a paren).
+        let text = "4242 (fd watch) S 1 4242 4242 0 -1 4194560 2095 0 0 0 157 42 0 0 20 0 3 0 98765 123456789 2048 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+        assert_eq!(
+            parse_usage(text),
+            Some(StatUsage {
+                utime: 157,
+                stime: 42,
+                start_time: 98765,
+                rss_pages: 2048
+            })
+        );
+        assert_eq!(parse_usage("4242 (x) S 1 2 3 4 5 6 7 8 9 10 11 x"), None);
+        assert_eq!(parse_usage(&text[..60]), None);
     }
 }
