@@ -185,7 +185,11 @@ fn thresholds(t: &ThresholdArgs) -> anyhow::Result<Thresholds> {
 }
 
 /// check's `-w/-c`: at most one range on the count and one in percent.
-fn plugin_ranges(th: &mut Thresholds, warning: &[fdwatch::diagnose::Range], critical: &[fdwatch::diagnose::Range]) -> anyhow::Result<()> {
+fn plugin_ranges(
+    th: &mut Thresholds,
+    warning: &[fdwatch::diagnose::Range],
+    critical: &[fdwatch::diagnose::Range],
+) -> anyhow::Result<()> {
     for (flag, given, fds, usage) in [
         ("-w", warning, &mut th.warn_fds, &mut th.warn_usage_range),
         ("-c", critical, &mut th.crit_fds, &mut th.crit_usage_range),

@@ -528,6 +528,37 @@ mod tests {
     }
 
     #[test]
+    fn slots_outlive_a_restart_and_owners_are_remembered() {
+        let mut st = StateFile::new();
+        st.append(&[sample(1, 10, 0.0)]);
+        st.append(&[sample(2, 20, 0.0)]);
+        assert_eq!(st.slots(&[(1, 10), (2, 20)]), vec![0, 1]);
+        // pid 1 restarted as pid 3: it takes slot 0, pid 2 keeps 1.
+        st.forget_dead(|pid, _| pid != 1);
+        st.append(&[sample(3, 30, 1.0)]);
+        assert_eq!(st.slots(&[(2, 20), (3, 30)]), vec![1, 0]);
+        let owner = Owner {
+            uid: 0,
+            exe: Some("/usr/sbin/x".into()),
+        };
+        st.establish("--name x", std::slice::from_ref(&owner));
+        st.establish("--name x", std::slice::from_ref(&owner));
+        st.set_owner(3, 30, &owner);
+        let back: StateFile = parse(&serde_json::to_vec(&st).unwrap()).unwrap();
+        assert_eq!(back.owners_of("--name x"), vec![owner.clone()]);
+        assert!(back.owners_of("--name y").is_empty());
+        let h = back.history(3, 30).unwrap();
+        assert_eq!(
+            (h.uid, h.exe.as_deref(), h.slot),
+            (Some(0), Some("/usr/sbin/x"), Some(0))
+        );
+        // A file from before owners and slots still reads.
+        let old = br#"{"format":"fdwatch-state","version":1,"processes":[{"pid":1,"start_time":2,"comm":"x","samples":[]}]}"#;
+        let st = parse(old).unwrap();
+        assert!(st.owners.is_empty() && st.processes[0].uid.is_none());
+    }
+
+    #[test]
     fn corrupt_file_is_kept_aside() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");

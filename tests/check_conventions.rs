@@ -91,7 +91,11 @@ fn ranges_follow_the_plugin_guidelines() {
         all.extend(args.iter().map(String::as_str));
         let (code, out, err) = check(&all);
         assert_eq!(code, want, "{args:?} with {n} fds: {out} {err}");
-        assert_eq!(out.lines().take(1).count(), 1, "{args:?}: a status line: {err}");
+        assert_eq!(
+            out.lines().take(1).count(),
+            1,
+            "{args:?}: a status line: {err}"
+        );
         if want == 3 {
             assert!(out.starts_with("FDWATCH UNKNOWN - "), "{args:?}: {out}");
             assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
@@ -216,11 +220,14 @@ fn output_after_the_target_died_is_the_unknown_verdict() {
             assert!(text.contains(want), "{format} {target:?}: '{text}'");
             if format == "prometheus" {
                 assert!(
-                    text.lines().any(|l| l.starts_with("fdwatch_check_verdict{")
-                        && l.ends_with("} 3")),
+                    text.lines()
+                        .any(|l| l.starts_with("fdwatch_check_verdict{") && l.ends_with("} 3")),
                     "{text}"
                 );
-                assert!(text.contains("# TYPE fdwatch_check_verdict gauge\n"), "{text}");
+                assert!(
+                    text.contains("# TYPE fdwatch_check_verdict gauge\n"),
+                    "{text}"
+                );
             }
         }
     }
@@ -312,7 +319,10 @@ fn quiet_by_default_for_cron() {
     assert_eq!(out.status.code(), Some(0), "{stdout} {stderr}");
     assert!(stderr.is_empty(), "cron mail: {stderr}");
     assert!(
-        stdout.lines().skip(1).any(|l| l.starts_with("note: ") && l.contains("syscall")),
+        stdout
+            .lines()
+            .skip(1)
+            .any(|l| l.starts_with("note: ") && l.contains("syscall")),
         "the reason stays in the long output: {stdout}"
     );
     let out = fdwatch_as_nobody(&[&base[..], &["-v"]].concat());
@@ -328,7 +338,10 @@ fn syscalls_on_gives_counts_or_fails() {
     let pid = w.pid_str();
     let (code, out, err) = check(&["--pid", &pid, "--samples", "1", "--syscalls", "on"]);
     assert_eq!(code, 3, "one sample counts nothing: {out} {err}");
-    assert!(out.starts_with("FDWATCH UNKNOWN - ") && out.contains("--syscalls on"), "{out}");
+    assert!(
+        out.starts_with("FDWATCH UNKNOWN - ") && out.contains("--syscalls on"),
+        "{out}"
+    );
     let o = fdwatch(&["watch", "--pid", &pid, "--count", "1", "--syscalls", "on"]);
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     if !require_root("--syscalls on as uid 65534") {
@@ -336,8 +349,28 @@ fn syscalls_on_gives_counts_or_fails() {
     }
     let nw = nobody_workload(&["--hold", "pipe:1"]);
     for args in [
-        vec!["check", "--pid", &nw.pid_str(), "--samples", "2", "-i", "100ms", "--syscalls", "on"],
-        vec!["watch", "--pid", &nw.pid_str(), "--count", "2", "-i", "100ms", "--syscalls", "on"],
+        vec![
+            "check",
+            "--pid",
+            &nw.pid_str(),
+            "--samples",
+            "2",
+            "-i",
+            "100ms",
+            "--syscalls",
+            "on",
+        ],
+        vec![
+            "watch",
+            "--pid",
+            &nw.pid_str(),
+            "--count",
+            "2",
+            "-i",
+            "100ms",
+            "--syscalls",
+            "on",
+        ],
     ] {
         let o = fdwatch_as_nobody(&args);
         let stdout = String::from_utf8_lossy(&o.stdout);
@@ -375,7 +408,11 @@ fn the_same_selectors_in_every_mode() {
                 String::from_utf8_lossy(&o.stderr)
             );
             assert_eq!(o.status.code(), Some(0), "{args:?}: {said}");
-            assert!(said.contains(&format!("pid {}", w.pid)) || said.contains(&format!("\"pid\":{}", w.pid)), "{args:?}: {said}");
+            assert!(
+                said.contains(&format!("pid {}", w.pid))
+                    || said.contains(&format!("\"pid\":{}", w.pid)),
+                "{args:?}: {said}"
+            );
         }
     }
     // --exe selects every workload (and this test's other ones): a mode
@@ -427,9 +464,13 @@ fn look_alikes_cannot_evict_the_real_history() {
     let dir = tempfile::tempdir().unwrap();
     let exe = real_rpc_msg(dir.path());
     // The real one first: the lowest pid, as a service started at boot.
-    let real = Workload::start_with(
-        Command::new(&exe).args(["workload", "--soft-limit", "5000", "--leak", "pipe:10"]),
-    );
+    let real = Workload::start_with(Command::new(&exe).args([
+        "workload",
+        "--soft-limit",
+        "5000",
+        "--leak",
+        "pipe:10",
+    ]));
     let mut fakes: Vec<std::process::Child> = (0..80)
         .map(|_| {
             Command::new("sleep")
@@ -487,7 +528,8 @@ fn look_alikes_cannot_evict_the_real_history() {
     assert!(first.contains(&format!("pid {} ", real.pid)), "{first}");
     assert!(first.contains("EMFILE in ~"), "{first}");
     assert!(
-        out.lines().any(|l| l.starts_with("note: ") && l.contains("80 other")),
+        out.lines()
+            .any(|l| l.starts_with("note: ") && l.contains("80 other")),
         "the look-alikes are mentioned in the long output: {out}"
     );
 }
@@ -503,13 +545,28 @@ fn an_ambiguous_name_is_unknown_with_the_candidates() {
     let dir = tempfile::tempdir().unwrap();
     // Both run a program not named after the name, as two users other than root.
     let a = Workload::start_with(
-        Command::new(bin()).arg0("cvambig").arg("workload").uid(65534).gid(65534),
+        Command::new(bin())
+            .arg0("cvambig")
+            .arg("workload")
+            .uid(65534)
+            .gid(65534),
     );
     let b = Workload::start_with(
-        Command::new(bin()).arg0("cvambig").arg("workload").uid(65533).gid(65533),
+        Command::new(bin())
+            .arg0("cvambig")
+            .arg("workload")
+            .uid(65533)
+            .gid(65533),
     );
     let state = dir.path().join("s.json");
-    let (code, out, _) = check(&["--name", "cvambig", "--samples", "1", "--state", state.to_str().unwrap()]);
+    let (code, out, _) = check(&[
+        "--name",
+        "cvambig",
+        "--samples",
+        "1",
+        "--state",
+        state.to_str().unwrap(),
+    ]);
     assert_eq!(code, 3, "{out}");
     assert_eq!(out.lines().count(), 1, "{out}");
     for (p, uid) in [(a.pid, 65534), (b.pid, 65533)] {

@@ -75,7 +75,11 @@ fn deliver(opts: &CheckOptions, a: Answer) -> u8 {
     for e in &a.errors {
         eprintln!("fdwatch: {e}");
     }
-    for n in a.loud.iter().chain(a.quiet.iter().filter(|_| opts.verbose > 0)) {
+    for n in a
+        .loud
+        .iter()
+        .chain(a.quiet.iter().filter(|_| opts.verbose > 0))
+    {
         eprintln!("fdwatch: {n}");
     }
     a.level.exit_code()
@@ -167,7 +171,14 @@ fn check(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<Answer> {
         counting |= session.counting_syscalls();
         sessions.insert(*pid, session);
     }
-    let mut bursts = burst(root, opts, &pids, &mut sessions, &mut census, locked.as_ref());
+    let mut bursts = burst(
+        root,
+        opts,
+        &pids,
+        &mut sessions,
+        &mut census,
+        locked.as_ref(),
+    );
     if let Some(stop) = signals::stop_reason() {
         anyhow::bail!("{stop} during the burst of {} samples", opts.samples);
     }
@@ -268,10 +279,7 @@ fn check(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<Answer> {
                 .map(|(s, v)| (s, v))
                 .collect();
             let mut text = prometheus::render(&entries);
-            text.push_str(&prometheus::check_verdict(
-                &opts.targets.describe(),
-                level,
-            ));
+            text.push_str(&prometheus::check_verdict(&opts.targets.describe(), level));
             text
         }
     };
@@ -410,6 +418,9 @@ fn burst(
 mod tests {
     #[test]
     fn slots_by_age_rank_the_oldest_first() {
-        assert_eq!(super::slots_by_age(&[(30, 500), (10, 900), (20, 100)]), vec![1, 2, 0]);
+        assert_eq!(
+            super::slots_by_age(&[(30, 500), (10, 900), (20, 100)]),
+            vec![1, 2, 0]
+        );
     }
 }

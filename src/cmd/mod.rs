@@ -55,7 +55,10 @@ mod tests {
             source: std::io::Error,
         }
         let e = anyhow::Error::new(Wraps { source: io }).context("listing processes");
-        assert_eq!(super::error_line(&e), format!("listing processes: reading /x: {shown}"));
+        assert_eq!(
+            super::error_line(&e),
+            format!("listing processes: reading /x: {shown}")
+        );
         let e = anyhow::anyhow!("inner").context("outer");
         assert_eq!(super::error_line(&e), "outer: inner");
     }

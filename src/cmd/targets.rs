@@ -152,7 +152,10 @@ impl Targets {
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default()
         } else if let Some(c) = self.container.as_ref().or(self.cgroup.as_ref()) {
-            c.rsplit('/').find(|p| !p.is_empty()).unwrap_or("").to_string()
+            c.rsplit('/')
+                .find(|p| !p.is_empty())
+                .unwrap_or("")
+                .to_string()
         } else {
             String::new()
         };
@@ -199,7 +202,11 @@ impl Targets {
         if !self.given() {
             bail!("give a target: --pid N, --pidfile FILE, --name PATTERN, --exe PATH, --cgroup PATH or --container ID");
         }
-        if let Some(pid) = self.pid.map(Ok).or_else(|| self.pidfile.as_ref().map(read_pidfile)) {
+        if let Some(pid) = self
+            .pid
+            .map(Ok)
+            .or_else(|| self.pidfile.as_deref().map(read_pidfile))
+        {
             let pid = pid?;
             if pid <= 0 {
                 bail!("--pid must be a positive process id, got {pid}");
@@ -255,7 +262,7 @@ impl Targets {
     }
 }
 
-fn read_pidfile(file: &PathBuf) -> anyhow::Result<i32> {
+fn read_pidfile(file: &std::path::Path) -> anyhow::Result<i32> {
     // A pidfile is a few bytes: read at most PIDFILE_CAP, from a regular
     // file only (a FIFO would block, /dev/zero never ends).
     let bytes = crate::safe_fs::read_small(file, PIDFILE_CAP)
@@ -273,7 +280,14 @@ fn candidate(root: &ProcRoot, pid: i32) -> Candidate {
     Candidate {
         pid,
         uid: id.as_ref().map(|i| i.uid),
-        exe: root.exe(pid).map(|e| e.display().to_string()),
+        // An executable replaced by an upgrade reads "PATH (deleted)" until
+        // the restart: the same owner either way.
+        exe: root.exe(pid).map(|e| {
+            let e = e.display().to_string();
+            e.strip_suffix(" (deleted)")
+                .map(str::to_string)
+                .unwrap_or(e)
+        }),
         start_time: id.map(|i| i.identity.start_time).unwrap_or(0),
     }
 }
@@ -332,12 +346,16 @@ pub fn pick(
             ignored: others,
         };
     }
-    let distinct: Vec<Option<Owner>> = candidates.iter().map(owner_of).fold(Vec::new(), |mut v, o| {
-        if !v.contains(&o) {
-            v.push(o);
-        }
-        v
-    });
+    let distinct: Vec<Option<Owner>> =
+        candidates
+            .iter()
+            .map(owner_of)
+            .fold(Vec::new(), |mut v, o| {
+                if !v.contains(&o) {
+                    v.push(o);
+                }
+                v
+            });
     let owners_of = |cs: &[Candidate]| -> Vec<Owner> {
         let mut v: Vec<Owner> = Vec::new();
         for o in cs.iter().filter_map(owner_of) {
@@ -420,7 +438,12 @@ mod tests {
         cands.extend((100..180).map(|p| c(p, 65534, "/usr/bin/sleep")));
         let p = pick(Some("rpc-msg"), &cands, &[], 0);
         assert_eq!(chosen(&p), vec![10]);
-        let Pick::Chosen { establish, ignored, .. } = p else { unreachable!() };
+        let Pick::Chosen {
+            establish, ignored, ..
+        } = p
+        else {
+            unreachable!()
+        };
         assert_eq!(establish, vec![owner(0, "/usr/sbin/rpc-msg")]);
         assert_eq!(ignored.len(), 80);
         // A copy of the binary named rpc-msg, run by an ordinary user: the
@@ -454,7 +477,9 @@ mod tests {
         ];
         let p = pick(Some("nginx"), &cands, &[], 0);
         assert_eq!(chosen(&p), vec![10, 11, 12]);
-        let Pick::Chosen { establish, .. } = p else { unreachable!() };
+        let Pick::Chosen { establish, .. } = p else {
+            unreachable!()
+        };
         assert_eq!(establish.len(), 2);
     }
 
@@ -462,10 +487,16 @@ mod tests {
     fn ambiguous_when_nothing_tells_them_apart() {
         // Two ordinary users, one program not named after the pattern.
         let cands = vec![c(10, 65534, "/usr/bin/app"), c(11, 65533, "/usr/bin/app")];
-        assert!(matches!(pick(Some("svc"), &cands, &[], 0), Pick::Ambiguous(_)));
+        assert!(matches!(
+            pick(Some("svc"), &cands, &[], 0),
+            Pick::Ambiguous(_)
+        ));
         // Two system programs both named after the pattern.
         let cands = vec![c(10, 0, "/usr/sbin/svc"), c(11, 0, "/opt/svc")];
-        assert!(matches!(pick(Some("svc"), &cands, &[], 0), Pick::Ambiguous(_)));
+        assert!(matches!(
+            pick(Some("svc"), &cands, &[], 0),
+            Pick::Ambiguous(_)
+        ));
         // fdwatch's own user is trusted: checking one's own service.
         let cands = vec![c(10, 1000, "/home/u/svc"), c(11, 65534, "/usr/bin/sleep")];
         assert_eq!(chosen(&pick(Some("svc"), &cands, &[], 1000)), vec![10]);

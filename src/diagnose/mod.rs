@@ -445,9 +445,15 @@ impl Tracker {
             }
         }
         // The fd count against `-w/-c N` (Monitoring Plugins ranges).
-        for (lvl, range) in [(Level::Critical, th.crit_fds), (Level::Warning, th.warn_fds)] {
+        for (lvl, range) in [
+            (Level::Critical, th.crit_fds),
+            (Level::Warning, th.warn_fds),
+        ] {
             if let Some(r) = range.filter(|r| r.alerts(last.fds as f64)) {
-                reasons.push((lvl, format!("{} open fds: {}", last.fds, range_words(&r, lvl, ""))));
+                reasons.push((
+                    lvl,
+                    format!("{} open fds: {}", last.fds, range_words(&r, lvl, "")),
+                ));
                 break;
             }
         }

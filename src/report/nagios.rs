@@ -124,7 +124,10 @@ pub fn perfdata(c: &Checked, prefix: &str, th: &Thresholds) -> Vec<String> {
     let mut items = Vec::new();
     // Thresholds in range syntax: the fd count's own (`-w/-c N`) or, for
     // `fds`, the usage ranges in fds.
-    let (warn_u, crit_u) = (th.usage_range(Level::Warning), th.usage_range(Level::Critical));
+    let (warn_u, crit_u) = (
+        th.usage_range(Level::Warning),
+        th.usage_range(Level::Critical),
+    );
     let fds_range = |own: Option<crate::diagnose::Range>, usage: crate::diagnose::Range| match (
         own,
         s.limits.soft,
