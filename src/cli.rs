@@ -184,7 +184,12 @@ pub enum CheckFormat {
     Prometheus,
 }
 
+/// A mode that cannot start without a target (`watch` may: `fdwatch` alone
+/// says what to do).
+const TARGET_ARGS: [&str; 6] = ["pid", "pidfile", "name", "exe", "cgroup", "container"];
+
 #[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("target").args(TARGET_ARGS).required(true).multiple(true)))]
 pub struct CheckArgs {
     #[command(flatten)]
     pub target: TargetArgs,
@@ -283,6 +288,7 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("target").args(TARGET_ARGS).required(true).multiple(true)))]
 pub struct AssertArgs {
     /// The running process to watch (one).
     #[command(flatten)]
