@@ -71,9 +71,9 @@ pub struct ManArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct WatchArgs {
-    /// Process to watch.
-    #[arg(short, long, value_name = "PID")]
-    pub pid: Option<i32>,
+    /// The process to watch (one: a selector that matches several is refused, naming them).
+    #[command(flatten)]
+    pub target: TargetArgs,
     #[command(flatten)]
     pub pace: PaceArgs,
     /// JSON Lines on stdout, one object per sample (docs/json-schema.md).
@@ -151,21 +151,28 @@ pub struct PaceArgs {
     pub duration: Option<Duration>,
 }
 
-#[derive(Debug, Clone, Args)]
-#[group(required = true, multiple = false)]
+/// Which process(es) a mode looks at, the same in watch, check and assert.
+/// `--cgroup`/`--container` narrow `--name`/`--exe`, or select on their own.
+#[derive(Debug, Clone, Default, Args)]
 pub struct TargetArgs {
-    /// Process to check.
-    #[arg(short, long, value_name = "PID")]
+    /// The process id.
+    #[arg(short, long, value_name = "PID", conflicts_with_all = ["pidfile", "name", "exe", "cgroup", "container"])]
     pub pid: Option<i32>,
     /// Read the PID from a file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["name", "exe", "cgroup", "container"])]
     pub pidfile: Option<PathBuf>,
-    /// Every process whose name (comm or argv[0] base name) matches; `*` and `?` glob.
-    #[arg(long, value_name = "PATTERN")]
+    /// Processes whose name (comm or argv[0] base name) matches; `*` and `?` glob.
+    #[arg(long, value_name = "PATTERN", conflicts_with = "exe")]
     pub name: Option<String>,
-    /// Every process running this executable.
+    /// Processes running this executable.
     #[arg(long, value_name = "PATH")]
     pub exe: Option<PathBuf>,
+    /// Processes in this cgroup or below it (a path as in /proc/PID/cgroup).
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<String>,
+    /// Processes of this container (its id or a prefix, found in the cgroup path).
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -177,7 +184,12 @@ pub enum CheckFormat {
     Prometheus,
 }
 
+/// A mode that cannot start without a target (`watch` may: `fdwatch` alone
+/// says what to do).
+const TARGET_ARGS: [&str; 6] = ["pid", "pidfile", "name", "exe", "cgroup", "container"];
+
 #[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("target").args(TARGET_ARGS).required(true).multiple(true)))]
 pub struct CheckArgs {
     #[command(flatten)]
     pub target: TargetArgs,
@@ -192,9 +204,20 @@ pub struct CheckArgs {
     pub state: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = CheckFormat::Nagios)]
     pub format: CheckFormat,
-    /// With --format prometheus: write FILE atomically (temp file + rename) instead of stdout.
+    /// Write the answer (any --format) to FILE atomically (temp file +
+    /// rename) instead of stdout; an UNKNOWN answer too.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// WARNING range (Monitoring Plugins syntax: 10, 10:, ~:10, 10:20, @10:20)
+    /// on the fd count, or on the usage with `%` (80%); once for each.
+    #[arg(short = 'w', long = "warning", value_name = "RANGE", value_parser = parse_range)]
+    pub warning: Vec<crate::diagnose::Range>,
+    /// CRITICAL range, as --warning.
+    #[arg(short = 'c', long = "critical", value_name = "RANGE", value_parser = parse_range)]
+    pub critical: Vec<crate::diagnose::Range>,
+    /// Say on stderr what the long output notes (e.g. why syscalls are not counted).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// Give up after this long with UNKNOWN "timed out after Ns" (the plugin
     /// `-t`: seconds, or a duration such as 30s); bounds the whole run, the
     /// wait for another run's state-file lock included.
@@ -265,10 +288,11 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("target").args(TARGET_ARGS).required(true).multiple(true)))]
 pub struct AssertArgs {
-    /// The running process to watch.
-    #[arg(short, long, value_name = "PID")]
-    pub pid: i32,
+    /// The running process to watch (one).
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// How long to watch it.
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
     pub watch_for: Duration,
@@ -404,13 +428,14 @@ pub enum CensusArg {
 /// Verdict thresholds, shared by every mode that gives a verdict.
 #[derive(Debug, Clone, Args)]
 pub struct ThresholdArgs {
-    /// WARNING when this share of the soft limit is in use (80% or 80).
-    #[arg(long, value_name = "PERCENT", default_value = "80%", value_parser = parse_percent)]
-    pub warn_usage: f64,
-    /// CRITICAL when this share of the soft limit is in use.
-    #[arg(long, value_name = "PERCENT", default_value = "95%", value_parser = parse_percent)]
-    pub crit_usage: f64,
-    /// WARNING when the limit is forecast within this time.
+    /// WARNING when more than this share of the soft limit is in use (80% or
+    /// 80), or outside a range in percent (10:80, @90:95).
+    #[arg(long, value_name = "PERCENT|RANGE", default_value = "80%", value_parser = parse_usage_range)]
+    pub warn_usage: crate::diagnose::Range,
+    /// CRITICAL when more than this share of the soft limit is in use (or a range).
+    #[arg(long, value_name = "PERCENT|RANGE", default_value = "95%", value_parser = parse_usage_range)]
+    pub crit_usage: crate::diagnose::Range,
+    /// WARNING when the limit is forecast within this time (seconds, or 1h, 30m).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub warn_eta: Duration,
     /// CRITICAL when the limit is forecast within this time.
@@ -476,9 +501,46 @@ pub struct WorkloadArgs {
     pub ignore_stdin: bool,
 }
 
+/// A duration: plain seconds (`3600`, `0.5`, as monitoring plugins take
+/// them) or with units (`500ms`, `1h`, `1h30m`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("'{s}' is not a duration ({e}); try 500ms, 10s, 5m, 1h"))
+    let t = s.trim();
+    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return t
+            .parse::<f64>()
+            .ok()
+            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+            .ok_or_else(|| format!("'{s}' is not a number of seconds"));
+    }
+    humantime::parse_duration(t).map_err(|e| {
+        format!("'{s}' is not a duration ({e}); try seconds (3600) or 500ms, 10s, 5m, 1h")
+    })
+}
+
+/// A threshold range in the Monitoring Plugins syntax (`-w/-c`).
+pub fn parse_range(s: &str) -> Result<crate::diagnose::Range, String> {
+    let r = crate::diagnose::Range::parse(s).map_err(|e| format!("'{s}': {e}"))?;
+    if r.percent {
+        check_percent_bounds(s, &r)?;
+    }
+    Ok(r)
+}
+
+/// A usage threshold: `80%`/`80` (alert above) or a range in percent (`10:80`).
+pub fn parse_usage_range(s: &str) -> Result<crate::diagnose::Range, String> {
+    let r = crate::diagnose::Range::parse(s)
+        .map_err(|e| format!("'{s}' is not a percentage or a range of them ({e})"))?
+        .percent();
+    check_percent_bounds(s, &r)?;
+    Ok(r)
+}
+
+fn check_percent_bounds(s: &str, r: &crate::diagnose::Range) -> Result<(), String> {
+    let outside = |x: f64| x.is_finite() && !(0.0..=100.0).contains(&x);
+    if outside(r.start) || outside(r.end) {
+        return Err(format!("'{s}' is not between 0% and 100%"));
+    }
+    Ok(())
 }
 
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -533,5 +595,17 @@ mod tests {
         assert!(parse_interval("0s").is_err());
         assert!(parse_interval("abc").is_err());
         assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
+        // Plain seconds, as plugins take them.
+        assert_eq!(parse_duration("3600"), parse_duration("1h"));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_interval("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("1.2.3").is_err());
+        assert!(parse_duration("-5").is_err());
+        assert!(parse_interval("0").is_err());
+        assert_eq!(parse_usage_range("80").unwrap().to_string(), "80");
+        assert_eq!(parse_usage_range("10:80").unwrap().to_string(), "10:80");
+        assert!(parse_usage_range("180%").is_err());
+        assert!(parse_range("120%").is_err());
+        assert!(parse_range("120").is_ok(), "a count may exceed 100");
     }
 }

@@ -33,11 +33,11 @@ fn main() -> ExitCode {
             let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
             if args.get(1).is_some_and(|a| a == "check") {
                 let format = if asks_json(&args) {
-                    CheckFormat::Json
+                    check::Format::Json
                 } else {
-                    CheckFormat::Nagios
+                    check::Format::Nagios
                 };
-                return ExitCode::from(unknown(&anyhow::anyhow!(msg), format));
+                return ExitCode::from(check::unknown(&anyhow::anyhow!(msg), format, None, "?"));
             }
             eprintln!("fdwatch: {msg}");
             return ExitCode::from(EXIT_UNKNOWN);
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
                     return ExitCode::SUCCESS;
                 }
             }
-            eprintln!("fdwatch: {err:#}");
+            eprintln!("fdwatch: {}", fdwatch::cmd::error_line(&err));
             // Every error that reaches here means "could not determine the state".
             ExitCode::from(EXIT_UNKNOWN)
         }
@@ -158,22 +158,55 @@ fn asks_json(args: &[std::ffi::OsString]) -> bool {
 }
 
 fn thresholds(t: &ThresholdArgs) -> anyhow::Result<Thresholds> {
-    if t.warn_usage > t.crit_usage {
+    let (w, c) = (t.warn_usage, t.crit_usage);
+    let simple = |r: &fdwatch::diagnose::Range| r.start == 0.0 && !r.inside;
+    if simple(&w) && simple(&c) && w.end > c.end {
         anyhow::bail!(
-            "--warn-usage ({:.0}%) must not exceed --crit-usage ({:.0}%)",
-            t.warn_usage * 100.0,
-            t.crit_usage * 100.0
+            "--warn-usage ({}%) must not exceed --crit-usage ({}%)",
+            w.end,
+            c.end
         );
     }
     if t.warn_eta < t.crit_eta {
         anyhow::bail!("--warn-eta must not be shorter than --crit-eta");
     }
+    // `top` and `serve` compare usage with one ratio; a range that alerts
+    // low too gives them 0 (every process judged in full).
+    let ratio = |r: &fdwatch::diagnose::Range| if simple(r) { r.end / 100.0 } else { 0.0 };
     Ok(Thresholds {
-        warn_usage: t.warn_usage,
-        crit_usage: t.crit_usage,
+        warn_usage: ratio(&w),
+        crit_usage: ratio(&c),
         warn_eta: t.warn_eta.as_secs_f64(),
         crit_eta: t.crit_eta.as_secs_f64(),
+        warn_usage_range: Some(w),
+        crit_usage_range: Some(c),
+        ..Thresholds::default()
     })
+}
+
+/// check's `-w/-c`: at most one range on the count and one in percent.
+fn plugin_ranges(
+    th: &mut Thresholds,
+    warning: &[fdwatch::diagnose::Range],
+    critical: &[fdwatch::diagnose::Range],
+) -> anyhow::Result<()> {
+    for (flag, given, fds, usage) in [
+        ("-w", warning, &mut th.warn_fds, &mut th.warn_usage_range),
+        ("-c", critical, &mut th.crit_fds, &mut th.crit_usage_range),
+    ] {
+        let (pct, count): (Vec<&fdwatch::diagnose::Range>, Vec<_>) =
+            given.iter().partition(|r| r.percent);
+        if pct.len() > 1 || count.len() > 1 {
+            anyhow::bail!("{flag} takes one range on the fd count and one with % on the usage");
+        }
+        if let Some(r) = count.first() {
+            *fds = Some(**r);
+        }
+        if let Some(r) = pct.first() {
+            *usage = Some(**r);
+        }
+    }
+    Ok(())
 }
 
 fn output(json: bool, plain: bool, screen: bool) -> Output {
@@ -192,7 +225,7 @@ fn output(json: bool, plain: bool, screen: bool) -> Output {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Some(Command::Watch(args)) => run_watch(args),
-        None if cli.watch.pid.is_some() => run_watch(cli.watch),
+        None if Targets::from(cli.watch.target.clone()).given() => run_watch(cli.watch),
         None => {
             eprintln!("fdwatch: nothing to do: give --pid N, or a mode such as `fdwatch demo` (see fdwatch --help)");
             Ok(EXIT_UNKNOWN)
@@ -212,9 +245,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Some(Command::Assert(args)) => {
             let gate = gate(&args.gate)?;
+            let root = ProcRoot::default();
+            let pid = Targets::from(args.target).resolve_one(&root)?;
             Ok(ci::assert(
-                &ProcRoot::default(),
-                args.pid,
+                &root,
+                pid,
                 args.watch_for,
                 args.interval,
                 args.backend.choice(),
@@ -372,59 +407,48 @@ fn gate(g: &GateArgs) -> anyhow::Result<ci::Gate> {
     })
 }
 
-/// A check always answers in the plugin format, errors included: UNKNOWN (3)
-/// with the reason on the status line, and the same line on stderr.
+/// A check always answers in its format, errors included: UNKNOWN (3)
+/// with the reason (to `--output` when given), and the same line on stderr.
 fn run_check(args: CheckArgs) -> u8 {
-    let opts = match thresholds(&args.thresholds) {
-        Ok(th) => check::CheckOptions {
-            targets: Targets {
-                pid: args.target.pid,
-                pidfile: args.target.pidfile,
-                name: args.target.name,
-                exe: args.target.exe,
-            },
-            samples: args.samples,
-            interval: args.interval,
-            state: args.state,
-            format: match args.format {
-                CheckFormat::Nagios => check::Format::Nagios,
-                CheckFormat::Json => check::Format::Json,
-                CheckFormat::Prometheus => check::Format::Prometheus,
-            },
-            output: args.output,
-            timeout: args.timeout,
-            thresholds: th,
-            census: census(args.census),
-            syscalls: syscall_mode(args.syscalls),
-            backend: args.backend.choice(),
-        },
-        Err(e) => return unknown(&e, args.format),
+    let format = match args.format {
+        CheckFormat::Nagios => check::Format::Nagios,
+        CheckFormat::Json => check::Format::Json,
+        CheckFormat::Prometheus => check::Format::Prometheus,
     };
-    match check::run(&ProcRoot::default(), &opts) {
-        Ok(code) => code,
-        Err(e) => unknown(&e, args.format),
-    }
-}
-
-fn unknown(e: &anyhow::Error, format: CheckFormat) -> u8 {
-    let msg = format!("{e:#}");
-    match format {
-        CheckFormat::Json => println!("{}", serde_json::json!({"level": "UNKNOWN", "error": msg})),
-        _ => println!("FDWATCH UNKNOWN - {}", msg.replace('|', "/")),
-    }
-    eprintln!("fdwatch: {msg}");
-    EXIT_UNKNOWN
+    let targets = Targets::from(args.target);
+    let th = thresholds(&args.thresholds).and_then(|mut th| {
+        plugin_ranges(&mut th, &args.warning, &args.critical)?;
+        Ok(th)
+    });
+    let th = match th {
+        Ok(th) => th,
+        Err(e) => return check::unknown(&e, format, args.output.as_deref(), &targets.describe()),
+    };
+    let opts = check::CheckOptions {
+        targets,
+        samples: args.samples,
+        interval: args.interval,
+        state: args.state,
+        format,
+        output: args.output,
+        timeout: args.timeout,
+        thresholds: th,
+        census: census(args.census),
+        syscalls: syscall_mode(args.syscalls),
+        backend: args.backend.choice(),
+        verbose: args.verbose,
+    };
+    check::run(&ProcRoot::default(), &opts)
 }
 
 fn run_watch(args: WatchArgs) -> anyhow::Result<u8> {
-    let pid = args
-        .pid
-        .ok_or_else(|| anyhow::anyhow!("watch needs --pid N"))?;
-    if pid <= 0 {
-        anyhow::bail!("--pid must be a positive process id, got {pid}");
+    if args.syscalls == SyscallsArg::On && args.pace.count == Some(1) {
+        anyhow::bail!("--syscalls on needs --count 2 or more: one sample counts nothing");
     }
+    let root = ProcRoot::default();
+    let pid = Targets::from(args.target.clone()).resolve_one(&root)?;
     watch::run(
-        &ProcRoot::default(),
+        &root,
         WatchOptions {
             pid,
             interval: args.pace.interval,

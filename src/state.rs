@@ -31,6 +31,11 @@ pub struct StateFile {
     pub format: String,
     pub version: u32,
     pub processes: Vec<ProcessHistory>,
+    /// Whose a selector's name is (`--name rpc-msg` → uid 0 running
+    /// /usr/sbin/rpc-msg): remembered past any one process's life, so that
+    /// look-alikes of other owners never get a history here (cmd::targets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<SelectorOwner>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,7 +43,32 @@ pub struct ProcessHistory {
     pub pid: i32,
     pub start_time: u64,
     pub comm: String,
+    /// Owner and executable when the history started (absent in files of
+    /// older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    /// Perfdata slot: a restarted process takes the slot its predecessor
+    /// left, so graphs keep their series (docs/check.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u32>,
     pub samples: Vec<Sample>,
+}
+
+/// A process owner: uid and executable path (`None`: unreadable).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub uid: u32,
+    pub exe: Option<String>,
+}
+
+/// An owner remembered for a selector (`--name rpc-msg`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelectorOwner {
+    pub selector: String,
+    #[serde(flatten)]
+    pub owner: Owner,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -319,7 +349,73 @@ impl StateFile {
             format: FORMAT.into(),
             version: VERSION,
             processes: Vec::new(),
+            owners: Vec::new(),
         }
+    }
+
+    /// The owners remembered for `selector`.
+    pub fn owners_of(&self, selector: &str) -> Vec<Owner> {
+        self.owners
+            .iter()
+            .filter(|o| o.selector == selector)
+            .map(|o| o.owner.clone())
+            .collect()
+    }
+
+    /// Remember `owners` for `selector` (bounded like the histories).
+    pub fn establish(&mut self, selector: &str, owners: &[Owner]) {
+        for o in owners {
+            let entry = SelectorOwner {
+                selector: selector.to_string(),
+                owner: o.clone(),
+            };
+            if !self.owners.contains(&entry) {
+                self.owners.push(entry);
+            }
+        }
+        while self.owners.len() > MAX_PROCESSES {
+            self.owners.remove(0);
+        }
+    }
+
+    /// Record the owner of a process's history (kept from its first run).
+    pub fn set_owner(&mut self, pid: i32, start_time: u64, owner: &Owner) {
+        if let Some(h) = self
+            .processes
+            .iter_mut()
+            .find(|p| p.pid == pid && p.start_time == start_time)
+        {
+            if h.uid.is_none() {
+                h.uid = Some(owner.uid);
+                h.exe = owner.exe.clone();
+            }
+        }
+    }
+
+    /// The perfdata slot of each of `procs` (pid, start time): the one its
+    /// history holds, else the lowest free one, recorded in its history.
+    pub fn slots(&mut self, procs: &[(i32, u64)]) -> Vec<u32> {
+        let mut taken: Vec<u32> = self.processes.iter().filter_map(|p| p.slot).collect();
+        let mut out = Vec::with_capacity(procs.len());
+        for (pid, start) in procs {
+            let h = self
+                .processes
+                .iter_mut()
+                .find(|p| p.pid == *pid && p.start_time == *start);
+            let slot = match h.as_ref().and_then(|h| h.slot) {
+                Some(s) => s,
+                None => {
+                    let free = (0..).find(|s| !taken.contains(s)).unwrap_or(0);
+                    taken.push(free);
+                    if let Some(h) = h {
+                        h.slot = Some(free);
+                    }
+                    free
+                }
+            };
+            out.push(slot);
+        }
+        out
     }
 
     /// The history of this exact process (PID and start time), if any.
@@ -343,6 +439,9 @@ impl StateFile {
                     pid: first.pid,
                     start_time: first.start_time,
                     comm: first.comm.clone(),
+                    uid: None,
+                    exe: None,
+                    slot: None,
                     samples: Vec::new(),
                 });
                 self.processes.len() - 1
@@ -426,6 +525,37 @@ mod tests {
             st.append(&[sample(pid, 1, 0.0)]);
         }
         assert_eq!(st.processes.len(), MAX_PROCESSES);
+    }
+
+    #[test]
+    fn slots_outlive_a_restart_and_owners_are_remembered() {
+        let mut st = StateFile::new();
+        st.append(&[sample(1, 10, 0.0)]);
+        st.append(&[sample(2, 20, 0.0)]);
+        assert_eq!(st.slots(&[(1, 10), (2, 20)]), vec![0, 1]);
+        // pid 1 restarted as pid 3: it takes slot 0, pid 2 keeps 1.
+        st.forget_dead(|pid, _| pid != 1);
+        st.append(&[sample(3, 30, 1.0)]);
+        assert_eq!(st.slots(&[(2, 20), (3, 30)]), vec![1, 0]);
+        let owner = Owner {
+            uid: 0,
+            exe: Some("/usr/sbin/x".into()),
+        };
+        st.establish("--name x", std::slice::from_ref(&owner));
+        st.establish("--name x", std::slice::from_ref(&owner));
+        st.set_owner(3, 30, &owner);
+        let back: StateFile = parse(&serde_json::to_vec(&st).unwrap()).unwrap();
+        assert_eq!(back.owners_of("--name x"), vec![owner.clone()]);
+        assert!(back.owners_of("--name y").is_empty());
+        let h = back.history(3, 30).unwrap();
+        assert_eq!(
+            (h.uid, h.exe.as_deref(), h.slot),
+            (Some(0), Some("/usr/sbin/x"), Some(0))
+        );
+        // A file from before owners and slots still reads.
+        let old = br#"{"format":"fdwatch-state","version":1,"processes":[{"pid":1,"start_time":2,"comm":"x","samples":[]}]}"#;
+        let st = parse(old).unwrap();
+        assert!(st.owners.is_empty() && st.processes[0].uid.is_none());
     }
 
     #[test]

@@ -81,8 +81,11 @@ fn unknown_for_missing_targets_and_bad_options() {
     c.wait().unwrap();
     let (code, out, err) = check(&["--pid", &dead, "--samples", "1"]);
     assert_eq!(code, 3);
-    assert!(out.starts_with("FDWATCH UNKNOWN - pid"), "{out}");
-    assert!(out.contains("no such process"), "{out}");
+    assert!(out.starts_with("FDWATCH UNKNOWN - "), "{out}");
+    assert!(
+        out.contains(&format!("no such process: pid {dead}")),
+        "{out}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
     let (code, out, _) = check(&["--name", "no-such-process-anywhere"]);
     assert_eq!(code, 3);
@@ -383,8 +386,8 @@ fn backend_bpf_counts_what_proc_counts() {
 
 /// As a user without CAP_BPF: `--backend bpf` is UNKNOWN (exit 3) with the
 /// reason on the status line and one line on stderr; `auto` checks through
-/// /proc and says why in the long output (a `note:`) and on stderr, never in
-/// the status line.
+/// /proc and says why in the long output (a `note:`), on stderr only with
+/// `-v` (a cron job mails stderr), never in the status line.
 #[test]
 fn backend_bpf_unprivileged_is_unknown_and_auto_says_why_in_long_output() {
     if !require_root("check --backend as uid 65534 (needs root to become it)") {
@@ -428,6 +431,18 @@ fn backend_bpf_unprivileged_is_unknown_and_auto_says_why_in_long_output() {
         .find(|l| l.starts_with("note: using the /proc census: "))
         .unwrap_or_else(|| panic!("a note in the long output: {stdout}"));
     assert!(note.contains("CAP_BPF"), "{note}");
+    assert!(stderr.is_empty(), "{stderr}");
+    let out = fdwatch_as_nobody(&[
+        "check",
+        "--pid",
+        &pid,
+        "--samples",
+        "1",
+        "--syscalls",
+        "off",
+        "-v",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.starts_with("fdwatch: using the /proc census: "),

@@ -7,6 +7,9 @@
 
 pub mod format;
 pub mod gate;
+pub mod range;
+
+pub use range::Range;
 
 use std::collections::BTreeMap;
 
@@ -35,12 +38,23 @@ const LIFETIME_FACTOR: f64 = 2.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Thresholds {
-    /// Usage ratios (0..1).
+    /// Usage ratios (0..1): the level rises above them. What `top` and
+    /// `serve` compare with; the verdict uses the usage ranges below when set.
     pub warn_usage: f64,
     pub crit_usage: f64,
     /// Time-left thresholds, seconds.
     pub warn_eta: f64,
     pub crit_eta: f64,
+    /// Ranges on the fd count, in the Monitoring Plugins syntax (`check -w/-c N`).
+    #[serde(default)]
+    pub warn_fds: Option<Range>,
+    #[serde(default)]
+    pub crit_fds: Option<Range>,
+    /// Ranges on the usage, in percent (`-w 80%`, `--warn-usage 10:80`).
+    #[serde(default)]
+    pub warn_usage_range: Option<Range>,
+    #[serde(default)]
+    pub crit_usage_range: Option<Range>,
 }
 
 impl Default for Thresholds {
@@ -50,7 +64,24 @@ impl Default for Thresholds {
             crit_usage: 0.95,
             warn_eta: 3600.0,
             crit_eta: 600.0,
+            warn_fds: None,
+            crit_fds: None,
+            warn_usage_range: None,
+            crit_usage_range: None,
         }
+    }
+}
+
+impl Thresholds {
+    /// The usage range (percent) of a level: the one given, else "above
+    /// the ratio" (`80` alerts above 80%, 80% itself included in OK).
+    pub fn usage_range(&self, level: Level) -> Range {
+        let (range, ratio) = if level >= Level::Critical {
+            (self.crit_usage_range, self.crit_usage)
+        } else {
+            (self.warn_usage_range, self.warn_usage)
+        };
+        range.unwrap_or_else(|| Range::upto(ratio * 100.0).percent())
     }
 }
 
@@ -62,6 +93,18 @@ pub enum Level {
     Warning = 1,
     Critical = 2,
     Unknown = 3,
+}
+
+/// Worst-of in the order CRITICAL > WARNING > UNKNOWN > OK (the plugins'
+/// `max_state_alt`): a readable CRITICAL outranks an unreadable process.
+pub fn worst(levels: impl Iterator<Item = Level>) -> Level {
+    let rank = |l: &Level| match l {
+        Level::Ok => 0,
+        Level::Unknown => 1,
+        Level::Warning => 2,
+        Level::Critical => 3,
+    };
+    levels.max_by_key(rank).unwrap_or(Level::Unknown)
 }
 
 impl Level {
@@ -401,23 +444,33 @@ impl Tracker {
                 ));
             }
         }
-        if let Some(u) = usage {
-            let (lvl, limit) = if u >= th.crit_usage {
-                (Level::Critical, th.crit_usage)
-            } else if u >= th.warn_usage {
-                (Level::Warning, th.warn_usage)
-            } else {
-                (Level::Ok, 0.0)
-            };
-            if lvl > Level::Ok && reasons.is_empty() {
+        // The fd count against `-w/-c N` (Monitoring Plugins ranges).
+        for (lvl, range) in [
+            (Level::Critical, th.crit_fds),
+            (Level::Warning, th.warn_fds),
+        ] {
+            if let Some(r) = range.filter(|r| r.alerts(last.fds as f64)) {
                 reasons.push((
                     lvl,
-                    format!(
-                        "{:.0}% of the soft limit in use (threshold {:.0}%)",
-                        u * 100.0,
-                        limit * 100.0
-                    ),
+                    format!("{} open fds: {}", last.fds, range_words(&r, lvl, "")),
                 ));
+                break;
+            }
+        }
+        if let Some(u) = usage {
+            let pct = u * 100.0;
+            let hit = [Level::Critical, Level::Warning]
+                .into_iter()
+                .map(|l| (l, th.usage_range(l)))
+                .find(|(_, r)| r.alerts(pct));
+            let at_limit = last.limits.soft.is_some_and(|soft| last.fds >= soft);
+            if let (Some((lvl, r)), false) = (hit, at_limit) {
+                let why = if r.start == 0.0 && !r.inside {
+                    format!("threshold {}%", r)
+                } else {
+                    range_words(&r, lvl, "%")
+                };
+                reasons.push((lvl, format!("{pct:.0}% of the soft limit in use ({why})")));
             }
         }
         let forecast = forecast.map(|f| self.hold_back(f, total.as_ref()));
@@ -835,6 +888,36 @@ fn eta_of(st: &SeriesTrend, current: f64, limit: f64) -> Option<Eta> {
         n: MIN_POINTS,
     };
     trend::eta(&fit, current, limit)
+}
+
+/// "outside the warning range 10:20" / "inside the critical range @5:8".
+fn range_words(r: &Range, lvl: Level, unit: &str) -> String {
+    let shown = if unit.is_empty() {
+        r.to_string()
+    } else {
+        // `10%:20%`, `@80%`, `~:90%`.
+        let plain = r.to_string();
+        let (at, body) = match plain.strip_prefix('@') {
+            Some(b) => ("@", b.to_string()),
+            None => ("", plain),
+        };
+        let parts: Vec<String> = body
+            .split(':')
+            .map(|p| {
+                if p.is_empty() || p == "~" {
+                    p.to_string()
+                } else {
+                    format!("{p}{unit}")
+                }
+            })
+            .collect();
+        format!("{at}{}", parts.join(":"))
+    };
+    format!(
+        "{} the {} range {shown}",
+        if r.inside { "inside" } else { "outside" },
+        lvl.name().to_lowercase()
+    )
 }
 
 fn eta_range(f: &Forecast) -> String {

@@ -12,6 +12,9 @@ pub struct Checked {
     pub outcome: Result<(Sample, Verdict), String>,
     /// Activity (and exact syscall) rates over the burst.
     pub rates: Option<crate::report::Rates>,
+    /// Its perfdata label prefix when a check covers several processes:
+    /// the selector's name and a slot that outlives restarts (`rpc-msg_0`).
+    pub label: Option<String>,
 }
 
 impl Checked {
@@ -23,22 +26,15 @@ impl Checked {
     }
 }
 
-/// Worst-of in the order CRITICAL > WARNING > UNKNOWN > OK (the plugins'
-/// `max_state_alt`): a readable CRITICAL outranks an unreadable process.
-pub fn worst(levels: impl Iterator<Item = Level>) -> Level {
-    let rank = |l: &Level| match l {
-        Level::Ok => 0,
-        Level::Unknown => 1,
-        Level::Warning => 2,
-        Level::Critical => 3,
-    };
-    levels.max_by_key(rank).unwrap_or(Level::Unknown)
-}
+pub use crate::diagnose::worst;
 
 /// `pid 4242 (rpc-msg) 812/1024 fds (79%), +3.1/min, EMFILE in ~1h05m: netlink ROUTE sockets growing`
 pub fn summary(c: &Checked) -> String {
     let (s, v) = match &c.outcome {
         Ok(ok) => ok,
+        // Most sample errors name the process already ("pid 2 (kthreadd)
+        // is a kernel thread"): say it once.
+        Err(why) if names_pid(why, c.pid) => return why.clone(),
         Err(why) => return format!("pid {} ({}): {why}", c.pid, c.comm),
     };
     let mut out = match s.limits.soft {
@@ -76,14 +72,26 @@ pub fn summary(c: &Checked) -> String {
         };
         out.push_str(&format!(", {what} in {}{held}", approx_duration(f.eta)));
     }
-    if let Some(p) = v.patterns.first() {
+    // Above OK, the reason that set the level (diagnose puts it first);
+    // at OK, what the patterns see.
+    let first = v.reasons.first().filter(|_| v.level > Level::Ok);
+    if let Some(r) = first {
+        out.push_str(&format!(": {r}"));
+    } else if let Some(p) = v.patterns.first() {
         out.push_str(&format!(": {}", p.summary));
-    } else if v.level > Level::Ok {
-        if let Some(r) = v.reasons.first() {
-            out.push_str(&format!(": {r}"));
-        }
     }
     out
+}
+
+/// Whether `text` names `pid` on its own ("pid 42", not "pid 421").
+pub fn names_pid(text: &str, pid: i32) -> bool {
+    let needle = format!("pid {pid}");
+    text.match_indices(&needle).any(|(i, _)| {
+        !text[i + needle.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit())
+    })
 }
 
 /// A perfdata number in the C locale, no exponent.
@@ -114,26 +122,41 @@ pub fn perfdata(c: &Checked, prefix: &str, th: &Thresholds) -> Vec<String> {
         return vec![format!("{}=U", label(prefix, "fds"))];
     };
     let mut items = Vec::new();
+    // Thresholds in range syntax: the fd count's own (`-w/-c N`) or, for
+    // `fds`, the usage ranges in fds.
+    let (warn_u, crit_u) = (
+        th.usage_range(Level::Warning),
+        th.usage_range(Level::Critical),
+    );
+    let fds_range = |own: Option<crate::diagnose::Range>, usage: crate::diagnose::Range| match (
+        own,
+        s.limits.soft,
+    ) {
+        (Some(r), _) => r.to_string(),
+        (None, Some(soft)) => usage.scaled(soft as f64 / 100.0, f64::floor).to_string(),
+        (None, None) => String::new(),
+    };
+    let fds_th = format!(
+        "{};{}",
+        fds_range(th.warn_fds, warn_u),
+        fds_range(th.crit_fds, crit_u)
+    );
     match s.limits.soft {
         Some(soft) => {
             let sf = soft as f64;
             items.push(format!(
-                "{}={};{};{};0;{}",
+                "{}={};{fds_th};0;{}",
                 label(prefix, "fds"),
                 s.fds,
-                num((th.warn_usage * sf).floor()),
-                num((th.crit_usage * sf).floor()),
                 soft
             ));
             items.push(format!(
-                "{}={}%;{};{};0;100",
+                "{}={}%;{warn_u};{crit_u};0;100",
                 label(prefix, "usage"),
                 num((s.fds as f64 * 100.0 / sf * 10.0).round() / 10.0),
-                num(th.warn_usage * 100.0),
-                num(th.crit_usage * 100.0)
             ));
         }
-        None => items.push(format!("{}={};;;0;", label(prefix, "fds"), s.fds)),
+        None => items.push(format!("{}={};{fds_th};0;", label(prefix, "fds"), s.fds)),
     }
     items.push(match &v.total {
         Some(t) => format!(
@@ -202,7 +225,13 @@ pub fn render(checked: &[Checked], th: &Thresholds, notes: &[String]) -> String 
     } else {
         checked
             .iter()
-            .flat_map(|c| perfdata(c, &format!("pid{}_", c.pid), th))
+            .flat_map(|c| {
+                let prefix = match &c.label {
+                    Some(l) => format!("{l}_"),
+                    None => format!("pid{}_", c.pid),
+                };
+                perfdata(c, &prefix, th)
+            })
             .collect()
     };
     let mut out = format!("FDWATCH {} - {}", level.name(), head.replace('|', "/"));
@@ -243,6 +272,14 @@ mod tests {
         assert_eq!(num(1e-7), "0");
         assert_eq!(label("", "fds"), "fds");
         assert_eq!(label("pid1_", "a b"), "'pid1_a b'");
+    }
+
+    #[test]
+    fn a_pid_named_once() {
+        assert!(names_pid("pid 2 (kthreadd) is a kernel thread", 2));
+        assert!(names_pid("no such process: pid 42", 42));
+        assert!(!names_pid("pid 421 exited", 42));
+        assert!(!names_pid("permission denied", 42));
     }
 
     #[test]

@@ -426,6 +426,21 @@ fn own_families(out: &mut String, p: &OwnProcess) {
     );
 }
 
+/// `check`'s verdict on its whole target, whatever happened (0 OK .. 3
+/// UNKNOWN): a check whose target died or matched nothing still writes a
+/// series, so a textfile collector exports 3 rather than nothing.
+pub fn check_verdict(target: &str, level: crate::diagnose::Level) -> String {
+    let mut out = String::new();
+    family(
+        &mut out,
+        "fdwatch_check_verdict",
+        "fdwatch check verdict on its target: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+        "gauge",
+        &[(format!("target=\"{}\"", escape(target)), level as u8 as f64)],
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
