@@ -667,3 +667,61 @@ fn churn_proc() {
 fn churn_bpf() {
     churn("bpf");
 }
+
+/// Issue 15 (BPF `run`: a leak read "not growing"): a process that exits
+/// loses its whole fd table before it becomes a zombie, and a census in that
+/// window read 0 fds: the last samples of every run were a drop to 0, which
+/// turned the trend into a lower envelope. Sampled every 5 ms through its
+/// exit, a process holding 5,000 sockets never shows fewer.
+fn exit_is_not_a_drop(backend: &str) {
+    let what = format!("exit is not a drop ({backend})");
+    if !backend_ok(backend, &what) {
+        return;
+    }
+    let w = Workload::start(&[
+        "--soft-limit",
+        "6000",
+        "--hold",
+        "netlink:5000",
+        "--exit-after",
+        "1500ms",
+        "--ignore-stdin",
+    ]);
+    let out = fdwatch(&[
+        "--pid",
+        &w.pid_str(),
+        "--json",
+        "--interval",
+        "5ms",
+        "--duration",
+        "20s",
+        "--syscalls",
+        "off",
+        "--backend",
+        backend,
+    ]);
+    let fds: Vec<i64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|l| l["fds"].as_i64())
+        .collect();
+    assert!(fds.len() >= 5, "{what}: only {} samples", fds.len());
+    let low: Vec<&i64> = fds.iter().filter(|n| **n < 5000).collect();
+    assert!(
+        low.is_empty(),
+        "{what}: {} of {} samples read the exit as a drop (last: {:?})",
+        low.len(),
+        fds.len(),
+        &fds[fds.len().saturating_sub(5)..]
+    );
+}
+
+#[test]
+fn exit_is_not_a_drop_proc() {
+    exit_is_not_a_drop("proc");
+}
+
+#[test]
+fn exit_is_not_a_drop_bpf() {
+    exit_is_not_a_drop("bpf");
+}
