@@ -725,3 +725,47 @@ fn exit_is_not_a_drop_proc() {
 fn exit_is_not_a_drop_bpf() {
     exit_is_not_a_drop("bpf");
 }
+
+/// Issue 15 (level flapping): `fdwatch demo`'s plain lines went CRITICAL
+/// (EMFILE in ~13s) -> WARNING "82% of the soft limit in use" -> CRITICAL.
+/// On a steady leak up to EMFILE the level never falls, and the reason
+/// printed is the one that set it (a usage reason never stands beside a
+/// CRITICAL it does not support).
+#[test]
+fn demo_plain_lines_never_flap() {
+    let out = Command::new(bin())
+        .args(["demo", "--plain", "--rate", "40", "--soft-limit", "400"])
+        .args(["--interval", "200ms", "--linger", "1s"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rank = |l: &str| ["OK", "WARNING", "CRITICAL"].iter().position(|x| *x == l);
+    let lines: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|l| {
+            let level = plain_field(l, "level")?;
+            let reason = l.split_once(" reason=").map(|r| r.1).unwrap_or("");
+            Some((level, reason))
+        })
+        .collect();
+    assert!(lines.len() >= 20, "{} plain lines:\n{text}", lines.len());
+    let levels: Vec<&str> = lines.iter().map(|l| l.0).collect();
+    assert_eq!(levels.last(), Some(&"CRITICAL"), "{levels:?}");
+    for w in levels.windows(2) {
+        assert!(
+            rank(w[1]) >= rank(w[0]),
+            "the level fell {} -> {}: {levels:?}",
+            w[0],
+            w[1]
+        );
+    }
+    for (level, reason) in &lines {
+        if *level == "CRITICAL" {
+            assert!(
+                !reason.contains("(threshold 80%)"),
+                "CRITICAL beside a WARNING's reason: {reason}"
+            );
+        }
+    }
+}

@@ -429,3 +429,91 @@ fn close_wait_proc() {
 fn close_wait_bpf() {
     close_wait("bpf");
 }
+
+/// A process up for a long time before fdwatch first looked, leaking
+/// 5 fds/s all its life: a cron check with a state file warns on its second
+/// run (ETA ~13 min: inside --warn-eta 1h, outside --crit-eta 10m), because
+/// the process's age and its fd count at the first sample say it has grown
+/// like this all its life. Both runs are the real check on a real leak; the
+/// first run's samples in the state file are given the age the process
+/// would have had (400 s) at the count it had (~2,000 fds at 5/s), since a
+/// live test can make a process old only by waiting. Without that age, the
+/// same second run holds the forecast back as unconfirmed (OK).
+fn lifelong_leak(backend: &str) {
+    let what = format!("lifelong leak, cron check ({backend})");
+    if !backend_ok(backend, &what) {
+        return;
+    }
+    let run = |w: &Workload, state: &std::path::Path| {
+        let out = fdwatch(&[
+            "check",
+            "--pid",
+            &w.pid_str(),
+            "--state",
+            state.to_str().unwrap(),
+            "--samples",
+            "3",
+            "--interval",
+            "500ms",
+            "--format",
+            "json",
+            "--backend",
+            backend,
+        ]);
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), doc)
+    };
+    let second_run = |age: Option<f64>| {
+        let w = Workload::start(&[
+            "--soft-limit",
+            "6000",
+            "--hold",
+            "netlink:2000",
+            "--leak",
+            "file:5",
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.json");
+        let (code, _) = run(&w, &state);
+        assert_eq!(code, Some(0), "{what}: first run");
+        if let Some(age) = age {
+            let mut doc: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+            let samples = doc["processes"][0]["samples"].as_array_mut().unwrap();
+            let real = samples[0]["age"].as_f64().unwrap();
+            for s in samples.iter_mut() {
+                let a = s["age"].as_f64().unwrap();
+                s["age"] = serde_json::json!(a - real + age);
+            }
+            std::fs::write(&state, serde_json::to_vec(&doc).unwrap()).unwrap();
+        }
+        // The next cron run, a few seconds later.
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        run(&w, &state)
+    };
+    let (code, doc) = second_run(Some(400.0));
+    let v = &doc["processes"][0]["verdict"];
+    assert_eq!(code, Some(1), "{what}: second run: {}", v["reasons"]);
+    assert_eq!(v["forecast"]["confirmed"], true, "{what}: {}", v["forecast"]);
+    let eta = v["forecast"]["eta"].as_f64().unwrap();
+    assert!(
+        (600.0..3600.0).contains(&eta),
+        "{what}: ETA {eta:.0}s, expected ~13 min"
+    );
+    // Control: the same runs on a process that really is young.
+    let (code, doc) = second_run(None);
+    let v = &doc["processes"][0]["verdict"];
+    assert_eq!(code, Some(0), "{what}: young process: {}", v["reasons"]);
+    assert_eq!(v["forecast"]["held_back"], "unconfirmed", "{what}: {v}");
+}
+
+#[test]
+fn lifelong_leak_proc() {
+    lifelong_leak("proc");
+}
+
+#[test]
+fn lifelong_leak_bpf() {
+    lifelong_leak("bpf");
+}
