@@ -357,10 +357,7 @@ mod tests {
         let text = std::fs::read_to_string(&stat).unwrap();
         // Field 9 (flags) is the 7th after the `)`.
         let close = text.rfind(')').unwrap();
-        let mut fields: Vec<String> = text[close + 2..]
-            .split(' ')
-            .map(str::to_string)
-            .collect();
+        let mut fields: Vec<String> = text[close + 2..].split(' ').map(str::to_string).collect();
         fields[6] = flags.to_string();
         std::fs::write(&stat, format!("{} {}", &text[..=close], fields.join(" "))).unwrap();
         let fd = root.join("4242/fd");
@@ -388,7 +385,9 @@ mod tests {
     fn an_exiting_process_is_gone_not_a_drop() {
         let mut census = Census::open(bpf::Choice::Proc, sample::Census::Full).unwrap();
         let (_t, root) = fixture(0x0040_0000);
-        let s = census.take(&root, 4242, None).expect("a live process samples");
+        let s = census
+            .take(&root, 4242, None)
+            .expect("a live process samples");
         assert_eq!(s.fds, 1);
         let (_t, root) = fixture(0x0040_0000 | PF_EXITING);
         let err = census.take(&root, 4242, None).expect_err("exiting");

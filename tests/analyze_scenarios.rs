@@ -114,7 +114,11 @@ fn a_50s_sawtooth_pool_through_analyze() {
     for i in 0..300 {
         let t = i as f64 * 2.0;
         let phase = t % 52.0;
-        let fds = if phase < 50.0 { 100 + (phase * 6.0) as u64 } else { 100 };
+        let fds = if phase < 50.0 {
+            100 + (phase * 6.0) as u64
+        } else {
+            100
+        };
         if phase >= 50.0 && first_drop.is_none() {
             first_drop = Some(t);
         }

@@ -45,6 +45,8 @@ struct Seen {
     t: f64,
     level: String,
     reason: String,
+    /// The forecast's seconds to the limit, when the mode shows one.
+    eta: Option<f64>,
 }
 
 struct Mode {
@@ -135,6 +137,7 @@ fn check_loop(pid: i32, backend: String, state: std::path::PathBuf) -> JoinHandl
                         t,
                         level: level.to_string(),
                         reason: first_reason(&p["verdict"]),
+                        eta: p["verdict"]["forecast"]["eta"].as_f64(),
                     });
                 }
             }
@@ -171,7 +174,13 @@ fn metric(text: &str, name: &str, pid: i32) -> Option<f64> {
 /// one refresh interval (the comparison allows one interval).
 fn serve_loop(pid: i32) -> JoinHandle<Vec<Seen>> {
     let mut child = Command::new(bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--pid", &pid.to_string()])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--pid",
+            &pid.to_string(),
+        ])
         .args(["--top", "0", "--interval", "500ms"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -211,6 +220,7 @@ fn serve_loop(pid: i32) -> JoinHandle<Vec<Seen>> {
                         t: t - SERVE / 2.0,
                         level: names.get(v as usize).unwrap_or(&"?").to_string(),
                         reason,
+                        eta: metric(&body, "fdwatch_fd_exhaustion_seconds", pid),
                     });
                 }
             }
@@ -223,7 +233,14 @@ fn serve_loop(pid: i32) -> JoinHandle<Vec<Seen>> {
 /// `top --json --pid N` while the target lives.
 fn top_loop(pid: i32) -> JoinHandle<Vec<Seen>> {
     let mut child = Command::new(bin())
-        .args(["top", "--json", "--pid", &pid.to_string(), "--interval", "500ms"])
+        .args([
+            "top",
+            "--json",
+            "--pid",
+            &pid.to_string(),
+            "--interval",
+            "500ms",
+        ])
         .args(["--count", "120"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -248,6 +265,7 @@ fn top_loop(pid: i32) -> JoinHandle<Vec<Seen>> {
                     t: doc["unix_time"].as_f64().unwrap_or(0.0),
                     level: r["level"].as_str().unwrap_or("?").to_string(),
                     reason: r["reason"].as_str().unwrap_or("").to_string(),
+                    eta: r["eta_seconds"].as_f64(),
                 }),
                 None if !seen.is_empty() => {
                     gone_for += 1;
@@ -289,7 +307,14 @@ fn observe(backend: &str, workload: &[&str], secs: u32) -> Run {
     let state = dir.path().join("check.state");
     let exit_after = format!("{secs}s");
     let mut run = Command::new(bin())
-        .args(["run", "--backend", backend, "--interval", "250ms", "--report"])
+        .args([
+            "run",
+            "--backend",
+            backend,
+            "--interval",
+            "250ms",
+            "--report",
+        ])
         .arg(&report)
         .args(["--", bin(), "workload", "--ignore-stdin", "--exit-after"])
         .arg(&exit_after)
@@ -348,6 +373,7 @@ fn observe(backend: &str, workload: &[&str], secs: u32) -> Run {
             t: s["unix_time"].as_f64().unwrap_or(0.0),
             level: s["level"].as_str().unwrap_or("?").to_string(),
             reason: String::new(),
+            eta: None,
         })
         .collect();
 
@@ -383,6 +409,7 @@ fn reference_seen(reference: &[serde_json::Value]) -> Vec<Seen> {
             t: l["unix_time"].as_f64().unwrap_or(0.0),
             level: l["verdict"]["level"].as_str().unwrap_or("?").to_string(),
             reason: first_reason(&l["verdict"]),
+            eta: l["verdict"]["forecast"]["eta"].as_f64(),
         })
         .collect()
 }
@@ -460,7 +487,10 @@ fn assert_agree(what: &str, r: &Run) -> Vec<Seen> {
     let replayed: Vec<&str> = r.analyze.iter().map(|s| s.level.as_str()).collect();
     let live: Vec<&str> = reference.iter().map(|s| s.level.as_str()).collect();
     assert_eq!(replayed, live, "{what}: analyze of the recording");
-    report.push(format!("  analyze: {} samples, the same levels", replayed.len()));
+    report.push(format!(
+        "  analyze: {} samples, the same levels",
+        replayed.len()
+    ));
     // The plain lines: a second watch at the same pace, compared sample
     // by sample (its timestamps have one-second resolution).
     let plain: Vec<(&str, Option<&str>)> = r
@@ -477,13 +507,20 @@ fn assert_agree(what: &str, r: &Run) -> Vec<Seen> {
     for (i, (level, _)) in plain.iter().enumerate() {
         let lo = i.saturating_sub(1);
         let hi = (i + 2).min(reference.len());
-        if lo >= hi || reference[lo..hi].iter().any(|x| x.reason.starts_with("collecting")) {
+        if lo >= hi
+            || reference[lo..hi]
+                .iter()
+                .any(|x| x.reason.starts_with("collecting"))
+        {
             continue;
         }
         assert!(
             reference[lo..hi].iter().any(|x| x.level == *level),
             "{what}: plain line {i} says {level}, the JSON watch says {:?}",
-            reference[lo..hi].iter().map(|x| &x.level).collect::<Vec<_>>()
+            reference[lo..hi]
+                .iter()
+                .map(|x| &x.level)
+                .collect::<Vec<_>>()
         );
     }
     // `run` judged the same child to its exit: its final verdict is one the
@@ -534,6 +571,20 @@ fn leak(backend: &str) {
         levels[first..].iter().all(|l| *l == "CRITICAL"),
         "{what}: flapping {levels:?}"
     );
+    // Never OK beside a forecast inside --crit-eta (10 m), in any mode: a
+    // held-back forecast that near is a WARNING that says so.
+    for (name, seen) in std::iter::once(("watch --json", &reference))
+        .chain(r.modes.iter().map(|m| (m.name, &m.seen)))
+    {
+        for s in seen.iter() {
+            assert!(
+                !(s.level == "OK" && s.eta.is_some_and(|e| e <= 600.0)),
+                "{what}: {name} says OK beside EMFILE in {:.0}s ({})",
+                s.eta.unwrap_or(0.0),
+                s.reason
+            );
+        }
+    }
     // A leak is never called churn: while the trend is still collecting,
     // the exact socket() counts alone cannot tell a socket kept from one
     // closed again.

@@ -273,7 +273,10 @@ fn pool_at_start(backend: &str) {
     let lines = watch_on(w.pid, 40, "200ms", backend);
     assert_no_false_alarm(&what, &lines);
     let fds: Vec<i64> = lines.iter().map(|l| l["fds"].as_i64().unwrap()).collect();
-    assert!(fds[fds.len() - 1] - fds[0] >= 40, "{what}: the pool filled: {fds:?}");
+    assert!(
+        fds[fds.len() - 1] - fds[0] >= 40,
+        "{what}: the pool filled: {fds:?}"
+    );
     let lv = levels_of(&lines);
     assert!(
         lv[lv.len() - 10..].iter().all(|l| *l == "OK"),
@@ -317,7 +320,10 @@ time.sleep(60)
     let peak = *fds.iter().max().unwrap();
     assert!(peak - fds[0] >= 390, "{what}: the burst happened: {fds:?}");
     let released = fds.iter().rposition(|n| *n >= peak - 10).unwrap() + 1;
-    assert!(released < fds.len() - 5, "{what}: released in time: {fds:?}");
+    assert!(
+        released < fds.len() - 5,
+        "{what}: released in time: {fds:?}"
+    );
     let lv = levels_of(&lines);
     assert!(
         lv[released..].iter().all(|l| *l == "OK"),
@@ -495,7 +501,11 @@ fn lifelong_leak(backend: &str) {
     let (code, doc) = second_run(Some(400.0));
     let v = &doc["processes"][0]["verdict"];
     assert_eq!(code, Some(1), "{what}: second run: {}", v["reasons"]);
-    assert_eq!(v["forecast"]["confirmed"], true, "{what}: {}", v["forecast"]);
+    assert_eq!(
+        v["forecast"]["confirmed"], true,
+        "{what}: {}",
+        v["forecast"]
+    );
     let eta = v["forecast"]["eta"].as_f64().unwrap();
     assert!(
         (600.0..3600.0).contains(&eta),
