@@ -202,6 +202,7 @@ fn serve_loop(pid: i32) -> JoinHandle<Vec<Seen>> {
             return Vec::new();
         };
         let names = ["OK", "WARNING", "CRITICAL", "UNKNOWN"];
+        let mut first_seen: Option<f64> = None;
         let mut seen = Vec::new();
         let start = Instant::now();
         while alive(pid) && start.elapsed() < Duration::from_secs(60) {
@@ -209,11 +210,15 @@ fn serve_loop(pid: i32) -> JoinHandle<Vec<Seen>> {
                 if let Some(v) = metric(&body, "fdwatch_verdict", pid) {
                     let t = now();
                     let confirmed = metric(&body, "fdwatch_fd_exhaustion_confirmed", pid);
-                    // No growth series: no trend yet (the metric is absent
-                    // while collecting).
-                    let reason = match metric(&body, "fdwatch_fd_growth_per_second", pid) {
-                        None => "collecting (no growth series yet)".to_string(),
-                        Some(g) => format!("growth {g:.1}/s, confirmed={confirmed:?}"),
+                    // The exposition has no reason text: a trend needs five
+                    // refreshes, so the first five seconds' worth are
+                    // "collecting" (a flat count exports no growth at all).
+                    let first = *first_seen.get_or_insert(t);
+                    let growth = metric(&body, "fdwatch_fd_growth_per_second", pid);
+                    let reason = if t - first < 5.0 * SERVE {
+                        "collecting (first refreshes)".to_string()
+                    } else {
+                        format!("growth {growth:?}/s, confirmed={confirmed:?}")
                     };
                     seen.push(Seen {
                         // Up to one refresh old: centre it.
