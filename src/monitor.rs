@@ -96,10 +96,30 @@ impl Census {
             }
         }
         let mut s = self.sampler.take(root, pid, self.kind, expect)?;
+        // An exiting process (PF_EXITING, set at the start of do_exit) loses
+        // its fd table before it becomes a zombie: a census in that window
+        // reads a few fds or none, which the trend would take for a drop (a
+        // leak's last sample at 0 fds turned `run`'s verdict into "not
+        // growing"). Checked after the census, so the window is covered.
+        if exiting(root, pid) {
+            return Err(SampleError::Exited { pid, comm: s.comm });
+        }
         for c in &kids {
             s.merge(c);
         }
         Ok(s)
+    }
+}
+
+/// `PF_EXITING` in the flags of `/proc/<pid>/stat` (include/linux/sched.h).
+const PF_EXITING: u32 = 0x0000_0004;
+
+/// The process has begun to exit (or is gone): its fds are no longer its own.
+fn exiting(root: &ProcRoot, pid: i32) -> bool {
+    let mut buf = Vec::new();
+    match sample::host::read_stat(root, pid, &mut buf) {
+        Ok(st) => st.flags & PF_EXITING != 0 || st.is_zombie(),
+        Err(_) => true,
     }
 }
 
@@ -321,4 +341,59 @@ pub fn plot_recording(
         anyhow::bail!("{}: no samples of pid {pid} to plot", record.display());
     }
     crate::report::plot::plot_samples(&samples, &replay.timeline, svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fixture /proc with pid 4242 holding one fd, its stat flags given.
+    fn fixture(flags: u32) -> (tempfile::TempDir, ProcRoot) {
+        let tmp = tempfile::tempdir().unwrap();
+        let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proc");
+        let root = tmp.path().join("proc");
+        copy(&from, &root);
+        let stat = root.join("4242/stat");
+        let text = std::fs::read_to_string(&stat).unwrap();
+        // Field 9 (flags) is the 7th after the `)`.
+        let close = text.rfind(')').unwrap();
+        let mut fields: Vec<String> = text[close + 2..].split(' ').map(str::to_string).collect();
+        fields[6] = flags.to_string();
+        std::fs::write(&stat, format!("{} {}", &text[..=close], fields.join(" "))).unwrap();
+        let fd = root.join("4242/fd");
+        std::fs::create_dir_all(&fd).unwrap();
+        std::os::unix::fs::symlink("/dev/null", fd.join("0")).unwrap();
+        (tmp, ProcRoot::new(root))
+    }
+
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    /// Issue 15 (BPF `run` leak read "not growing"): a census taken while
+    /// the process exits sees its fd table emptied, a drop that never
+    /// happened. The census refuses an exiting process, as it refuses a zombie.
+    #[test]
+    fn an_exiting_process_is_gone_not_a_drop() {
+        let mut census = Census::open(bpf::Choice::Proc, sample::Census::Full).unwrap();
+        let (_t, root) = fixture(0x0040_0000);
+        let s = census
+            .take(&root, 4242, None)
+            .expect("a live process samples");
+        assert_eq!(s.fds, 1);
+        let (_t, root) = fixture(0x0040_0000 | PF_EXITING);
+        let err = census.take(&root, 4242, None).expect_err("exiting");
+        assert!(
+            matches!(err, SampleError::Exited { pid: 4242, .. }) && err.target_gone(),
+            "{err}"
+        );
+    }
 }

@@ -707,7 +707,11 @@ impl Tracker {
             }
         }
         // 2. Netlink churn: flat count, sockets opened and closed all the time.
-        if growing("netlink").is_none() {
+        // Only once the netlink count has a trend: before that, socket()
+        // counts cannot tell a socket closed again from one kept (a leak's
+        // first samples were named churn).
+        let netlink_known = series.iter().any(|s| s.series == "netlink");
+        if netlink_known && growing("netlink").is_none() {
             let exact_churn = exact.filter(|r| r.socket_netlink >= 1.0).map(|r| {
                 let held = last.kind(FdKind::Netlink);
                 Pattern {

@@ -99,6 +99,34 @@ fn netlink_churn_without_growth() {
     assert!(p.summary.contains("at least 2.0/s"), "{}", p.summary);
 }
 
+/// Issue 15 (churn in --plain): while the netlink count is still
+/// collecting, exact socket() counts of a leak were named churn ("opened
+/// 20/s, not growing") on the first plain lines of every leak.
+#[test]
+fn a_leak_is_not_churn_while_collecting() {
+    let leak = |i: u64| {
+        let mut s = sample(i as f64, &[(FdKind::Netlink, 5 + 20 * i)], 1024);
+        s.syscalls = Some(crate::syscalls::SyscallCounts {
+            socket: 20 * i,
+            socket_netlink: 20 * i,
+            ..Default::default()
+        });
+        s
+    };
+    for n in 2..MIN_POINTS as u64 {
+        let v = run((0..n).map(leak));
+        assert!(
+            v.patterns.iter().all(|p| p.id != "netlink_churn"),
+            "{n} samples: {:?}",
+            v.patterns
+        );
+    }
+    // With a trend, the same counts name the leak, not churn.
+    let v = run((0..10).map(leak));
+    let ids: Vec<&str> = v.patterns.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids.first(), Some(&"netlink_accumulation"), "{ids:?}");
+}
+
 #[test]
 fn close_wait_remote_and_repeated_path() {
     let v = run((0..30).map(|i| {
