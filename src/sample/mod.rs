@@ -9,6 +9,7 @@ pub mod bpf;
 pub mod fds;
 pub mod host;
 pub mod kind;
+pub mod listing;
 pub mod net;
 pub mod procroot;
 pub mod stat;
