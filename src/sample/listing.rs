@@ -482,6 +482,56 @@ mod tests {
         assert_eq!(parse_fdinfo(b""), FdInfo::default());
     }
 
+    /// A fixture /proc tree of process 4242 (the shared fixture's stat and
+    /// socket tables) with the fd links and fdinfo files given.
+    fn fixture(links: &[(i32, &str)], infos: &[i32]) -> (tempfile::TempDir, ProcRoot) {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proc/4242");
+        let pid = tmp.path().join("4242");
+        for d in ["fd", "fdinfo", "net"] {
+            std::fs::create_dir_all(pid.join(d)).unwrap();
+        }
+        std::fs::copy(src.join("stat"), pid.join("stat")).unwrap();
+        for e in std::fs::read_dir(src.join("net")).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), pid.join("net").join(e.file_name())).unwrap();
+        }
+        for (fd, target) in links {
+            std::os::unix::fs::symlink(target, pid.join("fd").join(fd.to_string())).unwrap();
+        }
+        for fd in infos {
+            std::fs::write(
+                pid.join("fdinfo").join(fd.to_string()),
+                "pos:\t12\nflags:\t02000002\nmnt_id:\t9\nino:\t1\n",
+            )
+            .unwrap();
+        }
+        let root = ProcRoot::new(tmp.path());
+        (tmp, root)
+    }
+
+    #[test]
+    fn fds_closed_while_listed_are_skipped_not_errors() {
+        let (_tmp, root) = fixture(
+            &[(0, "/dev/null"), (3, "pipe:[77]"), (4, "socket:[1005]"), (6, "pipe:[78]")],
+            &[0, 3, 4],
+        );
+        // readdir saw 5 (closed before its readlink: no link now) and 6
+        // (closed between its readlink and its fdinfo read).
+        let l = list_these(&root, 4242, &[0, 3, 4, 5, 6]).expect("a listing, not an error");
+        assert_eq!(l.vanished, 2);
+        assert_eq!(l.fds.iter().map(|e| e.fd).collect::<Vec<_>>(), [0, 3, 4]);
+        assert_eq!(l.fds[1].kind, FdKind::Pipe);
+        assert_eq!((l.fds[1].pos, l.fds[1].flags, l.fds[1].mnt_id), (Some(12), Some(0o2000002), Some(9)));
+        let s = l.fds[2].socket.as_ref().expect("found in the unix table");
+        assert_eq!((l.fds[2].kind, s.protocol.as_str()), (FdKind::Unix, "UNIX-STREAM"));
+        assert_eq!(s.unix_path.as_deref(), Some("/run/with space"));
+        assert_eq!(s.state.as_deref(), Some("LISTEN"));
+        // The whole walk, by readdir, on the same tree: 6 has no fdinfo.
+        let l = list_proc(&root, 4242).unwrap();
+        assert_eq!((l.fds.len(), l.vanished), (3, 1));
+    }
+
     #[test]
     fn unix_names() {
         assert_eq!(unix_protocol(1), "UNIX-STREAM");
