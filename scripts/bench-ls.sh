@@ -62,7 +62,8 @@ for b in proc bpf; do
 done
 got=$(lsfd -p "$P" -n -o FD | awk '$1 ~ /^[0-9]+$/' | wc -l)
 [[ $got == "$want" ]] || { log "lsfd listed $got fds, /proc has $want"; exit 1; }
-got=$(lsof -p "$P" -n -P -F f | grep -c '^f[0-9]')
+# lsof shows fds above 9999 by their last three digits after a `*`.
+got=$(lsof -p "$P" -n -P -F f | grep -cE '^f\*?[0-9]')
 [[ $got == "$want" ]] || { log "lsof listed $got fds, /proc has $want"; exit 1; }
 
 RESULTS=$OUT/results.tsv; : >"$RESULTS"

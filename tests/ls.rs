@@ -124,7 +124,10 @@ fn agrees_with_proc(h: &Holder, doc: &Value, backend: &str) {
         "{backend}: every fd once, in order"
     );
     assert_eq!(doc["total"], want.len());
-    let by_fd: BTreeMap<i64, &Value> = listed.iter().map(|e| (e["fd"].as_i64().unwrap(), *e)).collect();
+    let by_fd: BTreeMap<i64, &Value> = listed
+        .iter()
+        .map(|e| (e["fd"].as_i64().unwrap(), *e))
+        .collect();
     for (fd, target) in &want {
         let e = by_fd[&(*fd as i64)];
         let deleted = e["deleted"].as_bool().unwrap();
@@ -135,11 +138,19 @@ fn agrees_with_proc(h: &Holder, doc: &Value, backend: &str) {
         };
         assert_eq!(&shown, target, "{backend}: target of fd {fd}");
         if let Some(kind) = h.kinds.get(fd) {
-            assert_eq!(e["kind"], kind.as_str(), "{backend}: kind of fd {fd} ({target})");
+            assert_eq!(
+                e["kind"],
+                kind.as_str(),
+                "{backend}: kind of fd {fd} ({target})"
+            );
         }
-        assert!(e["flags"].is_array() && e["pos"].is_u64() && e["mnt_id"].is_u64(), "{e}");
+        assert!(
+            e["flags"].is_array() && e["pos"].is_u64() && e["mnt_id"].is_u64(),
+            "{e}"
+        );
     }
-    let of_kind = |k: &str| -> Vec<&Value> { listed.iter().copied().filter(|e| e["kind"] == k).collect() };
+    let of_kind =
+        |k: &str| -> Vec<&Value> { listed.iter().copied().filter(|e| e["kind"] == k).collect() };
     // The file the holder wrote 5 bytes to: its position, its flags.
     let regular = h.kinds.iter().find(|(_, k)| *k == "regular").unwrap().0;
     let f = by_fd[&(*regular as i64)];
@@ -149,13 +160,36 @@ fn agrees_with_proc(h: &Holder, doc: &Value, backend: &str) {
     assert!(of_kind("memfd").iter().all(|e| e["deleted"] == true));
     // Python makes its sockets close-on-exec.
     for s in of_kind("tcp") {
-        assert!(s["flags"].as_array().unwrap().iter().any(|f| f == "cloexec"), "{s}");
+        assert!(
+            s["flags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f == "cloexec"),
+            "{s}"
+        );
     }
-    let mut states: Vec<&str> = of_kind("tcp").iter().map(|e| e["socket"]["state"].as_str().unwrap()).collect();
+    let mut states: Vec<&str> = of_kind("tcp")
+        .iter()
+        .map(|e| e["socket"]["state"].as_str().unwrap())
+        .collect();
     states.sort();
-    assert_eq!(states, ["ESTABLISHED", "ESTABLISHED", "LISTEN"], "{backend}");
-    for e in of_kind("tcp").iter().filter(|e| e["socket"]["state"] == "ESTABLISHED") {
-        assert!(e["socket"]["remote"].as_str().unwrap().starts_with("127.0.0.1:"), "{e}");
+    assert_eq!(
+        states,
+        ["ESTABLISHED", "ESTABLISHED", "LISTEN"],
+        "{backend}"
+    );
+    for e in of_kind("tcp")
+        .iter()
+        .filter(|e| e["socket"]["state"] == "ESTABLISHED")
+    {
+        assert!(
+            e["socket"]["remote"]
+                .as_str()
+                .unwrap()
+                .starts_with("127.0.0.1:"),
+            "{e}"
+        );
     }
     let nl = of_kind("netlink");
     assert_eq!(nl.len(), 1);
@@ -172,7 +206,10 @@ fn agrees_with_proc(h: &Holder, doc: &Value, backend: &str) {
         assert_eq!(unix[0]["socket"]["peer_inode"], unix[1]["inode"]);
         assert_eq!(unix[1]["socket"]["peer_inode"], unix[0]["inode"]);
     }
-    assert!(of_kind("udp")[0]["socket"]["local"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(of_kind("udp")[0]["socket"]["local"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
 }
 
 #[test]
@@ -196,7 +233,12 @@ fn agrees_fd_by_fd_with_proc_on_the_bpf_backend() {
 fn kind_filters_and_the_table() {
     let h = Holder::start();
     let doc = ls_json(h.pid, &["--backend", "proc", "--kind", "tcp,unix"]);
-    let kinds: Vec<&str> = doc["fds"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = doc["fds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds.iter().filter(|k| **k == "tcp").count(), 3);
     assert_eq!(kinds.iter().filter(|k| **k == "unix").count(), 2);
     assert_eq!(kinds.len(), 5, "{kinds:?}");
@@ -204,16 +246,36 @@ fn kind_filters_and_the_table() {
     assert_eq!(sockets["fds"].as_array().unwrap().len(), 3 + 2 + 1 + 1);
 
     let out = Command::new(bin())
-        .args(["ls", "--pid", &h.pid.to_string(), "--backend", "proc", "--kind", "eventfd"])
+        .args([
+            "ls",
+            "--pid",
+            &h.pid.to_string(),
+            "--backend",
+            "proc",
+            "--kind",
+            "eventfd",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with(&format!("pid {} (python3): ", h.pid)), "{text}");
-    assert!(lines[1].split_whitespace().collect::<Vec<_>>().starts_with(&["FD", "TYPE", "FLAGS"]), "{text}");
+    assert!(
+        lines[0].starts_with(&format!("pid {} (python3): ", h.pid)),
+        "{text}"
+    );
+    assert!(
+        lines[1]
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .starts_with(&["FD", "TYPE", "FLAGS"]),
+        "{text}"
+    );
     assert_eq!(lines.len(), 3, "{text}");
-    assert!(lines[2].contains("eventfd") && lines[2].ends_with("anon_inode:[eventfd]"), "{text}");
+    assert!(
+        lines[2].contains("eventfd") && lines[2].ends_with("anon_inode:[eventfd]"),
+        "{text}"
+    );
 
     let bad = Command::new(bin())
         .args(["ls", "--pid", &h.pid.to_string(), "--kind", "tpc"])
@@ -221,7 +283,10 @@ fn kind_filters_and_the_table() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(3));
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("--kind tpc") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("--kind tpc") && err.lines().count() == 1,
+        "{err}"
+    );
 }
 
 #[test]
@@ -247,7 +312,9 @@ fn a_target_closing_fds_while_listed() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let pid = child.id().to_string();
     let mut backends = vec!["proc"];
     if common::is_root() {
@@ -261,9 +328,17 @@ fn a_target_closing_fds_while_listed() {
                 .args(["ls", "--pid", &pid, "--json", "--backend", b])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{b}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{b}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-            assert!(doc["fds"].as_array().unwrap().iter().all(|e| e["target"].is_string()));
+            assert!(doc["fds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["target"].is_string()));
         }
         runs += 1;
     }

@@ -135,7 +135,11 @@ fn cell(e: &FdEntry, col: &str, proc_netns: Option<u64>) -> String {
         "MNTID" => opt(e.mnt_id),
         // Sockets only: the namespace a socket lives in can differ from the
         // process's (a socket made before a setns).
-        "NETNS" => opt(e.socket.as_ref().and_then(|s| s.netns).or(proc_netns.filter(|_| e.socket.is_some()))),
+        "NETNS" => opt(e
+            .socket
+            .as_ref()
+            .and_then(|s| s.netns)
+            .or(proc_netns.filter(|_| e.socket.is_some()))),
         _ => String::new(),
     }
 }
@@ -163,7 +167,8 @@ pub fn table(listing: &Listing, width: Option<usize>) -> Vec<String> {
         })
         .collect();
     let mut shown = COLUMNS.len();
-    let fixed = |shown: usize, widths: &[usize]| widths[..shown].iter().map(|w| w + 2).sum::<usize>();
+    let fixed =
+        |shown: usize, widths: &[usize]| widths[..shown].iter().map(|w| w + 2).sum::<usize>();
     if let Some(w) = width {
         while shown > 2 && fixed(shown, &widths) + 24 > w {
             shown -= 1;
@@ -330,7 +335,11 @@ mod tests {
         assert_eq!(escape("plain/path"), "plain/path");
         assert_eq!(escape("a\nb\tc\x1b[31m\\"), "a\\nb\\tc\\x1b[31m\\\\");
         assert_eq!(escape("x\u{85}y\u{7f}"), "x\\u{85}y\\x7f");
-        let l = listing(vec![fd(3, FdKind::Deleted, "/tmp/evil\x1b]0;owned\x07\nfake row")]);
+        let l = listing(vec![fd(
+            3,
+            FdKind::Deleted,
+            "/tmp/evil\x1b]0;owned\x07\nfake row",
+        )]);
         for line in table(&l, None).iter().chain([&title(&l, 1)]) {
             assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
         }
@@ -357,7 +366,9 @@ mod tests {
             ),
         ]);
         let wide = table(&l, None);
-        assert!(wide[0].starts_with("FD") && wide[0].contains("NETNS") && wide[0].ends_with("NAME"));
+        assert!(
+            wide[0].starts_with("FD") && wide[0].contains("NETNS") && wide[0].ends_with("NAME")
+        );
         assert!(wide[2].ends_with("data.db"));
         for w in [40, 60, 80, 100] {
             let t = table(&l, Some(w));
@@ -387,7 +398,10 @@ mod tests {
         assert_eq!(name(&e), "NETLINK socket:[99]");
         let json: serde_json::Value =
             serde_json::from_str(&json(&listing(vec![e]), &|_| true)).unwrap();
-        assert_eq!(json["fds"][0]["flags"], serde_json::json!(["rdwr", "largefile", "cloexec"]));
+        assert_eq!(
+            json["fds"][0]["flags"],
+            serde_json::json!(["rdwr", "largefile", "cloexec"])
+        );
         assert_eq!(json["fds"][0]["flags_octal"], "02100002");
         assert_eq!(json["fds"][0]["socket"]["protocol"], "NETLINK");
     }

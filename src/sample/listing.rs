@@ -90,14 +90,8 @@ pub fn list_proc(root: &ProcRoot, pid: i32) -> Result<Listing, SampleError> {
     let ident = root.identity(pid)?;
     let dir = open_dir(root, pid, "fd", ident.uid)?;
     let numbers = if root.is_procfs() {
-        fds::list_fds(dir.as_raw_fd(), 0).map_err(|e| {
-            io_error(
-                &root.pid_dir(pid).join("fd"),
-                e.into(),
-                pid,
-                ident.uid,
-            )
-        })?
+        fds::list_fds(dir.as_raw_fd(), 0)
+            .map_err(|e| io_error(&root.pid_dir(pid).join("fd"), e.into(), pid, ident.uid))?
     } else {
         list_by_readdir(root, pid, ident.uid)?
     };
@@ -153,7 +147,11 @@ struct Read {
 
 /// List the fds `numbers` of `pid` (listed by readdir a moment ago: any of
 /// them may be closed by now, which leaves it out).
-pub(crate) fn list_these(root: &ProcRoot, pid: i32, numbers: &[i32]) -> Result<Listing, SampleError> {
+pub(crate) fn list_these(
+    root: &ProcRoot,
+    pid: i32,
+    numbers: &[i32],
+) -> Result<Listing, SampleError> {
     let ident = root.identity(pid)?;
     let owner = ident.uid;
     let fd_path = root.pid_dir(pid).join("fd");
@@ -513,7 +511,12 @@ mod tests {
     #[test]
     fn fds_closed_while_listed_are_skipped_not_errors() {
         let (_tmp, root) = fixture(
-            &[(0, "/dev/null"), (3, "pipe:[77]"), (4, "socket:[1005]"), (6, "pipe:[78]")],
+            &[
+                (0, "/dev/null"),
+                (3, "pipe:[77]"),
+                (4, "socket:[1005]"),
+                (6, "pipe:[78]"),
+            ],
             &[0, 3, 4],
         );
         // readdir saw 5 (closed before its readlink: no link now) and 6
@@ -522,9 +525,15 @@ mod tests {
         assert_eq!(l.vanished, 2);
         assert_eq!(l.fds.iter().map(|e| e.fd).collect::<Vec<_>>(), [0, 3, 4]);
         assert_eq!(l.fds[1].kind, FdKind::Pipe);
-        assert_eq!((l.fds[1].pos, l.fds[1].flags, l.fds[1].mnt_id), (Some(12), Some(0o2000002), Some(9)));
+        assert_eq!(
+            (l.fds[1].pos, l.fds[1].flags, l.fds[1].mnt_id),
+            (Some(12), Some(0o2000002), Some(9))
+        );
         let s = l.fds[2].socket.as_ref().expect("found in the unix table");
-        assert_eq!((l.fds[2].kind, s.protocol.as_str()), (FdKind::Unix, "UNIX-STREAM"));
+        assert_eq!(
+            (l.fds[2].kind, s.protocol.as_str()),
+            (FdKind::Unix, "UNIX-STREAM")
+        );
         assert_eq!(s.unix_path.as_deref(), Some("/run/with space"));
         assert_eq!(s.state.as_deref(), Some("LISTEN"));
         // The whole walk, by readdir, on the same tree: 6 has no fdinfo.

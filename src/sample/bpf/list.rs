@@ -353,7 +353,10 @@ mod tests {
         b.extend_from_slice(&u);
         let e = decode(&b).unwrap();
         assert_eq!(e.len(), 2);
-        assert_eq!((e[0].fd, e[0].target.as_str(), e[0].deleted), (3, "/tmp/x", true));
+        assert_eq!(
+            (e[0].fd, e[0].target.as_str(), e[0].deleted),
+            (3, "/tmp/x", true)
+        );
         let s = e[1].socket.as_ref().unwrap();
         assert_eq!(s.protocol, "UNIX-STREAM");
         assert_eq!(s.state.as_deref(), Some("LISTEN"));
