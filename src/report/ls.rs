@@ -39,6 +39,22 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// The kernel's O_LARGEFILE bit, which it sets on every 64-bit open: the
+/// libc crate spells it 0 for 64-bit glibc targets (user space never needs
+/// to pass it), so it is written out per architecture here.
+#[cfg(any(
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "powerpc64"
+))]
+const O_LARGEFILE: i32 = 0o400000;
+#[cfg(not(any(
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "powerpc64"
+)))]
+const O_LARGEFILE: i32 = 0o100000;
+
 /// Open flags by name, in lsfd's spelling (`rdwr,nonblock,cloexec`): the
 /// access mode first, then the others in bit order.
 pub fn flag_names(flags: u32) -> Vec<&'static str> {
@@ -60,7 +76,7 @@ pub fn flag_names(flags: u32) -> Vec<&'static str> {
         (libc::O_DSYNC, "dsync"),
         (libc::O_ASYNC, "async"),
         (libc::O_DIRECT, "direct"),
-        (libc::O_LARGEFILE, "largefile"),
+        (O_LARGEFILE, "largefile"),
         (libc::O_DIRECTORY, "directory"),
         (libc::O_NOFOLLOW, "nofollow"),
         (libc::O_NOATIME, "noatime"),
