@@ -227,6 +227,28 @@ fn agrees_fd_by_fd_with_proc_on_the_bpf_backend() {
     agrees_with_proc(&h, &ls_json(h.pid, &["--backend", "bpf"]), "bpf");
     // auto picks BPF where it can.
     assert_eq!(ls_json(h.pid, &[])["backend"], "bpf");
+    // Both loaders (the kernel's CO-RE, aya's) load the listing and agree.
+    let by = |loader: &str| -> Value {
+        let out = Command::new(bin())
+            .args([
+                "ls",
+                "--pid",
+                &h.pid.to_string(),
+                "--json",
+                "--backend",
+                "bpf",
+            ])
+            .env("FDWATCH_BPF_LOADER", loader)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{loader}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(by("kernel"), by("aya"));
 }
 
 #[test]

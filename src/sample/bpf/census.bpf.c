@@ -696,7 +696,14 @@ int list_task_file(struct bpf_iter__task_file *ctx)
 						n &= LIST_UADDR_MAX - 1;
 						if (n > 108)
 							n = 108;
-						bpf_probe_read_kernel(s->uaddr, n, (char *)&addr->name[0].sun_path);
+						/* name[] is a flexible array of sockaddr_un:
+						 * its offset, then sun_path after the 2-byte
+						 * family (aya's CO-RE refuses an index into
+						 * a flexible array). */
+						char *path = (char *)addr +
+							     bpf_core_field_offset(struct unix_address, name) + 2;
+
+						bpf_probe_read_kernel(s->uaddr, n, path);
 						r->uaddr_len = n;
 					}
 				}

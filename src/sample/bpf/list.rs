@@ -171,7 +171,12 @@ fn load_with_aya(bytes: &[u8]) -> Result<BpfLister, Unavailable> {
     let mut ebpf = aya::EbpfLoader::new()
         .btf(Some(&btf))
         .load(bytes)
-        .map_err(|e| unavailable(format!("loading the BPF object failed: {e}")))?;
+        .map_err(|e| {
+            unavailable(format!(
+                "loading the BPF object failed: {}",
+                super::error_chain(&e)
+            ))
+        })?;
     let prog: &mut Iter = ebpf
         .program_mut(PROGRAM)
         .ok_or_else(|| unavailable(format!("the BPF object has no program {PROGRAM}")))?
