@@ -41,6 +41,8 @@ pub enum Command {
     Top(TopArgs),
     /// Prometheus exporter: /metrics for the top processes by usage and the selected ones.
     Serve(ServeArgs),
+    /// Every open fd of a process, one row each (like `lsof -p`, `lsfd -p`): type, flags, position, target or socket state (docs/ls.md).
+    Ls(LsArgs),
     /// Start a bundled workload that leaks netlink ROUTE sockets under a lowered limit, and watch it.
     Demo(DemoArgs),
     /// The bundled workload generator (used by `demo` and the tests).
@@ -173,6 +175,22 @@ pub struct TargetArgs {
     /// Processes of this container (its id or a prefix, found in the cgroup path).
     #[arg(long, value_name = "ID")]
     pub container: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Only fds of these kinds (comma-separated or repeated: `tcp,udp`,
+    /// `--kind unix`); `socket` means every socket kind. Names as in the
+    /// census: regular, deleted, directory, pipe, tcp, netlink, eventfd, ...
+    #[arg(long, value_name = "KIND", value_delimiter = ',')]
+    pub kind: Vec<String>,
+    /// One JSON document per process on stdout (docs/ls.md).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -8,7 +8,9 @@ use fdwatch::cli::{
     SyscallsArg, ThresholdArgs, WatchArgs,
 };
 use fdwatch::cmd::watch::{Output, SyscallMode, WatchOptions};
-use fdwatch::cmd::{analyze, check, ci, completions, demo, serve, targets::Targets, top, watch};
+use fdwatch::cmd::{
+    analyze, check, ci, completions, demo, ls, serve, targets::Targets, top, watch,
+};
 use fdwatch::diagnose::Thresholds;
 use fdwatch::sample::{Census, ProcRoot};
 use fdwatch::workload;
@@ -298,6 +300,28 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 },
             )?;
             Ok(0)
+        }
+        Some(Command::Ls(args)) => {
+            use std::io::IsTerminal;
+            let t = &args.target;
+            ls::run(
+                &ProcRoot::default(),
+                &ls::LsOptions {
+                    targets: Targets {
+                        pid: t.pid,
+                        pidfile: t.pidfile.clone(),
+                        name: t.name.clone(),
+                        exe: t.exe.clone(),
+                    },
+                    kinds: ls::parse_kinds(&args.kind)?,
+                    json: args.json,
+                    backend: args.backend.choice(),
+                    width: std::io::stdout()
+                        .is_terminal()
+                        .then(ls::terminal_width)
+                        .flatten(),
+                },
+            )
         }
         Some(Command::Demo(args)) => {
             demo::run(demo::DemoOptions {

@@ -6,6 +6,7 @@ pub mod check;
 pub mod ci;
 pub mod completions;
 pub mod demo;
+pub mod ls;
 pub mod serve;
 pub mod signals;
 pub mod targets;

@@ -3,6 +3,7 @@
 
 pub mod ci;
 pub mod json;
+pub mod ls;
 pub mod nagios;
 pub mod plot;
 pub mod prometheus;

@@ -17,6 +17,7 @@
 //! refuse a pid (before 6.1) the link walks every task and the program
 //! filters by tgid.
 
+pub mod list;
 pub mod load;
 pub mod wire;
 
@@ -57,7 +58,7 @@ pub struct Unavailable {
     pub reason: String,
 }
 
-fn unavailable(reason: impl Into<String>) -> Unavailable {
+pub(crate) fn unavailable(reason: impl Into<String>) -> Unavailable {
     Unavailable {
         reason: reason.into(),
     }
@@ -482,7 +483,7 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// The two `bpf()` commands aya does not offer with a task pid.
-mod sys {
+pub(crate) mod sys {
     use super::*;
 
     const BPF_LINK_CREATE: libc::c_long = 28;

@@ -41,13 +41,13 @@ use super::{procroot::io_error, Counted, FdKind, ProcRoot, Sample, SampleError, 
 /// One classified fd: 24 bytes. With the fd list, the per-thread results and
 /// the socket maps, a census measures ~60-120 bytes per fd (docs/performance.md).
 #[derive(Debug, Clone, Copy)]
-struct FdRecord {
-    fd: i32,
-    kind: FdKind,
+pub(crate) struct FdRecord {
+    pub fd: i32,
+    pub kind: FdKind,
     /// Socket/pipe inode, or the file's inode for path-named fds.
-    ino: u64,
+    pub ino: u64,
     /// Device of a path-named file (0 otherwise); size of a deleted file.
-    dev_or_size: u64,
+    pub dev_or_size: u64,
 }
 
 /// What a followed `statx` of `/proc/PID/fd/N` says about the open file.
@@ -273,7 +273,7 @@ pub fn census(
 
 /// The fds of the directory at or above `from`, by `getdents64` from offset
 /// `from + 2` (procfs numbers its fd entries fd + 2, after `.` and `..`).
-fn list_fds(dirfd: RawFd, from: i32) -> Result<Vec<i32>, Errno> {
+pub(crate) fn list_fds(dirfd: RawFd, from: i32) -> Result<Vec<i32>, Errno> {
     #[repr(C, align(8))]
     struct Buf([u8; 32 * 1024]);
     let mut buf = Buf([0; 32 * 1024]);
@@ -332,7 +332,7 @@ fn census_threads() -> usize {
     })
 }
 
-fn parse_fd_name(bytes: &[u8]) -> Option<i32> {
+pub(crate) fn parse_fd_name(bytes: &[u8]) -> Option<i32> {
     if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -340,7 +340,7 @@ fn parse_fd_name(bytes: &[u8]) -> Option<i32> {
 }
 
 /// `readlinkat` into `buf`, returning the target's bytes.
-fn read_link(dirfd: RawFd, fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
+pub(crate) fn read_link(dirfd: RawFd, fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
     let mut name = [0u8; 16];
     let n = fd_name(fd, &mut name);
     let len = unsafe {
@@ -359,7 +359,7 @@ fn read_link(dirfd: RawFd, fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
 }
 
 /// Write the decimal fd number NUL-terminated into `out`; returns the index of the NUL.
-fn fd_name(fd: i32, out: &mut [u8; 16]) -> usize {
+pub(crate) fn fd_name(fd: i32, out: &mut [u8; 16]) -> usize {
     let mut n = fd.unsigned_abs();
     let mut len = 1;
     while len < 10 && n >= 10u32.pow(len as u32) {
@@ -376,7 +376,7 @@ fn fd_name(fd: i32, out: &mut [u8; 16]) -> usize {
 }
 
 /// The followed `statx` of `/proc/PID/fd/<fd>`, from cached attributes.
-fn stat_fd(dirfd: RawFd, fd: i32) -> Result<FdStat, Errno> {
+pub(crate) fn stat_fd(dirfd: RawFd, fd: i32) -> Result<FdStat, Errno> {
     let mut name = [0u8; 16];
     let n = fd_name(fd, &mut name);
     // Not zeroed first: on success the kernel writes all 256 bytes (it
@@ -446,7 +446,11 @@ fn classify_stat(st: &FdStat, device: Option<Device>) -> Option<(FdKind, u64, u6
 }
 
 /// Classify one link target. `stat` is only called for path-named targets.
-fn classify_target(target: &[u8], fd: i32, stat: impl FnOnce() -> Option<FdStat>) -> FdRecord {
+pub(crate) fn classify_target(
+    target: &[u8],
+    fd: i32,
+    stat: impl FnOnce() -> Option<FdStat>,
+) -> FdRecord {
     let rec = |kind, ino, dev_or_size| FdRecord {
         fd,
         kind,
@@ -766,7 +770,7 @@ const FEW_SOCKETS: usize = 16;
 
 /// Read a whole /proc table in as few `read()`s as possible: each read of a
 /// seq_file restarts the kernel's walk of its hash, so small reads cost dearly.
-fn read_table(path: &std::path::Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
+pub(crate) fn read_table(path: &std::path::Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
     buf.clear();
     if buf.capacity() < 256 * 1024 {
         buf.reserve(256 * 1024);
@@ -805,9 +809,16 @@ fn sockprotoname(dirfd: RawFd, fd: i32) -> Option<FdKind> {
 /// a file that is no socket, `ENOENT` for no such fd.
 fn sockprotoname_of(dirfd: RawFd, fd: i32) -> Result<FdKind, Errno> {
     let mut buf = [0u8; 64];
-    let len = match getxattrat(dirfd, fd, &mut buf) {
+    let name = sockprotoname_raw(dirfd, fd, &mut buf)?;
+    Ok(FdKind::from_sockprotoname(name))
+}
+
+/// The `system.sockprotoname` text itself (`UNIX-STREAM`, `UDPv6`,
+/// `NETLINK`, ...), without its NUL.
+pub(crate) fn sockprotoname_raw(dirfd: RawFd, fd: i32, buf: &mut [u8; 64]) -> Result<&[u8], Errno> {
+    let len = match getxattrat(dirfd, fd, buf) {
         Some(len) => len,
-        None => getxattr_by_path(dirfd, fd, &mut buf),
+        None => getxattr_by_path(dirfd, fd, buf),
     };
     if len < 0 {
         return Err(Errno::last());
@@ -816,9 +827,7 @@ fn sockprotoname_of(dirfd: RawFd, fd: i32) -> Result<FdKind, Errno> {
         return Err(Errno::ENODATA);
     }
     let name = &buf[..len as usize];
-    Ok(FdKind::from_sockprotoname(
-        name.strip_suffix(b"\0").unwrap_or(name),
-    ))
+    Ok(name.strip_suffix(b"\0").unwrap_or(name))
 }
 
 /// What the first look at one fd found.
@@ -1065,7 +1074,7 @@ fn getxattr_by_path(dirfd: RawFd, fd: i32, buf: &mut [u8]) -> isize {
 }
 
 /// Map `f` over `items`, spread over the census threads when there are many.
-fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     par_chunks(items, |part| part.iter().map(&f).collect())
 }
 

@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod fds;
 pub mod host;
 pub mod kind;
+pub mod listing;
 pub mod net;
 pub mod own;
 pub mod procroot;

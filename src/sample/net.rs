@@ -141,6 +141,109 @@ pub fn parse_table<S: std::hash::BuildHasher>(
     }
 }
 
+/// Everything a table row says about one socket, for the per-fd listing
+/// (`fdwatch ls`); the census keeps only [`SocketInfo`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SocketRow {
+    /// Kernel socket state (`st`): TCP states for TCP, 7 (CLOSE) for an
+    /// unconnected UDP socket; the unix `St` column (1 unconnected, 3 connected).
+    pub state: Option<u8>,
+    /// `addr:port` (inet), as [`decode_endpoint`] spells it.
+    pub local: Option<String>,
+    pub remote: Option<String>,
+    /// Netlink: the protocol number and port id.
+    pub netlink_protocol: Option<u16>,
+    pub netlink_port: Option<i64>,
+    /// Unix: SOCK_* type, whether it listens, its bound path (`@` for abstract).
+    pub unix_type: Option<u16>,
+    pub unix_listening: bool,
+    pub unix_path: Option<String>,
+}
+
+/// Parse one table into `inode -> SocketRow` for the rows `want` accepts.
+/// Malformed rows are skipped, as in [`parse_table`].
+pub fn parse_rows<S: std::hash::BuildHasher>(
+    table: Table,
+    text: &str,
+    want: &dyn Fn(u64) -> bool,
+    out: &mut HashMap<u64, SocketRow, S>,
+) {
+    for line in text.lines().skip(1) {
+        let mut fields = line.split_ascii_whitespace();
+        let parsed = match table {
+            Table::Tcp | Table::Tcp6 | Table::Udp | Table::Udp6 | Table::Raw | Table::Raw6 => {
+                (|| {
+                    let _sl = fields.next()?;
+                    let local = fields.next()?;
+                    let remote = fields.next()?;
+                    let state = u8::from_str_radix(fields.next()?, 16).ok()?;
+                    let ino: u64 = fields.nth(5)?.parse().ok()?;
+                    Some((
+                        ino,
+                        SocketRow {
+                            state: Some(state),
+                            local: decode_endpoint(local),
+                            remote: decode_endpoint(remote),
+                            ..SocketRow::default()
+                        },
+                    ))
+                })()
+            }
+            // `Num RefCount Protocol Flags Type St Inode Path`; the path is
+            // the rest of the line (it may hold spaces).
+            Table::Unix => (|| {
+                let _num = fields.next()?;
+                let _refs = fields.next()?;
+                let _proto = fields.next()?;
+                let flags = u32::from_str_radix(fields.next()?, 16).ok()?;
+                let ty = u16::from_str_radix(fields.next()?, 16).ok()?;
+                let st = u8::from_str_radix(fields.next()?, 16).ok()?;
+                let ino_text = fields.next()?;
+                let ino: u64 = ino_text.parse().ok()?;
+                let rest = line
+                    .find(&format!(" {ino_text}"))
+                    .map(|at| line[at + 1 + ino_text.len()..].trim_start())
+                    .filter(|p| !p.is_empty());
+                Some((
+                    ino,
+                    SocketRow {
+                        state: Some(st),
+                        unix_type: Some(ty),
+                        // __SO_ACCEPTCON: the socket listens.
+                        unix_listening: flags & 0x0001_0000 != 0,
+                        unix_path: rest.map(str::to_string),
+                        ..SocketRow::default()
+                    },
+                ))
+            })(),
+            Table::Netlink => (|| {
+                let _sk = fields.next()?;
+                let proto = fields.next()?.parse::<u16>().ok()?;
+                let port = fields.next()?.parse::<i64>().ok()?;
+                let ino = fields.nth(6)?.parse::<u64>().ok()?;
+                // Port id 0: the kernel's own socket (see parse_table).
+                (port != 0).then_some((
+                    ino,
+                    SocketRow {
+                        netlink_protocol: Some(proto),
+                        netlink_port: Some(port),
+                        ..SocketRow::default()
+                    },
+                ))
+            })(),
+            Table::Packet => fields
+                .nth(8)
+                .and_then(|ino| ino.parse().ok())
+                .map(|ino| (ino, SocketRow::default())),
+        };
+        if let Some((ino, row)) = parsed {
+            if want(ino) {
+                out.insert(ino, row);
+            }
+        }
+    }
+}
+
 /// `sl local rem st tx:rx tr:tm retrnsmt uid timeout inode ...`
 fn parse_inet_row<'a>(
     fields: &mut impl Iterator<Item = &'a str>,
@@ -342,6 +445,34 @@ mod tests {
         assert_eq!(netlink_protocol_name(99), "PROTO_99");
         // Port id 0: the kernel's own socket, never a process's fd.
         assert!(!n.contains_key(&7005));
+    }
+
+    #[test]
+    fn rows_for_the_listing() {
+        let rows = |table, text| {
+            let mut out = HashMap::new();
+            parse_rows(table, text, &|_| true, &mut out);
+            out
+        };
+        let t = rows(Table::Tcp, TCP);
+        assert_eq!(t[&31337].local.as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(t[&31337].state, Some(10));
+        assert_eq!(t[&31338].remote.as_deref(), Some("127.0.0.1:54000"));
+        let u = rows(Table::Unix, UNIX);
+        assert_eq!(u[&6001].unix_path.as_deref(), Some("/run/systemd/notify"));
+        assert!(u[&6001].unix_listening);
+        assert_eq!(u[&6002].unix_path, None);
+        assert_eq!(u[&6002].state, Some(3));
+        assert_eq!(
+            u[&6003].unix_path.as_deref(),
+            Some("@/tmp/.X11-unix/X0 with spaces")
+        );
+        let n = rows(Table::Netlink, NETLINK);
+        assert_eq!(n[&7002].netlink_protocol, Some(4));
+        assert_eq!(n[&7002].netlink_port, Some(4244));
+        assert!(!n.contains_key(&7005));
+        assert!(rows(Table::Tcp, "header\nnot a row\n   0: zz\n").is_empty());
+        assert!(rows(Table::Unix, "header\n0: 1 2\n").is_empty());
     }
 
     #[test]

@@ -288,6 +288,30 @@ static __always_inline __u32 addr_bits(const void *p)
 	return (__u32)v;
 }
 
+/* A socket's kind from its family, type and protocol (shared by the census
+ * and the listing, so both name a socket alike). */
+static __always_inline __u8 sock_kind(__u16 family, __u16 type, __u16 protocol)
+{
+	if (family == AF_INET || family == AF_INET6) {
+		int v6 = family == AF_INET6;
+
+		if (protocol == IPPROTO_TCP && type != SOCK_RAW)
+			return v6 ? K_TCP6 : K_TCP;
+		if ((protocol == IPPROTO_UDP || protocol == IPPROTO_UDPLITE) && type != SOCK_RAW)
+			return v6 ? K_UDP6 : K_UDP;
+		if (type == SOCK_RAW || protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6)
+			return v6 ? K_RAW6 : K_RAW;
+		return K_SOCKET_OTHER;
+	}
+	if (family == AF_UNIX)
+		return K_UNIX;
+	if (family == AF_NETLINK)
+		return K_NETLINK;
+	if (family == AF_PACKET)
+		return K_PACKET;
+	return K_SOCKET_OTHER;
+}
+
 /* Queue a socket/pipe inode for output; 0 when the file may be counted
  * (its inode is queued, or written), nonzero when it must be shown again. */
 static __always_inline int push_inode(struct seq_file *seq, struct rec_inodes *b, __u8 kind,
@@ -387,28 +411,7 @@ int census_task_file(struct bpf_iter__task_file *ctx)
 		if ((family == AF_INET || family == AF_INET6) && protocol == IPPROTO_TCP)
 			state = sk->__sk_common.skc_state;
 
-		if (family == AF_INET || family == AF_INET6) {
-			int v6 = family == AF_INET6;
-			if (protocol == IPPROTO_TCP && type != SOCK_RAW) {
-				kind = v6 ? K_TCP6 : K_TCP;
-			} else if ((protocol == IPPROTO_UDP || protocol == IPPROTO_UDPLITE) &&
-				   type != SOCK_RAW) {
-				kind = v6 ? K_UDP6 : K_UDP;
-			} else if (type == SOCK_RAW || protocol == IPPROTO_ICMP ||
-				   protocol == IPPROTO_ICMPV6) {
-				kind = v6 ? K_RAW6 : K_RAW;
-			} else {
-				kind = K_SOCKET_OTHER;
-			}
-		} else if (family == AF_UNIX) {
-			kind = K_UNIX;
-		} else if (family == AF_NETLINK) {
-			kind = K_NETLINK;
-		} else if (family == AF_PACKET) {
-			kind = K_PACKET;
-		} else {
-			kind = K_SOCKET_OTHER;
-		}
+		kind = sock_kind(family, type, protocol);
 
 		if ((kind == K_TCP || kind == K_TCP6) && state != TCP_LISTEN_ &&
 		    state != TCP_CLOSE_) {
@@ -527,5 +530,244 @@ int census_task_file(struct bpf_iter__task_file *ctx)
 	}
 	c->files += 1;
 	bump(c->kinds, kind, K_MAX);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * The listing (`fdwatch ls`): one record per fd, everything lsof/lsfd show,
+ * read where the kernel keeps it. A separate program, so the census's walk
+ * stays as cheap as it is; it shares the tgid filter (fdw_config).
+ *
+ * Each fd gives a `struct list_rec`, then `path_len` bytes of the file's
+ * path (bpf_d_path: what readlink of /proc/PID/fd/N says, " (deleted)"
+ * included), then `uaddr_len` bytes of a unix socket's bound address
+ * (sun_path; a leading NUL for an abstract name). The three writes of one
+ * fd are one seq_file object: if they do not fit, the kernel discards all
+ * of them and shows the same file again on the next read.
+ * Keep in step with src/sample/bpf/list.rs. */
+
+#define LIST_PATH_MAX 4096
+#define LIST_UADDR_MAX 128
+#define O_CLOEXEC_ 02000000
+
+struct list_rec {
+	__s32 fd;
+	__u8 kind;
+	__u8 family;    /* sockets: AF_* */
+	__u8 sock_type; /* sockets: SOCK_* */
+	__u8 state;     /* sockets: sk_state (TCP states; unix: 1 connected, 10 listening) */
+	__u16 protocol; /* sockets: sk_protocol (netlink: its protocol) */
+	__u16 path_len;
+	__u16 lport; /* inet: host order */
+	__u16 rport;
+	__u16 uaddr_len;
+	__u16 pad0;
+	__u32 flags; /* f_flags, | O_CLOEXEC as /proc/PID/fdinfo shows it */
+	__u32 mnt_id;
+	__u32 dev; /* s_dev, kernel encoding (major << 20 | minor) */
+	__u32 nlink;
+	__u32 netns; /* sockets: inode of the socket's network namespace */
+	__u64 pos;
+	__u64 ino;
+	__u64 size;
+	__u64 peer_ino; /* unix: the peer socket's inode */
+	__u8 laddr[16];
+	__u8 raddr[16];
+};
+
+_Static_assert(sizeof(struct list_rec) == 104, "list_rec is 104 bytes on the wire");
+
+struct list_scratch {
+	struct list_rec r;
+	char path[LIST_PATH_MAX];
+	char uaddr[LIST_UADDR_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct list_scratch);
+} fdw_list_scratch SEC(".maps");
+
+/* A kernel pointer's value as a number, read through memory so the verifier
+ * sees a scalar (for container_of arithmetic before a probe read). */
+static __always_inline __u64 ptr_value(void *const *where)
+{
+	__u64 v = 0;
+
+	bpf_probe_read_kernel(&v, sizeof(v), where);
+	return v;
+}
+
+SEC("iter/task_file")
+int list_task_file(struct bpf_iter__task_file *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *task = ctx->task;
+	struct file *file = ctx->file;
+	__u32 zero = 0;
+
+	if (!task || !file)
+		return 0;
+	__u32 *tgid = bpf_map_lookup_elem(&fdw_config, &zero);
+	if (tgid && *tgid && (__u32)task->tgid != *tgid)
+		return 0;
+	struct list_scratch *s = bpf_map_lookup_elem(&fdw_list_scratch, &zero);
+	if (!s)
+		return 0;
+	struct list_rec *r = &s->r;
+	int fd = ctx->fd;
+
+	__builtin_memset(r, 0, sizeof(*r));
+	r->fd = fd;
+	struct inode *inode = file->f_inode;
+	struct socket *sock = bpf_sock_from_file(file);
+	__u16 mode = inode->i_mode;
+	unsigned long magic = inode->i_sb->s_magic;
+
+	r->ino = inode->i_ino;
+	r->dev = inode->i_sb->s_dev;
+	r->nlink = inode->__i_nlink;
+	r->size = inode->i_size;
+	r->pos = file->f_pos;
+	r->flags = file->f_flags;
+
+	/* close-on-exec lives in the fd table, not the file. */
+	unsigned long *cloexec = BPF_CORE_READ(task, files, fdt, close_on_exec);
+	if (cloexec) {
+		unsigned long word = 0;
+
+		bpf_probe_read_kernel(&word, sizeof(word), cloexec + (fd >> 6));
+		if (word & (1UL << (fd & 63)))
+			r->flags |= O_CLOEXEC_;
+	}
+	/* mnt_id is the struct mount's, around the file's vfsmount. */
+	__u64 vfsmount = ptr_value((void *const *)&file->f_path.mnt);
+	if (vfsmount) {
+		struct mount *m = (struct mount *)(vfsmount - bpf_core_field_offset(struct mount, mnt));
+		int id = 0;
+
+		bpf_core_read(&id, sizeof(id), &m->mnt_id);
+		r->mnt_id = id;
+	}
+
+	if (sock) {
+		struct sock *sk = sock->sk;
+		const struct proto_ops *ops = sock->ops;
+
+		if (!sk || !ops) {
+			r->kind = K_SOCKET_OTHER;
+		} else {
+			__u16 family = ops->family;
+
+			r->family = family;
+			r->sock_type = sock->type;
+			r->protocol = sk->sk_protocol;
+			r->state = sk->__sk_common.skc_state;
+			r->kind = sock_kind(family, sock->type, r->protocol);
+			r->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+			if (family == AF_INET || family == AF_INET6) {
+				r->lport = sk->__sk_common.skc_num;
+				r->rport = bpf_ntohs(sk->__sk_common.skc_dport);
+				if (family == AF_INET) {
+					__u32 l = sk->__sk_common.skc_rcv_saddr;
+					__u32 d = sk->__sk_common.skc_daddr;
+
+					__builtin_memcpy(r->laddr, &l, 4);
+					__builtin_memcpy(r->raddr, &d, 4);
+				} else {
+					BPF_CORE_READ_INTO(&r->laddr, sk,
+							   __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+					BPF_CORE_READ_INTO(&r->raddr, sk,
+							   __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+				}
+			} else if (family == AF_UNIX) {
+				struct unix_sock *u = (struct unix_sock *)sk;
+				struct unix_address *addr = BPF_CORE_READ(u, addr);
+				struct sock *peer = BPF_CORE_READ(u, peer);
+
+				if (addr) {
+					int len = BPF_CORE_READ(addr, len);
+					/* sun_path follows the 2-byte sun_family. */
+					int n = len - 2;
+
+					if (n > 0) {
+						n &= LIST_UADDR_MAX - 1;
+						if (n > 108)
+							n = 108;
+						/* name[] is a flexible array of sockaddr_un:
+						 * its offset, then sun_path after the 2-byte
+						 * family (aya's CO-RE refuses an index into
+						 * a flexible array). */
+						char *path = (char *)addr +
+							     bpf_core_field_offset(struct unix_address, name) + 2;
+
+						bpf_probe_read_kernel(s->uaddr, n, path);
+						r->uaddr_len = n;
+					}
+				}
+				if (peer) {
+					struct socket *ps = BPF_CORE_READ(peer, sk_socket);
+
+					if (ps)
+						r->peer_ino = BPF_CORE_READ((struct socket_alloc *)ps,
+									    vfs_inode.i_ino);
+				}
+			}
+		}
+	} else {
+		switch (mode & S_IFMT) {
+		case S_IFIFO:
+			r->kind = magic == PIPEFS_MAGIC ? K_PIPE : K_FIFO;
+			break;
+		case S_IFDIR:
+			r->kind = K_DIRECTORY;
+			break;
+		case S_IFCHR:
+			r->kind = K_CHAR_DEVICE;
+			break;
+		case S_IFBLK:
+			r->kind = K_BLOCK_DEVICE;
+			break;
+		case S_IFSOCK:
+			/* A socket file opened with O_PATH. */
+			r->kind = K_SOCKET_OTHER;
+			break;
+		default: {
+			char name[NAME_LEN] = {};
+
+			if (magic == ANON_INODE_FS_MAGIC) {
+				bpf_probe_read_kernel_str(name, sizeof(name),
+							  file->f_path.dentry->d_name.name);
+				r->kind = anon_kind(name);
+			} else if (magic == PID_FS_MAGIC) {
+				r->kind = K_PIDFD;
+			} else if (magic == NSFS_MAGIC || (mode & S_IFMT) != S_IFREG) {
+				r->kind = K_OTHER;
+			} else if (r->nlink == 0) {
+				bpf_probe_read_kernel_str(name, sizeof(name),
+							  file->f_path.dentry->d_name.name);
+				r->kind = STARTS(name, "memfd:") ? K_MEMFD : K_DELETED;
+			} else {
+				r->kind = K_REGULAR;
+			}
+			break;
+		}
+		}
+	}
+
+	long n = bpf_d_path((struct path *)&file->f_path, s->path, LIST_PATH_MAX);
+	if (n > 1)
+		r->path_len = (n - 1) & (LIST_PATH_MAX - 1);
+
+	if (bpf_seq_write(seq, r, sizeof(*r)))
+		return 0;
+	__u32 plen = r->path_len & (LIST_PATH_MAX - 1);
+	if (plen && bpf_seq_write(seq, s->path, plen))
+		return 0;
+	__u32 ulen = r->uaddr_len & (LIST_UADDR_MAX - 1);
+	if (ulen && bpf_seq_write(seq, s->uaddr, ulen))
+		return 0;
 	return 0;
 }

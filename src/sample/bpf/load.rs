@@ -221,19 +221,20 @@ pub fn load(bytes: &[u8], spec: &Spec<'_>) -> Result<Loaded, String> {
         .get(&prog.function_key())
         .ok_or_else(|| format!("the object has no code for {program}"))?;
     // CO-RE records are by byte offset in the section; the kernel wants them
-    // by byte offset in the program.
+    // by byte offset in the program. A section may hold several programs
+    // (the census and the listing share `iter/task_file`): records outside
+    // this one's instructions are another program's.
     let insn_bytes = func.instructions.len() * std::mem::size_of::<aya_obj::generated::bpf_insn>();
     let relos: Vec<CoreRelo> = relos
         .into_iter()
-        .map(|mut r| {
+        .filter_map(|mut r| {
             let off = (r.insn_off as usize)
                 .checked_sub(func.section_offset)
-                .filter(|o| *o < insn_bytes)
-                .ok_or_else(|| format!("a CO-RE record outside {program}"))?;
+                .filter(|o| *o < insn_bytes)?;
             r.insn_off = off as u32;
-            Ok(r)
+            Some(r)
         })
-        .collect::<Result<_, String>>()?;
+        .collect();
     let func_info = func.func_info.func_info_bytes();
     let line_info = func.line_info.line_info_bytes();
     let license = CString::new(obj.license.as_bytes()).map_err(|e| e.to_string())?;

@@ -179,7 +179,7 @@ pub fn parse(bytes: &[u8]) -> Result<Census, WireError> {
 }
 
 /// `addr:port`, `[v6]:port`, v4-mapped v6 as v4: the /proc parser's spelling.
-fn endpoint(family: u8, addr: &[u8], port: u16) -> String {
+pub(crate) fn endpoint(family: u8, addr: &[u8], port: u16) -> String {
     if family == AF_INET {
         let ip = Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]);
         return format!("{ip}:{port}");
