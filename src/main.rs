@@ -303,16 +303,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Some(Command::Ls(args)) => {
             use std::io::IsTerminal;
-            let t = &args.target;
             ls::run(
                 &ProcRoot::default(),
                 &ls::LsOptions {
-                    targets: Targets {
-                        pid: t.pid,
-                        pidfile: t.pidfile.clone(),
-                        name: t.name.clone(),
-                        exe: t.exe.clone(),
-                    },
+                    targets: Targets::from(args.target.clone()),
                     kinds: ls::parse_kinds(&args.kind)?,
                     json: args.json,
                     backend: args.backend.choice(),
