@@ -17,7 +17,7 @@ use fdwatch::workload;
 const EXIT_UNKNOWN: u8 = 3;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(color_after_subcommand(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(mut e) => {
             suggest_flag(&mut e);
@@ -51,11 +51,39 @@ fn main() -> ExitCode {
                     return ExitCode::SUCCESS;
                 }
             }
-            eprintln!("fdwatch: {err:#}");
+            // Errors quote names and paths from outside (a process's comm).
+            eprintln!(
+                "fdwatch: {}",
+                fdwatch::report::escape::terminal(&format!("{err:#}"))
+            );
             // Every error that reaches here means "could not determine the state".
             ExitCode::from(EXIT_UNKNOWN)
         }
     }
+}
+
+/// `fdwatch --color never top`: clap refuses any option before a
+/// subcommand here (`args_conflicts_with_subcommands`, which `fdwatch --pid
+/// N` needs), global ones too; a leading `--color` is moved after the
+/// subcommand's name, where it is accepted.
+fn color_after_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let mut moved = Vec::new();
+    while let Some(a) = args.get(1).and_then(|a| a.to_str()) {
+        if a == "--color" && args.len() > 2 {
+            moved.extend(args.drain(1..3));
+        } else if a.starts_with("--color=") {
+            moved.push(args.remove(1));
+        } else {
+            break;
+        }
+    }
+    let at = match args.get(1).and_then(|a| a.to_str()) {
+        Some(sub) if Cli::command().find_subcommand(sub).is_some() => 2,
+        _ => 1,
+    };
+    args.splice(at..at, moved);
+    args
 }
 
 /// Clap's message on one line: the `error: ` prefix, the usage block and the
@@ -190,9 +218,10 @@ fn output(json: bool, plain: bool, screen: bool) -> Output {
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
+    let color = color(cli.color);
     match cli.command {
-        Some(Command::Watch(args)) => run_watch(args),
-        None if cli.watch.pid.is_some() => run_watch(cli.watch),
+        Some(Command::Watch(args)) => run_watch(args, color),
+        None if cli.watch.pid.is_some() => run_watch(cli.watch, color),
         None => {
             eprintln!("fdwatch: nothing to do: give --pid N, or a mode such as `fdwatch demo` (see fdwatch --help)");
             Ok(EXIT_UNKNOWN)
@@ -246,6 +275,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     output,
                     classify: args.classify,
                     thresholds: thresholds(&args.thresholds)?,
+                    color,
                 },
             )?;
             Ok(0)
@@ -271,6 +301,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 interval: args.interval,
                 output: output(args.json, args.plain, false),
                 linger: args.linger,
+                color,
             })?;
             Ok(0)
         }
@@ -410,13 +441,32 @@ fn unknown(e: &anyhow::Error, format: CheckFormat) -> u8 {
     let msg = format!("{e:#}");
     match format {
         CheckFormat::Json => println!("{}", serde_json::json!({"level": "UNKNOWN", "error": msg})),
-        _ => println!("FDWATCH UNKNOWN - {}", msg.replace('|', "/")),
+        _ => println!(
+            "FDWATCH UNKNOWN - {}",
+            fdwatch::report::escape::plugin_line(&msg)
+        ),
     }
-    eprintln!("fdwatch: {msg}");
+    eprintln!("fdwatch: {}", fdwatch::report::escape::terminal(&msg));
     EXIT_UNKNOWN
 }
 
-fn run_watch(args: WatchArgs) -> anyhow::Result<u8> {
+/// `--color` with the environment (NO_COLOR, CLICOLOR_FORCE) and whether
+/// stdout is a terminal: decided once, for every command.
+fn color(c: fdwatch::cli::ColorArg) -> bool {
+    use fdwatch::cli::ColorArg;
+    use fdwatch::report::style::{color_enabled, ColorChoice};
+    use std::io::IsTerminal;
+    let choice = match c {
+        ColorArg::Auto => ColorChoice::Auto,
+        ColorArg::Always => ColorChoice::Always,
+        ColorArg::Never => ColorChoice::Never,
+    };
+    color_enabled(choice, std::io::stdout().is_terminal(), |k| {
+        std::env::var_os(k).map(|v| v.to_string_lossy().into_owned())
+    })
+}
+
+fn run_watch(args: WatchArgs, color: bool) -> anyhow::Result<u8> {
     let pid = args
         .pid
         .ok_or_else(|| anyhow::anyhow!("watch needs --pid N"))?;
@@ -437,6 +487,7 @@ fn run_watch(args: WatchArgs) -> anyhow::Result<u8> {
             backend: args.backend.choice(),
             thresholds: thresholds(&args.thresholds)?,
             syscalls: syscall_mode(args.syscalls),
+            color,
             until: None,
         },
     )?;

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod serve;
 pub mod signals;
 pub mod targets;
+pub mod term;
 pub mod top;
 pub mod watch;
 

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use super::escape;
 use crate::diagnose::gate::Outcome;
 
 fn opt(v: Option<u64>) -> String {
@@ -28,7 +29,9 @@ pub fn text(o: &Outcome) -> String {
     let _ = writeln!(
         s,
         "fdwatch {status} — {} ({:.1}s, {} samples{census})",
-        o.name, o.duration_s, o.samples
+        escape::terminal(&o.name),
+        o.duration_s,
+        o.samples
     );
     if let Some(code) = o.command_exit {
         let _ = writeln!(s, "  command exit code: {code}");
@@ -54,21 +57,13 @@ pub fn text(o: &Outcome) -> String {
     if let Some(v) = &o.verdict {
         let _ = writeln!(s, "  verdict: {}", v.level.name());
         for r in &v.reasons {
-            let _ = writeln!(s, "    {r}");
+            let _ = writeln!(s, "    {}", escape::terminal(r));
         }
     }
     for f in &o.failures {
-        let _ = writeln!(s, "  FAIL: {f}");
+        let _ = writeln!(s, "  FAIL: {}", escape::terminal(&f.to_string()));
     }
     s
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
 }
 
 /// One test case, as GitLab reads JUnit (testsuites > testsuite > testcase > failure).
@@ -84,7 +79,7 @@ pub fn junit(o: &Outcome) -> String {
     let _ = write!(
         x,
         "    <testcase classname=\"fdwatch\" name=\"fd leak check: {}\" time=\"{:.3}\"",
-        xml_escape(&o.name),
+        escape::xml_attr(&o.name),
         o.duration_s
     );
     if o.failures.is_empty() {
@@ -93,8 +88,8 @@ pub fn junit(o: &Outcome) -> String {
         let _ = writeln!(
             x,
             ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
-            xml_escape(&o.failures.join("; ")),
-            xml_escape(&text(o))
+            escape::xml_attr(&o.failures.join("; ")),
+            escape::xml_text(&text(o))
         );
     }
     x.push_str("  </testsuite>\n</testsuites>\n");
@@ -123,7 +118,7 @@ pub fn emit(o: &Outcome, report: Option<&Path>, junit_path: Option<&Path>) -> an
         for f in &o.failures {
             println!(
                 "::error title=fdwatch: fd leak::{}",
-                gh_escape(&format!("{}: {f}", o.name))
+                gh_escape(&escape::terminal(&format!("{}: {f}", o.name)))
             );
         }
         if let Ok(summary) = std::env::var("GITHUB_STEP_SUMMARY") {
@@ -156,6 +151,9 @@ mod tests {
     #[test]
     fn escapes() {
         assert_eq!(gh_escape("50% a\nb\r"), "50%25 a%0Ab%0D");
-        assert_eq!(xml_escape("<a & 'b'>"), "&lt;a &amp; &apos;b&apos;&gt;");
+        assert_eq!(
+            escape::xml_attr("<a & 'b'>"),
+            "&lt;a &amp; &apos;b&apos;&gt;"
+        );
     }
 }

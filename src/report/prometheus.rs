@@ -6,11 +6,10 @@ use std::fmt::Write;
 use crate::diagnose::Verdict;
 use crate::sample::{Sample, SystemFiles};
 
-/// Escape a label value: `\` `"` and newline.
+/// Escape a label value: `\` `"` and newline; other control characters
+/// shown escaped (see `report::escape::prometheus_label`).
 pub fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    super::escape::prometheus_label(v)
 }
 
 fn family(out: &mut String, name: &str, help: &str, kind: &str, rows: &[(String, f64)]) {
