@@ -243,12 +243,20 @@ fn fds_line(view: &View, width: Option<usize>) -> String {
     // parts are placed: core, "  ", bar, "   ", changes, "   ", sparkline.
     let room = w.saturating_sub(core_w + 2 + 3 + changes_w);
     if room >= 2 + 10 {
-        let cells = (room - 2).min(BAR_WIDTH);
+        // Bar and sparkline share the room: the sparkline up to half of it
+        // (its newest points), the bar the rest (10 to 30 cells).
+        let recent = view.recent;
+        let room = room - 2 - 3; // brackets, and the blanks before the sparkline
+        let mut points = recent.len().min(room / 2);
+        if points < 8.min(recent.len()).max(2) {
+            points = 0;
+        }
+        let cells = room.saturating_sub(points).clamp(10, BAR_WIDTH);
+        let points = points.min(room.saturating_sub(cells));
         let mut line = format!("{core}  {}   {changes}", bar(ratio, cells));
-        let points = view.recent.len().min(room.saturating_sub(2 + cells + 3));
-        if points >= 8 {
+        if points > 0 {
             line.push_str("   ");
-            line.push_str(&sparkline(&view.recent[view.recent.len() - points..]));
+            line.push_str(&sparkline(&recent[recent.len() - points..]));
         }
         return line;
     }
