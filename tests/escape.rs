@@ -316,5 +316,16 @@ fn junit_and_svg_stay_well_formed() {
         let text = std::fs::read_to_string(&svg).unwrap();
         parse_xml("watch --plot", &text);
         assert!(text.contains("\\x1b"), "the name is drawn, escaped");
+        // The recording carries the name: `analyze` prints and draws it.
+        let svg2 = dir.path().join("a.svg");
+        let out = run_ok(&[
+            "analyze",
+            rec.to_str().unwrap(),
+            "--plot",
+            svg2.to_str().unwrap(),
+        ]);
+        assert_clean("analyze stdout", &out.stdout);
+        assert_clean("analyze stderr", &out.stderr);
+        parse_xml("analyze --plot", &std::fs::read_to_string(&svg2).unwrap());
     }
 }
