@@ -302,7 +302,8 @@ mod tests {
     #[test]
     fn colour_decision() {
         use ColorChoice::*;
-        let cases: &[(ColorChoice, bool, &[(&str, &str)], bool)] = &[
+        type Vars<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(ColorChoice, bool, Vars, bool)] = &[
             (Auto, true, &[], true),
             (Auto, false, &[], false),
             (Auto, true, &[("NO_COLOR", "1")], false),
