@@ -121,6 +121,15 @@ fn plugin_output_is_one_clean_status_line() {
             perf.split(' ').all(|item| item.contains('=')),
             "perfdata items: {perf}"
         );
+        // Selected by its argv[0] (`exec -a`), the same clean line.
+        let out = run_ok(&["check", "--name", "*|argv0*", "--samples", "1"]);
+        assert_clean("check --name stdout", &out.stdout);
+        assert_clean("check --name stderr", &out.stderr);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            text.starts_with(&format!("FDWATCH OK - pid {pid} (")),
+            "argv[0] selects the child: {text}"
+        );
     }
 }
 
