@@ -23,6 +23,17 @@ pub struct Cli {
     /// `fdwatch --pid N` watches like `fdwatch watch --pid N`.
     #[command(flatten)]
     pub watch: WatchArgs,
+    /// Colour levels on the screen, in `top` and in plain lines: auto (on a
+    /// terminal, unless NO_COLOR is set; CLICOLOR_FORCE forces it), always, never.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorArg {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Subcommand)]

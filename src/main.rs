@@ -19,7 +19,7 @@ use fdwatch::workload;
 const EXIT_UNKNOWN: u8 = 3;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(color_after_subcommand(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(mut e) => {
             suggest_flag(&mut e);
@@ -53,11 +53,38 @@ fn main() -> ExitCode {
                     return ExitCode::SUCCESS;
                 }
             }
-            eprintln!("fdwatch: {}", fdwatch::cmd::error_line(&err));
+            eprintln!(
+                "fdwatch: {}",
+                fdwatch::report::escape::terminal(&fdwatch::cmd::error_line(&err))
+            );
             // Every error that reaches here means "could not determine the state".
             ExitCode::from(EXIT_UNKNOWN)
         }
     }
+}
+
+/// `fdwatch --color never top`: clap refuses any option before a
+/// subcommand here (`args_conflicts_with_subcommands`, which `fdwatch --pid
+/// N` needs), global ones too; a leading `--color` is moved after the
+/// subcommand's name, where it is accepted.
+fn color_after_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let mut moved = Vec::new();
+    while let Some(a) = args.get(1).and_then(|a| a.to_str()) {
+        if a == "--color" && args.len() > 2 {
+            moved.extend(args.drain(1..3));
+        } else if a.starts_with("--color=") {
+            moved.push(args.remove(1));
+        } else {
+            break;
+        }
+    }
+    let at = match args.get(1).and_then(|a| a.to_str()) {
+        Some(sub) if Cli::command().find_subcommand(sub).is_some() => 2,
+        _ => 1,
+    };
+    args.splice(at..at, moved);
+    args
 }
 
 /// Clap's message on one line: the `error: ` prefix, the usage block and the
@@ -225,9 +252,10 @@ fn output(json: bool, plain: bool, screen: bool) -> Output {
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
+    let color = color(cli.color);
     match cli.command {
-        Some(Command::Watch(args)) => run_watch(args),
-        None if Targets::from(cli.watch.target.clone()).given() => run_watch(cli.watch),
+        Some(Command::Watch(args)) => run_watch(args, color),
+        None if Targets::from(cli.watch.target.clone()).given() => run_watch(cli.watch, color),
         None => {
             eprintln!("fdwatch: nothing to do: give --pid N, or a mode such as `fdwatch demo` (see fdwatch --help)");
             Ok(EXIT_UNKNOWN)
@@ -283,6 +311,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     output,
                     classify: args.classify,
                     thresholds: thresholds(&args.thresholds)?,
+                    color,
                 },
             )?;
             Ok(0)
@@ -324,6 +353,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 interval: args.interval,
                 output: output(args.json, args.plain, false),
                 linger: args.linger,
+                color,
             })?;
             Ok(0)
         }
@@ -459,7 +489,23 @@ fn run_check(args: CheckArgs) -> u8 {
     check::run(&ProcRoot::default(), &opts)
 }
 
-fn run_watch(args: WatchArgs) -> anyhow::Result<u8> {
+/// `--color` with the environment (NO_COLOR, CLICOLOR_FORCE) and whether
+/// stdout is a terminal: decided once, for every command.
+fn color(c: fdwatch::cli::ColorArg) -> bool {
+    use fdwatch::cli::ColorArg;
+    use fdwatch::report::style::{color_enabled, ColorChoice};
+    use std::io::IsTerminal;
+    let choice = match c {
+        ColorArg::Auto => ColorChoice::Auto,
+        ColorArg::Always => ColorChoice::Always,
+        ColorArg::Never => ColorChoice::Never,
+    };
+    color_enabled(choice, std::io::stdout().is_terminal(), |k| {
+        std::env::var_os(k).map(|v| v.to_string_lossy().into_owned())
+    })
+}
+
+fn run_watch(args: WatchArgs, color: bool) -> anyhow::Result<u8> {
     if args.syscalls == SyscallsArg::On && args.pace.count == Some(1) {
         anyhow::bail!("--syscalls on needs --count 2 or more: one sample counts nothing");
     }
@@ -479,6 +525,7 @@ fn run_watch(args: WatchArgs) -> anyhow::Result<u8> {
             backend: args.backend.choice(),
             thresholds: thresholds(&args.thresholds)?,
             syscalls: syscall_mode(args.syscalls),
+            color,
             until: None,
         },
     )?;

@@ -10,6 +10,7 @@ use super::print_line;
 use crate::diagnose::{Level, Thresholds, Verdict};
 use crate::input::{self, Format, SeriesInfo};
 use crate::monitor::Replay;
+use crate::report::escape;
 use crate::report::plot::{self, Thinned};
 use crate::report::timeline;
 
@@ -132,7 +133,7 @@ pub fn run(opts: AnalyzeOptions) -> anyhow::Result<u8> {
         match analyze_one(path, &opts) {
             Ok((found, warnings, format)) => {
                 for w in &warnings {
-                    eprintln!("fdwatch: {w}");
+                    eprintln!("fdwatch: {}", escape::terminal(&w.to_string()));
                 }
                 inputs.push(JsonInput {
                     path: path.display().to_string(),
@@ -146,7 +147,7 @@ pub fn run(opts: AnalyzeOptions) -> anyhow::Result<u8> {
             Err(e) => {
                 // One line naming the file (and the line); the other inputs
                 // are still analysed and reported.
-                eprintln!("fdwatch: {e}");
+                eprintln!("fdwatch: {}", escape::terminal(&e.to_string()));
                 unreadable = true;
                 inputs.push(JsonInput {
                     path: path.display().to_string(),
@@ -178,8 +179,8 @@ pub fn run(opts: AnalyzeOptions) -> anyhow::Result<u8> {
                 if analyses.len() > 1 {
                     eprintln!(
                         "fdwatch: plotted {} from {} (the worst of {} series) to {}",
-                        a.info.name,
-                        a.source,
+                        escape::terminal(&a.info.name),
+                        escape::terminal(&a.source),
                         analyses.len(),
                         path.display()
                     );
@@ -215,7 +216,9 @@ pub fn run(opts: AnalyzeOptions) -> anyhow::Result<u8> {
             first = false;
             text.push_str(&format!("{} ({}): ", a.source, a.format.name()));
             text.push_str(&timeline::text(&a.info.name, &a.replay.timeline, &notes));
-            if !print_line(text.trim_end())? {
+            // Names and sources come from the files: escaped line by line.
+            let text: Vec<String> = text.trim_end().lines().map(escape::terminal).collect();
+            if !print_line(&text.join("\n"))? {
                 break;
             }
         }

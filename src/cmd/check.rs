@@ -10,6 +10,7 @@ use super::signals;
 use super::targets::{self, Candidate, Pick, Targets};
 use crate::diagnose::{Level, Thresholds};
 use crate::monitor::{self, Session, SyscallMode};
+use crate::report::escape;
 use crate::report::nagios::{self, Checked};
 use crate::report::prometheus;
 use crate::sample::{bpf, Census, ProcRoot, Sample, SampleError};
@@ -108,10 +109,10 @@ pub fn unknown(e: &anyhow::Error, format: Format, output: Option<&Path>, target:
         // The file cannot take it: the plugin line on stdout, both reasons.
         let both = format!("{msg}; {}", super::error_line(&werr));
         let _ = put(None, &unknown_text(&both, Format::Nagios, target));
-        eprintln!("fdwatch: {both}");
+        eprintln!("fdwatch: {}", escape::terminal(&both));
         return Level::Unknown.exit_code();
     }
-    eprintln!("fdwatch: {msg}");
+    eprintln!("fdwatch: {}", escape::terminal(&msg));
     Level::Unknown.exit_code()
 }
 
@@ -119,7 +120,7 @@ fn unknown_text(msg: &str, format: Format, target: &str) -> String {
     match format {
         Format::Json => serde_json::json!({"level": "UNKNOWN", "error": msg}).to_string(),
         Format::Prometheus => prometheus::check_verdict(target, Level::Unknown),
-        Format::Nagios => format!("FDWATCH UNKNOWN - {}", msg.replace('|', "/")),
+        Format::Nagios => format!("FDWATCH UNKNOWN - {}", escape::plugin_line(msg)),
     }
 }
 

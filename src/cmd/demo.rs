@@ -19,6 +19,8 @@ pub struct DemoOptions {
     pub interval: Duration,
     pub output: Output,
     pub linger: Duration,
+    /// Colour the levels (see `watch`).
+    pub color: bool,
 }
 
 /// Kills the workload however the demo ends.
@@ -101,6 +103,7 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<watch::WatchEnd> {
             plot: None,
             census: Census::Full,
             backend: Choice::Proc,
+            color: opts.color,
             // The leak takes about a minute: thresholds scaled to it, so the
             // screen goes OK → WARNING → CRITICAL → EMFILE in one sitting.
             thresholds: Thresholds {

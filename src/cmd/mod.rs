@@ -10,6 +10,7 @@ pub mod ls;
 pub mod serve;
 pub mod signals;
 pub mod targets;
+pub mod term;
 pub mod top;
 pub mod watch;
 

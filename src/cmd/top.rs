@@ -1,18 +1,19 @@
 //! `fdwatch top`: every visible process, refreshed, ranked by time to EMFILE.
 //!
 //! The driver only paces refreshes and handles the terminal: plain text or
-//! JSON when stdout is not a terminal, else an interactive screen in raw mode
-//! (restored on every way out) where Enter opens `fdwatch watch --pid N`.
+//! JSON when stdout is not a terminal, else an interactive screen (the
+//! terminal handling shared with `watch` lives in `term`, restored on every
+//! way out) where Enter opens `fdwatch watch --pid N`.
 
-use std::io::{Read, Write};
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::term::{self, Event, Key};
 use super::{print_line, signals};
 use crate::diagnose::Thresholds;
 use crate::host::{self, Host, HostOptions, Selector, Snapshot, SortKey};
+use crate::report::style::Frame;
 use crate::report::top as render;
 use crate::sample::ProcRoot;
 
@@ -33,6 +34,8 @@ pub struct TopOptions {
     pub output: Output,
     pub classify: usize,
     pub thresholds: Thresholds,
+    /// Colour the verdicts (decided once from `--color`, the environment and stdout).
+    pub color: bool,
 }
 
 /// The sort keys in column order, for the `s`/`S` keys.
@@ -83,7 +86,14 @@ fn lines(host: &mut Host, opts: &TopOptions) -> anyhow::Result<()> {
         n += 1;
         let text = match opts.output {
             Output::Json => render::json(&snap, limit)?,
-            _ => render::plain(&snap, limit),
+            _ => render::plain(
+                &snap,
+                limit,
+                &Frame {
+                    width: None,
+                    color: opts.color,
+                },
+            ),
         };
         if !print_line(text.trim_end_matches('\n'))? {
             return Ok(());
@@ -97,99 +107,8 @@ fn lines(host: &mut Host, opts: &TopOptions) -> anyhow::Result<()> {
     }
 }
 
-/// Raw mode on stdin, the alternate screen on stdout; undone on drop
-/// (normal exit, error, or a panic unwinding through the loop).
-struct Terminal {
-    saved: Option<nix::sys::termios::Termios>,
-}
-
-impl Terminal {
-    fn enter() -> anyhow::Result<Terminal> {
-        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
-        let stdin = std::io::stdin();
-        let saved = tcgetattr(stdin.as_fd()).context("reading the terminal mode")?;
-        let mut raw = saved.clone();
-        cfmakeraw(&mut raw);
-        // Keep output post-processing so "\n" still returns the carriage.
-        raw.output_flags |=
-            nix::sys::termios::OutputFlags::OPOST | nix::sys::termios::OutputFlags::ONLCR;
-        tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).context("setting raw mode")?;
-        let mut out = std::io::stdout();
-        let _ = out.write_all(b"\x1b[?1049h\x1b[?25l");
-        let _ = out.flush();
-        Ok(Terminal { saved: Some(saved) })
-    }
-
-    fn leave(&mut self) {
-        if let Some(saved) = self.saved.take() {
-            let mut out = std::io::stdout();
-            let _ = out.write_all(b"\x1b[?25h\x1b[?1049l");
-            let _ = out.flush();
-            let _ = nix::sys::termios::tcsetattr(
-                std::io::stdin().as_fd(),
-                nix::sys::termios::SetArg::TCSANOW,
-                &saved,
-            );
-        }
-    }
-}
-
-impl Drop for Terminal {
-    fn drop(&mut self) {
-        self.leave();
-    }
-}
-
-fn terminal_rows() -> usize {
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: TIOCGWINSZ fills a winsize we own.
-    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
-    if ok && ws.ws_row > 0 {
-        ws.ws_row as usize
-    } else {
-        24
-    }
-}
-
-enum Key {
-    Quit,
-    Up,
-    Down,
-    NextSort,
-    PrevSort,
-    Enter,
-    Other,
-}
-
-/// Wait up to `d` for a key on stdin.
-fn read_key(d: Duration) -> Option<Key> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let stdin = std::io::stdin();
-    let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
-    let ms = d.as_millis().min(i32::MAX as u128) as i32;
-    match poll(
-        &mut fds,
-        PollTimeout::try_from(ms).unwrap_or(PollTimeout::NONE),
-    ) {
-        Ok(n) if n > 0 => {}
-        _ => return None,
-    }
-    let mut buf = [0u8; 8];
-    let n = stdin.lock().read(&mut buf).ok()?;
-    Some(match &buf[..n] {
-        [] => Key::Quit, // EOF: the terminal went away
-        [b'q'] | [b'Q'] | [3] | [4] => Key::Quit,
-        [b'k'] | [0x1b, b'[', b'A'] => Key::Up,
-        [b'j'] | [0x1b, b'[', b'B'] => Key::Down,
-        [b's'] | [b'>'] => Key::NextSort,
-        [b'S'] | [b'<'] => Key::PrevSort,
-        [b'\r'] | [b'\n'] => Key::Enter,
-        _ => Key::Other,
-    })
-}
-
 fn interactive(host: &mut Host, opts: &TopOptions) -> anyhow::Result<()> {
-    let mut term = Terminal::enter()?;
+    let mut screen = term::Screen::enter(true);
     let mut sort = SORT_CYCLE
         .iter()
         .position(|(k, _)| *k == opts.sort)
@@ -214,34 +133,37 @@ fn interactive(host: &mut Host, opts: &TopOptions) -> anyhow::Result<()> {
             }
             n += 1;
         }
-        let limit = limit_of(opts, terminal_rows().saturating_sub(7).max(1));
+        // Asked each time: the window may have changed size since.
+        let size = term::size();
+        let rows = size.map_or(24, |(_, rows)| rows);
+        let limit = limit_of(opts, rows.saturating_sub(7).max(1));
         if let Some(s) = snap.as_mut() {
             host::sort_rows(&mut s.rows, SORT_CYCLE[sort].0);
             let shown = s.rows.len().min(limit);
             selected = selected.min(shown.saturating_sub(1));
-            let text = render::screen(s, limit, SORT_CYCLE[sort].1, selected);
-            let mut out = std::io::stdout().lock();
-            out.write_all(b"\x1b[H\x1b[2J")?;
-            out.write_all(text.as_bytes())?;
-            out.flush()?;
+            let frame = Frame {
+                width: size.map(|(cols, _)| cols),
+                color: opts.color,
+            };
+            let text = render::screen(s, limit, SORT_CYCLE[sort].1, selected, &frame);
+            screen.draw(&text, size.map(|(_, rows)| rows))?;
         }
-        let wait = next.saturating_duration_since(Instant::now());
-        match read_key(wait) {
-            None | Some(Key::Other) => {}
-            Some(Key::Quit) => return Ok(()),
-            Some(Key::Up) => selected = selected.saturating_sub(1),
-            Some(Key::Down) => selected += 1,
-            Some(Key::NextSort) => sort = (sort + 1) % SORT_CYCLE.len(),
-            Some(Key::PrevSort) => sort = (sort + SORT_CYCLE.len() - 1) % SORT_CYCLE.len(),
-            Some(Key::Enter) => {
+        match screen.wait(next.saturating_duration_since(Instant::now())) {
+            Event::Timeout | Event::Resize | Event::Key(Key::Other) => {}
+            Event::Stop | Event::Key(Key::Quit) => return Ok(()),
+            Event::Key(Key::Up) => selected = selected.saturating_sub(1),
+            Event::Key(Key::Down) => selected += 1,
+            Event::Key(Key::NextSort) => sort = (sort + 1) % SORT_CYCLE.len(),
+            Event::Key(Key::PrevSort) => sort = (sort + SORT_CYCLE.len() - 1) % SORT_CYCLE.len(),
+            Event::Key(Key::Enter) => {
                 let pid = snap
                     .as_ref()
                     .and_then(|s| s.rows.get(selected))
                     .map(|r| r.pid);
                 if let Some(pid) = pid {
-                    term.leave();
-                    watch_one(pid);
-                    term = Terminal::enter()?;
+                    screen.leave();
+                    watch_one(pid, opts.color);
+                    screen = term::Screen::enter(true);
                     next = Instant::now();
                 }
             }
@@ -249,9 +171,10 @@ fn interactive(host: &mut Host, opts: &TopOptions) -> anyhow::Result<()> {
     }
 }
 
-/// Run `fdwatch watch --pid N` in the foreground; back to top when it ends
-/// (q there is Ctrl-C: the child takes SIGINT, we ignore it meanwhile).
-fn watch_one(pid: i32) {
+/// Run `fdwatch watch --pid N` in the foreground, in top's colours; back
+/// to top when it ends (`q`, or Ctrl-C: the child takes SIGINT, we ignore
+/// it meanwhile).
+fn watch_one(pid: i32, color: bool) {
     let Ok(me) = std::env::current_exe() else {
         return;
     };
@@ -260,6 +183,7 @@ fn watch_one(pid: i32) {
     let old = unsafe { signal(Signal::SIGINT, SigHandler::SigIgn) };
     let _ = std::process::Command::new(me)
         .args(["watch", "--pid", &pid.to_string()])
+        .args(["--color", if color { "always" } else { "never" }])
         .status();
     if let Ok(old) = old {
         // SAFETY: restoring the previous handler.

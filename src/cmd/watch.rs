@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::term::{self, Event, Key};
 use super::{print_line, signals};
 use crate::diagnose::{Level, Thresholds};
 pub use crate::monitor::SyscallMode;
 use crate::monitor::{self, Session};
+use crate::report::style::Frame;
 use crate::report::{json, screen, View};
 use crate::sample::{bpf, Census, ProcRoot, Sample, SampleError};
 
@@ -39,6 +41,8 @@ pub struct WatchOptions {
     pub backend: bpf::Choice,
     pub thresholds: Thresholds,
     pub syscalls: SyscallMode,
+    /// Colour the levels (decided once from `--color`, the environment and stdout).
+    pub color: bool,
     /// Extra stop condition, polled after each sample (the demo's "EMFILE hit + linger").
     pub until: Option<Box<dyn Fn() -> bool>>,
 }
@@ -54,23 +58,6 @@ pub struct WatchEnd {
     /// Why the target went away, when it did.
     pub target_gone: Option<String>,
     pub last: Option<Sample>,
-}
-
-/// Restores the terminal however the watch ends (error, Ctrl-C, panic).
-struct AltScreen;
-
-impl AltScreen {
-    fn enter() -> AltScreen {
-        let _ = std::io::stdout().write_all(b"\x1b[?1049h\x1b[?25l");
-        AltScreen
-    }
-}
-
-impl Drop for AltScreen {
-    fn drop(&mut self) {
-        let _ = std::io::stdout().write_all(b"\x1b[?25h\x1b[?1049l");
-        let _ = std::io::stdout().flush();
-    }
 }
 
 pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
@@ -108,8 +95,14 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
         None => None,
     };
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    // On a terminal the screen redraws in place; captured, screens follow each other.
-    let alt = (opts.output == Output::Screen && tty).then(AltScreen::enter);
+    // On a terminal the screen redraws in place, fitted to the window, and
+    // `q` quits; captured, screens follow each other at full width.
+    let mut alt = (opts.output == Output::Screen && tty).then(|| term::Screen::enter(true));
+    let fitted = alt.is_some();
+    let frame = || Frame {
+        width: term::size().filter(|_| fitted).map(|(cols, _)| cols),
+        color: opts.color,
+    };
     let started = Instant::now();
     let mut end = WatchEnd::default();
     let mut recent: VecDeque<u64> = VecDeque::with_capacity(60);
@@ -149,33 +142,40 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
         }
         let open = match opts.output {
             Output::Json => print_line(&json::line(&view))?,
-            Output::Plain => print_line(&screen::plain_line(&view))?,
+            Output::Plain => print_line(&screen::plain_line(&view, &frame()))?,
             Output::Screen => {
-                last_screen = screen::screen(&view);
-                if tty {
-                    let mut out = std::io::stdout().lock();
-                    let _ = write!(out, "\x1b[H\x1b[2J{last_screen}");
-                    out.flush().is_ok()
-                } else {
-                    print_line(&last_screen)?
+                last_screen = screen::screen(&view, &frame());
+                match alt.as_mut() {
+                    Some(a) => a
+                        .draw(&last_screen, term::size().map(|(_, rows)| rows))
+                        .is_ok(),
+                    None => print_line(&last_screen)?,
                 }
             }
         };
-        previous = Some(s);
-        if !open {
-            break;
-        }
-        if opts.count.is_some_and(|c| end.samples >= c)
+        let done = !open
+            || opts.count.is_some_and(|c| end.samples >= c)
             || opts.duration.is_some_and(|d| started.elapsed() >= d)
-        {
-            break;
-        }
-        if opts.until.as_ref().is_some_and(|f| f()) {
-            break;
-        }
+            || opts.until.as_ref().is_some_and(|f| f());
         // Pace on the schedule, not after the work, so the interval stays true.
         let next = started + opts.interval.mul_f64(end.samples as f64);
-        if !signals::sleep(next.saturating_duration_since(Instant::now())) {
+        let go_on = !done
+            && match alt.as_mut() {
+                None => signals::sleep(next.saturating_duration_since(Instant::now())),
+                Some(a) => loop {
+                    match a.wait(next.saturating_duration_since(Instant::now())) {
+                        Event::Timeout => break true,
+                        Event::Stop | Event::Key(Key::Quit) => break false,
+                        Event::Key(_) => {}
+                        Event::Resize => {
+                            last_screen = screen::screen(&view, &frame());
+                            let _ = a.draw(&last_screen, term::size().map(|(_, rows)| rows));
+                        }
+                    }
+                },
+            };
+        previous = Some(s);
+        if !go_on {
             break;
         }
         match session.tick(&mut census, root) {
@@ -209,9 +209,12 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
 
 fn gone_message(e: &SampleError, comm: &str, pid: i32, samples: u64) -> String {
     match e {
-        SampleError::PidReused { .. } => format!("{e}; stopped after {samples} samples"),
+        SampleError::PidReused { .. } => {
+            crate::report::escape::terminal(&format!("{e}; stopped after {samples} samples"))
+        }
         _ => format!(
-            "pid {pid} ({comm}) exited; stopped after {samples} samples, the last one shown"
+            "pid {pid} ({}) exited; stopped after {samples} samples, the last one shown",
+            crate::report::escape::terminal(comm)
         ),
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use super::escape;
 use crate::diagnose::gate::{Failure, Outcome, Status};
 use crate::diagnose::Level;
 
@@ -40,7 +41,9 @@ pub fn text(o: &Outcome) -> String {
     let _ = writeln!(
         s,
         "fdwatch {status} — {} ({:.1}s, {} samples{census})",
-        o.name, o.duration_s, o.samples
+        escape::terminal(&o.name),
+        o.duration_s,
+        o.samples
     );
     if let Some(code) = o.command_exit {
         let _ = writeln!(s, "  command exit code: {code}");
@@ -66,22 +69,14 @@ pub fn text(o: &Outcome) -> String {
     if let Some(v) = &o.verdict {
         let _ = writeln!(s, "  verdict: {}", v.level.name());
         for r in &v.reasons {
-            let _ = writeln!(s, "    {r}");
+            let _ = writeln!(s, "    {}", escape::terminal(r));
         }
     }
     for f in &o.failures {
         let tag = if f.is_unknown() { "UNKNOWN" } else { "FAIL" };
-        let _ = writeln!(s, "  {tag}: {f}");
+        let _ = writeln!(s, "  {tag}: {}", escape::terminal(&f.to_string()));
     }
     s
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
 }
 
 /// `2024-05-01T10:42:05`: the JUnit timestamp as Ant writes it (no zone;
@@ -116,12 +111,12 @@ pub fn junit(o: &Outcome, step: &Step) -> String {
         "  <testsuite name=\"fdwatch\" tests=\"1\" failures=\"{failures}\" errors=\"{errors}\" \
          skipped=\"0\" time=\"{time:.3}\" timestamp=\"{}\" hostname=\"{}\">",
         junit_timestamp(step.started),
-        xml_escape(&step.hostname)
+        escape::xml_attr(&step.hostname)
     );
     let _ = write!(
         x,
         "    <testcase classname=\"fdwatch\" name=\"fd leak check: {}\" time=\"{time:.3}\"",
-        xml_escape(&o.name),
+        escape::xml_attr(&o.name),
     );
     let element = match o.status {
         Status::Pass => None,
@@ -135,8 +130,8 @@ pub fn junit(o: &Outcome, step: &Step) -> String {
             let _ = writeln!(
                 x,
                 ">\n      <{tag} type=\"{kind}\" message=\"{}\">{}</{tag}>\n    </testcase>",
-                xml_escape(&message.join("; ")),
-                xml_escape(&text(o))
+                escape::xml_attr(&message.join("; ")),
+                escape::xml_text(&text(o))
             );
         }
     }
@@ -211,7 +206,7 @@ pub fn emit(
         for f in &o.failures {
             println!(
                 "::error title=fdwatch: fd leak::{}",
-                gh_escape(&format!("{}: {f}", o.name))
+                gh_escape(&escape::terminal(&format!("{}: {f}", o.name)))
             );
         }
         if let Ok(summary) = std::env::var("GITHUB_STEP_SUMMARY") {
@@ -244,6 +239,9 @@ mod tests {
     #[test]
     fn escapes() {
         assert_eq!(gh_escape("50% a\nb\r"), "50%25 a%0Ab%0D");
-        assert_eq!(xml_escape("<a & 'b'>"), "&lt;a &amp; &apos;b&apos;&gt;");
+        assert_eq!(
+            escape::xml_attr("<a & 'b'>"),
+            "&lt;a &amp; &apos;b&apos;&gt;"
+        );
     }
 }

@@ -19,24 +19,7 @@ pub const LS_SCHEMA_VERSION: u32 = 1;
 /// a backslash doubled, so that no name can move the cursor, change colours
 /// or fake a row, and an escape in the output always means one.
 pub fn escape(s: &str) -> String {
-    if !s.chars().any(|c| c.is_control() || c == '\\') {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x80 && c.is_control() => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
+    super::escape::terminal(&s.replace('\\', "\\\\"))
 }
 
 /// The kernel's O_LARGEFILE bit, which it sets on every 64-bit open: the

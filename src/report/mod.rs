@@ -2,12 +2,14 @@
 //! plain data. Nothing here reads the kernel or decides a verdict.
 
 pub mod ci;
+pub mod escape;
 pub mod json;
 pub mod ls;
 pub mod nagios;
 pub mod plot;
 pub mod prometheus;
 pub mod screen;
+pub mod style;
 pub mod timeline;
 pub mod top;
 

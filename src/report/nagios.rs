@@ -1,6 +1,7 @@
 //! Monitoring-plugin output: one status line, performance data after `|`,
 //! long output on the following lines (Nagios, Icinga, Sensu, Zabbix).
 
+use super::escape;
 use crate::diagnose::format::{approx_duration, rate};
 use crate::diagnose::{Level, Thresholds, Verdict};
 use crate::sample::Sample;
@@ -106,7 +107,7 @@ fn num(x: f64) -> String {
 
 fn label(prefix: &str, name: &str) -> String {
     // No '=' or quotes in labels; quote when anything but [A-Za-z0-9_] appears.
-    let l: String = format!("{prefix}{name}")
+    let l: String = escape::plugin_line(&format!("{prefix}{name}"))
         .chars()
         .filter(|c| *c != '=' && *c != '\'')
         .collect();
@@ -234,7 +235,8 @@ pub fn render(checked: &[Checked], th: &Thresholds, notes: &[String]) -> String 
             })
             .collect()
     };
-    let mut out = format!("FDWATCH {} - {}", level.name(), head.replace('|', "/"));
+    // Names come from the processes: one line, no `|` (escape::plugin_line).
+    let mut out = format!("FDWATCH {} - {}", level.name(), escape::plugin_line(&head));
     if !perf.is_empty() {
         out.push_str(" | ");
         out.push_str(&perf.join(" "));
@@ -245,17 +247,17 @@ pub fn render(checked: &[Checked], th: &Thresholds, notes: &[String]) -> String 
             out.push_str(&format!(
                 "{}: {}\n",
                 c.level().name(),
-                summary(c).replace('|', "/")
+                escape::plugin_line(&summary(c))
             ));
         }
         if let Ok((_, v)) = &c.outcome {
             for r in &v.reasons {
-                out.push_str(&format!("  {}\n", r.replace('|', "/")));
+                out.push_str(&format!("  {}\n", escape::plugin_line(r)));
             }
         }
     }
     for n in notes {
-        out.push_str(&format!("note: {}\n", n.replace('|', "/")));
+        out.push_str(&format!("note: {}\n", escape::plugin_line(n)));
     }
     out
 }

@@ -188,10 +188,12 @@ impl Thinned {
 
 /// Who the series is: `pid 4242 (rpc-msg)`, or the name alone for other tools' data.
 fn who(s: &Sample) -> String {
+    // SVG text: one line, no character XML forbids (plotters writes the entities).
+    let comm = super::escape::svg_text(&s.comm);
     if s.pid > 0 {
-        format!("pid {} ({})", s.pid, s.comm)
+        format!("pid {} ({comm})", s.pid)
     } else {
-        s.comm.clone()
+        comm
     }
 }
 
@@ -423,7 +425,7 @@ fn render(
                 clock(t_last, long)
             ),
             (None, None) => verdict
-                .and_then(|v| v.reasons.first().cloned())
+                .and_then(|v| v.reasons.first().map(|r| super::escape::svg_text(r)))
                 .unwrap_or_default(),
         };
         root.draw(&Text::new(

@@ -8,11 +8,10 @@ use crate::sample::cgroup::Workload;
 use crate::sample::own::OwnProcess;
 use crate::sample::{Sample, SystemFiles};
 
-/// Escape a label value: `\` `"` and newline.
+/// Escape a label value: `\` `"` and newline; other control characters
+/// shown escaped (see `report::escape::prometheus_label`).
 pub fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    super::escape::prometheus_label(v)
 }
 
 fn family(out: &mut String, name: &str, help: &str, kind: &str, rows: &[(String, f64)]) {

@@ -1,10 +1,9 @@
-//! The live screen (a terminal) and the plain line (logs), from a [`View`].
+//! The live screen (a terminal) and the plain line (logs), from a [`View`]:
+//! fitted to the terminal's width and coloured through [`style`], every
+//! untrusted name escaped through [`escape`].
 
-use std::fmt::Write;
-
-use tabled::settings::{object::Columns, Alignment, Style};
-use tabled::{builder::Builder, Table};
-
+use super::escape;
+use super::style::{self, Column, Frame, Table};
 use super::View;
 use crate::diagnose::format::{approx_duration, bytes, slope_with_ci};
 use crate::diagnose::Level;
@@ -48,50 +47,41 @@ fn wall(s: &Sample) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// The whole screen, redrawn in place by the caller.
-pub fn screen(view: &View) -> String {
+/// The whole screen, redrawn in place by the caller: every line fits
+/// `frame.width` (names and lists cut with an ellipsis, the bar and the
+/// sparkline narrowed, then dropped), untrusted names escaped, the level in
+/// colour when `frame.color`.
+pub fn screen(view: &View, frame: &Frame) -> String {
     let s = view.sample;
     let v = view.verdict;
-    let ch = view.total_change();
-    let mut out = String::new();
+    let mut lines: Vec<String> = Vec::new();
     let elapsed = s.mono_time - view.first.mono_time;
-    let _ = writeln!(
-        out,
-        "fdwatch — pid {} ({})   {}   sample {} over {}   census: {}",
-        s.pid,
-        s.comm,
-        wall(s),
-        view.index,
-        approx_duration(elapsed).trim_start_matches('~'),
-        serde_json::to_value(s.backend)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default()
-    );
-    let usage = s.usage_ratio();
-    let _ = writeln!(
-        out,
-        "fds {} / soft {} / hard {}   {}  {}   {} since last, {} since start   {}",
-        s.fds,
-        limit_text(s.limits.soft),
-        limit_text(s.limits.hard),
-        usage
-            .map(|u| format!("{:.1}%", u * 100.0))
-            .unwrap_or_else(|| "-".into()),
-        bar(usage.unwrap_or(0.0), BAR_WIDTH),
-        signed(ch.since_last),
-        signed(ch.since_start),
-        sparkline(view.recent)
-    );
-    let _ = writeln!(
-        out,
+    let census = serde_json::to_value(s.backend)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    lines.push(header_line(
+        frame.width,
+        &format!("fdwatch — pid {} ({})", s.pid, escape::terminal(&s.comm)),
+        &[
+            wall(s),
+            format!(
+                "sample {} over {}",
+                view.index,
+                approx_duration(elapsed).trim_start_matches('~')
+            ),
+            format!("census: {census}"),
+        ],
+    ));
+    lines.push(fds_line(view, frame.width));
+    let level_line = lines.len();
+    lines.push(format!(
         "{}: {}",
         v.level.name(),
         v.reasons.first().map(String::as_str).unwrap_or("")
-    );
+    ));
     if let Some(f) = &v.forecast {
-        let _ = writeln!(
-            out,
+        lines.push(format!(
             "forecast: {} reached in {} (earliest {}, latest {})",
             f.limit_name,
             approx_duration(f.eta),
@@ -99,11 +89,10 @@ pub fn screen(view: &View) -> String {
             f.eta_latest
                 .map(approx_duration)
                 .unwrap_or_else(|| "never".into())
-        );
+        ));
     }
     let sys = &s.system;
-    let _ = writeln!(
-        out,
+    lines.push(format!(
         "system: {} / {} file handles ({:.2}%), nr_open {}",
         sys.allocated,
         sys.max,
@@ -113,30 +102,28 @@ pub fn screen(view: &View) -> String {
             0.0
         },
         sys.nr_open
-    );
+    ));
     let rates = view.rates();
     if rates.syscr_per_s.is_some() || rates.voluntary_ctxt_switches_per_s.is_some() {
         let f = |r: Option<f64>| r.map(|x| format!("{x:.0}/s")).unwrap_or_else(|| "-".into());
-        let _ = writeln!(
-            out,
+        lines.push(format!(
             "activity: read syscalls {}, write syscalls {}, ctx switches {} voluntary, {} involuntary",
             f(rates.syscr_per_s),
             f(rates.syscw_per_s),
             f(rates.voluntary_ctxt_switches_per_s),
             f(rates.nonvoluntary_ctxt_switches_per_s)
-        );
+        ));
     }
     if let Some(r) = &rates.syscalls {
-        let _ = writeln!(
-            out,
+        lines.push(format!(
             "syscalls (exact): {:.0}/s in all; opens: socket() {:.0}/s (netlink {:.0}, inet {:.0}, inet6 {:.0}, unix {:.0}), openat {:.0}/s, accept {:.0}/s; close {:.0}/s",
             r.total, r.socket, r.socket_netlink, r.socket_inet, r.socket_inet6, r.socket_unix, r.openat, r.accept, r.close
-        );
+        ));
     }
-    out.push('\n');
+    lines.push(String::new());
     if !s.kinds.is_empty() {
-        out.push_str(&kinds_table(view));
-        out.push('\n');
+        lines.extend(kinds_table(view, frame.width));
+        lines.push(String::new());
     }
     let join = |m: &std::collections::BTreeMap<String, u64>| {
         let mut items: Vec<(&String, &u64)> = m.iter().collect();
@@ -148,52 +135,154 @@ pub fn screen(view: &View) -> String {
             .join(", ")
     };
     if !s.tcp_states.is_empty() {
-        let _ = writeln!(out, "TCP states: {}", join(&s.tcp_states));
+        lines.push(format!("TCP states: {}", join(&s.tcp_states)));
     }
     if !s.netlink_protocols.is_empty() {
-        let _ = writeln!(out, "netlink protocols: {}", join(&s.netlink_protocols));
+        lines.push(format!("netlink protocols: {}", join(&s.netlink_protocols)));
     }
+    // A long path or socket name is cut in the middle (its file name is
+    // what tells it apart), so that several still share the line.
+    let name = |n: &str| {
+        let n = escape::terminal(n);
+        match frame.width {
+            Some(w) => style::elide_middle(&n, (w / 2).max(16)),
+            None => n,
+        }
+    };
     if !s.repeated_paths.is_empty() {
         let paths: Vec<String> = s
             .repeated_paths
             .iter()
             .take(5)
-            .map(|c| format!("{}× {}", c.count, printable(&c.name)))
+            .map(|c| format!("{}× {}", c.count, name(&c.name)))
             .collect();
-        let _ = writeln!(out, "repeated paths: {}", paths.join("; "));
+        lines.push(format!("repeated paths: {}", paths.join("; ")));
     }
     if !s.remote_endpoints.is_empty() {
         let eps: Vec<String> = s
             .remote_endpoints
             .iter()
             .take(5)
-            .map(|c| format!("{}× {}", c.count, c.name))
+            .map(|c| format!("{}× {}", c.count, name(&c.name)))
             .collect();
-        let _ = writeln!(out, "remote endpoints: {}", eps.join("; "));
+        lines.push(format!("remote endpoints: {}", eps.join("; ")));
     }
     if s.deleted_bytes > 0 {
-        let _ = writeln!(
-            out,
+        lines.push(format!(
             "deleted-but-open files hold {}",
             bytes(s.deleted_bytes)
-        );
+        ));
     }
     for r in v.reasons.iter().skip(1) {
-        let _ = writeln!(out, "  • {r}");
+        lines.push(format!("  • {r}"));
+    }
+    let mut out = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        // Each line is escaped whole as well: a name that reached a reason
+        // or a list by another path still cannot drive the terminal.
+        let mut line = frame.fit(&escape::terminal(line));
+        if i == level_line {
+            if let Some(rest) = line.strip_prefix(v.level.name()) {
+                line = format!("{}{rest}", frame.level(v.level, v.level.name()));
+            }
+        }
+        out.push_str(&line);
+        out.push('\n');
     }
     out
 }
 
-fn kinds_table(view: &View) -> String {
+/// The first line: the title always, then as many of the other parts as
+/// fit, in order, three blanks apart.
+fn header_line(width: Option<usize>, title: &str, parts: &[String]) -> String {
+    const SEP: &str = "   ";
+    let mut line = title.to_string();
+    for p in parts {
+        if width.is_some_and(|w| style::width(&line) + SEP.len() + style::width(p) > w) {
+            break;
+        }
+        line.push_str(SEP);
+        line.push_str(p);
+    }
+    line
+}
+
+/// `fds 812 / soft 1024 / hard 4096   79.3%  [bar]   +3 since last, +100 since start   ▁▂▃`:
+/// within `width` the sparkline keeps its newest points and the bar
+/// narrows to 10 cells; past that the sparkline, the bar, then the changes
+/// go.
+fn fds_line(view: &View, width: Option<usize>) -> String {
+    let s = view.sample;
+    let ch = view.total_change();
+    let usage = s.usage_ratio();
+    let core = format!(
+        "fds {} / soft {} / hard {}   {}",
+        s.fds,
+        limit_text(s.limits.soft),
+        limit_text(s.limits.hard),
+        usage
+            .map(|u| format!("{:.1}%", u * 100.0))
+            .unwrap_or_else(|| "-".into()),
+    );
+    let changes = format!(
+        "{} since last, {} since start",
+        signed(ch.since_last),
+        signed(ch.since_start)
+    );
+    let ratio = usage.unwrap_or(0.0);
+    let Some(w) = width else {
+        return format!(
+            "{core}  {}   {changes}   {}",
+            bar(ratio, BAR_WIDTH),
+            sparkline(view.recent)
+        );
+    };
+    let core_w = style::width(&core);
+    let changes_w = style::width(&changes);
+    // Room for the bar (brackets + cells) and the sparkline once the fixed
+    // parts are placed: core, "  ", bar, "   ", changes, "   ", sparkline.
+    let room = w.saturating_sub(core_w + 2 + 3 + changes_w);
+    if room >= 2 + 10 {
+        // Bar and sparkline share the room: the sparkline up to half of it
+        // (its newest points), the bar the rest (10 to 30 cells).
+        let recent = view.recent;
+        let room = room - 2 - 3; // brackets, and the blanks before the sparkline
+        let mut points = recent.len().min(room / 2);
+        if points < 8.min(recent.len()).max(2) {
+            points = 0;
+        }
+        let cells = room.saturating_sub(points).clamp(10, BAR_WIDTH);
+        let points = points.min(room.saturating_sub(cells));
+        let mut line = format!("{core}  {}   {changes}", bar(ratio, cells));
+        if points > 0 {
+            line.push_str("   ");
+            line.push_str(&sparkline(&recent[recent.len() - points..]));
+        }
+        return line;
+    }
+    if core_w + 3 + changes_w <= w {
+        return format!("{core}   {changes}");
+    }
+    core
+}
+
+fn kinds_table(view: &View, width: Option<usize>) -> Vec<String> {
     let s = view.sample;
     let changes = view.kind_changes();
-    let mut b = Builder::default();
-    b.push_record(["KIND", "COUNT", "SHARE", "Δ LAST", "Δ START", "TREND"]);
+    let cols = [
+        Column::new("KIND").shrink_to(12, 1),
+        Column::new("COUNT").right(),
+        Column::new("SHARE").right().drop_rank(1),
+        Column::new("Δ LAST").right().drop_rank(0),
+        Column::new("Δ START").right(),
+        Column::new("TREND").shrink_to(8, 0),
+    ];
     let mut kinds: Vec<_> = changes
         .iter()
         .filter(|(k, c)| s.kind(**k) > 0 || c.since_start != 0)
         .collect();
     kinds.sort_by(|a, b| s.kind(*b.0).cmp(&s.kind(*a.0)).then(a.0.cmp(b.0)));
+    let mut rows = Vec::new();
     for (kind, ch) in kinds {
         let n = s.kind(*kind);
         let trend = view
@@ -209,7 +298,7 @@ fn kinds_table(view: &View) -> String {
                 format!("{}{mark}", slope_with_ci(t.slope, t.slope_lo, t.slope_hi))
             })
             .unwrap_or_default();
-        b.push_record([
+        rows.push(vec![
             kind.label().to_string(),
             n.to_string(),
             format!(
@@ -225,27 +314,18 @@ fn kinds_table(view: &View) -> String {
             trend,
         ]);
     }
-    let mut t: Table = b.build();
-    t.with(Style::blank())
-        .modify(Columns::new(1..5), Alignment::right());
-    t.to_string()
-}
-
-/// Paths may hold newlines and control characters: show them escaped.
-pub fn printable(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
+    // Indented by one column, as the table has always been.
+    let width = width.map(|w| w.saturating_sub(1));
+    style::layout(&cols, &rows, width)
+        .lines
+        .iter()
+        .map(|cells| format!(" {}", Table::join(cells)))
         .collect()
 }
 
-/// One line per sample, for logs and pipes.
-pub fn plain_line(view: &View) -> String {
+/// One line per sample, for logs and pipes: logfmt, names quoted and
+/// escaped where needed; the level in colour when `frame.color`.
+pub fn plain_line(view: &View, frame: &Frame) -> String {
     let s = view.sample;
     let v = view.verdict;
     let ch = view.total_change();
@@ -266,14 +346,14 @@ pub fn plain_line(view: &View) -> String {
         "{} pid={} comm={} fds={} soft={} hard={} usage={} d_last={} d_start={} level={} eta_s={}",
         wall(s),
         s.pid,
-        s.comm.replace(' ', "_"),
+        escape::logfmt(&s.comm),
         s.fds,
         limit_text(s.limits.soft),
         limit_text(s.limits.hard),
         s.usage_ratio().map(|u| format!("{:.1}%", u * 100.0)).unwrap_or_else(|| "-".into()),
         signed(ch.since_last),
         signed(ch.since_start),
-        v.level.name(),
+        frame.level(v.level, v.level.name()),
         eta
     );
     if !kinds.is_empty() {
@@ -298,9 +378,8 @@ pub fn plain_line(view: &View) -> String {
     }
     if v.level > Level::Ok || !v.patterns.is_empty() {
         if let Some(r) = v.reasons.first() {
-            line.push_str(" reason=\"");
-            line.push_str(&r.replace('"', "'"));
-            line.push('"');
+            line.push_str(" reason=");
+            line.push_str(&escape::logfmt(r));
         }
     }
     line
@@ -317,6 +396,5 @@ mod tests {
         assert_eq!(sparkline(&[1, 1, 1]), "▁▁▁");
         assert_eq!(sparkline(&[0, 7]), "▁█");
         assert_eq!(sparkline(&[]), "");
-        assert_eq!(printable("a\nb"), "a\\nb");
     }
 }

@@ -1,13 +1,14 @@
 //! `fdwatch top`: the ranked table, the system line, the screen and the JSON
-//! document of one refresh, from a [`Snapshot`]. Formatting only.
+//! document of one refresh, from a [`Snapshot`]. Formatting only: the table
+//! fits the frame's width (names cut with an ellipsis, then columns
+//! dropped), names are escaped, the verdict is coloured.
 
 use std::fmt::Write;
 
 use serde::Serialize;
-use tabled::builder::Builder;
-use tabled::settings::{object::Columns, Alignment, Style};
 
-use super::screen::printable;
+use super::escape;
+use super::style::{self, Column, Frame, Table};
 use crate::diagnose::format::approx_duration;
 use crate::host::{Row, Snapshot};
 
@@ -25,11 +26,31 @@ pub const COLUMNS: [&str; 10] = [
     "VERDICT",
 ];
 
+/// How each column gives way on a narrow terminal: COMMAND is cut first
+/// (to 8), then USER and KIND; then SOFT, SLOPE/min, KIND and USER are
+/// dropped, in that order. PID, FDS, USE%, ETA and VERDICT always stay.
+fn columns() -> Vec<Column> {
+    let mut cols = vec![Column::new("")]; // the cursor
+    cols.extend([
+        Column::new(COLUMNS[0]).right(),
+        Column::new(COLUMNS[1]).shrink_to(5, 1).drop_rank(3),
+        Column::new(COLUMNS[2]).shrink_to(8, 0),
+        Column::new(COLUMNS[3]).right(),
+        Column::new(COLUMNS[4]).right().drop_rank(0),
+        Column::new(COLUMNS[5]).right(),
+        Column::new(COLUMNS[6]).right().drop_rank(1),
+        Column::new(COLUMNS[7]).right(),
+        Column::new(COLUMNS[8]).shrink_to(5, 1).drop_rank(2),
+        Column::new(COLUMNS[9]),
+    ]);
+    cols
+}
+
 fn cells(r: &Row) -> [String; 10] {
     [
         r.pid.to_string(),
-        truncate(&r.user, 10),
-        truncate(&printable(&r.comm), 16),
+        style::elide(&escape::terminal(&r.user), 10),
+        style::elide(&escape::terminal(&r.comm), 16),
         r.fds.to_string(),
         r.soft_limit
             .map(|n| n.to_string())
@@ -48,96 +69,92 @@ fn cells(r: &Row) -> [String; 10] {
     ]
 }
 
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(n - 1).collect();
-        t.push('…');
-        t
-    }
-}
-
 /// The first lines: system file table and what could not be read.
-pub fn header(snap: &Snapshot) -> String {
-    let mut out = String::new();
+pub fn header(snap: &Snapshot, frame: &Frame) -> String {
+    let mut lines = Vec::new();
     let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(snap.unix_time.max(0.0));
-    let _ = write!(
-        out,
+    let mut first = format!(
         "fdwatch top — {}   {} processes",
         humantime::format_rfc3339_seconds(when),
         snap.processes
     );
     if snap.unreadable > 0 {
         let _ = write!(
-            out,
+            first,
             ", {} not readable (need CAP_SYS_PTRACE or the same uid)",
             snap.unreadable
         );
     }
-    let _ = write!(out, "   refresh {:.0} ms", snap.refresh_seconds * 1000.0);
-    out.push('\n');
+    let _ = write!(first, "   refresh {:.0} ms", snap.refresh_seconds * 1000.0);
+    lines.push(first);
     if let Some(s) = &snap.system {
-        let _ = write!(
-            out,
+        let mut line = format!(
             "system: {} / {} file handles (fs.file-nr / fs.file-max)",
             s.allocated, s.max
         );
         match (s.slope_per_s, s.eta_seconds) {
             (_, Some(eta)) => {
-                let _ = write!(out, ", growing, ENFILE in {}", approx_duration(eta));
+                let _ = write!(line, ", growing, ENFILE in {}", approx_duration(eta));
             }
             (Some(sl), None) => {
-                let _ = write!(out, ", trend {:+.1}/min", sl * 60.0);
+                let _ = write!(line, ", trend {:+.1}/min", sl * 60.0);
             }
-            _ => out.push_str(", trend: collecting"),
+            _ => line.push_str(", trend: collecting"),
         }
-        out.push('\n');
+        lines.push(line);
     }
     if let Some(e) = &snap.last_error {
-        let _ = writeln!(out, "last error: {e} ({} so far)", snap.errors_total);
+        lines.push(format!(
+            "last error: {} ({} so far)",
+            escape::terminal(e),
+            snap.errors_total
+        ));
+    }
+    let mut out = String::new();
+    for l in lines {
+        out.push_str(&frame.fit(&l));
+        out.push('\n');
     }
     out
 }
 
 /// The ranked table; `selected` marks one row (the interactive cursor).
-pub fn table(rows: &[Row], selected: Option<usize>) -> String {
-    let mut b = Builder::default();
-    let mut head: Vec<String> = COLUMNS.iter().map(|c| c.to_string()).collect();
-    head.insert(0, String::new());
-    b.push_record(head);
-    for (i, r) in rows.iter().enumerate() {
-        let mut line: Vec<String> = cells(r).into();
-        line.insert(0, if selected == Some(i) { ">" } else { "" }.into());
-        b.push_record(line);
+pub fn table(rows: &[Row], selected: Option<usize>, frame: &Frame) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut line: Vec<String> = cells(r).into();
+            line.insert(0, if selected == Some(i) { ">" } else { "" }.into());
+            line
+        })
+        .collect();
+    let laid = style::layout(&columns(), &cells, frame.width);
+    let verdict = laid.shown.iter().position(|c| *c == COLUMNS.len());
+    let mut out: Vec<String> = Vec::with_capacity(laid.lines.len());
+    for (i, mut line) in laid.lines.into_iter().enumerate() {
+        if let (Some(v), Some(r)) = (verdict, i.checked_sub(1).and_then(|i| rows.get(i))) {
+            line[v] = frame.level(r.level, &line[v]);
+        }
+        out.push(Table::join(&line));
     }
-    let mut t = b.build();
-    t.with(Style::blank())
-        .modify(Columns::new(4..9), Alignment::right())
-        .modify(Columns::single(1), Alignment::right());
-    // No trailing blanks (logs, diffs).
-    t.to_string()
-        .lines()
-        .map(str::trim_end)
-        .collect::<Vec<_>>()
-        .join("\n")
+    out.join("\n")
 }
 
 /// Plain output (not a terminal): the header and the table, then a blank line.
-pub fn plain(snap: &Snapshot, limit: usize) -> String {
+pub fn plain(snap: &Snapshot, limit: usize, frame: &Frame) -> String {
     let rows = &snap.rows[..snap.rows.len().min(limit)];
-    format!("{}{}\n", header(snap), table(rows, None))
+    format!("{}{}\n", header(snap, frame), table(rows, None, frame))
 }
 
 /// The interactive screen: header, table, key help.
-pub fn screen(snap: &Snapshot, limit: usize, sort: &str, selected: usize) -> String {
+pub fn screen(snap: &Snapshot, limit: usize, sort: &str, selected: usize, frame: &Frame) -> String {
     let rows = &snap.rows[..snap.rows.len().min(limit)];
-    let mut out = header(snap);
-    out.push_str(&table(rows, Some(selected)));
-    let _ = write!(
-        out,
-        "\n\nsorted by {sort}   ↑/↓ or j/k select   s/S sort column   Enter watch   q quit"
-    );
+    let mut out = header(snap, frame);
+    out.push_str(&table(rows, Some(selected), frame));
+    let help =
+        format!("sorted by {sort}   ↑/↓ or j/k select   s/S sort column   Enter watch   q quit");
+    let _ = write!(out, "\n\n{}", frame.fit(&help));
     out
 }
 
@@ -221,7 +238,7 @@ mod tests {
         let order: Vec<i32> = rows.iter().map(|r| r.pid).collect();
         assert_eq!(order, [12, 11, 10], "forecast first, then usage");
         let s = snap(rows);
-        let text = plain(&s, 2);
+        let text = plain(&s, 2, &Frame::default());
         assert!(
             text.contains("3 processes, 2 not readable (need CAP_SYS_PTRACE"),
             "{text}"
@@ -238,7 +255,7 @@ mod tests {
         assert_eq!(doc["rows"].as_array().unwrap().len(), 1);
         assert_eq!(doc["rows"][0]["eta_seconds"], 1200.0);
         assert_eq!(doc["unreadable"], 2);
-        let sc = screen(&s, 10, "ETA", 1);
+        let sc = screen(&s, 10, "ETA", 1, &Frame::default());
         let marked: Vec<&str> = sc
             .lines()
             .filter(|l| l.trim_start().starts_with('>'))

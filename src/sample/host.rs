@@ -81,12 +81,11 @@ pub fn read_stat(root: &ProcRoot, pid: i32, buf: &mut Vec<u8>) -> Result<StatLin
     if n == 1024 {
         f.read_to_end(buf).map_err(io)?;
     }
-    let text = std::str::from_utf8(buf).map_err(|_| SampleError::Malformed {
-        path: path.display().to_string(),
-        detail: "not UTF-8".into(),
-    })?;
+    // comm is any 15 bytes the process chose: not UTF-8 must not hide it
+    // from the scan (the replacement character stands in, as for identity).
+    let text = String::from_utf8_lossy(buf);
     // An empty or short read: the process went away mid-read.
-    parse_stat(text).ok_or(SampleError::NoSuchProcess { pid })
+    parse_stat(&text).ok_or(SampleError::NoSuchProcess { pid })
 }
 
 /// The cgroup paths of a process (one per hierarchy; a single `0::/path` on
