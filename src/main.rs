@@ -8,7 +8,9 @@ use fdwatch::cli::{
     SyscallsArg, ThresholdArgs, WatchArgs,
 };
 use fdwatch::cmd::watch::{Output, SyscallMode, WatchOptions};
-use fdwatch::cmd::{analyze, check, ci, completions, demo, serve, targets::Targets, top, watch};
+use fdwatch::cmd::{
+    analyze, check, ci, completions, demo, serve, stacks, targets::Targets, top, watch,
+};
 use fdwatch::diagnose::Thresholds;
 use fdwatch::sample::{Census, ProcRoot};
 use fdwatch::workload;
@@ -223,6 +225,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             .clamp(0, 255) as u8)
         }
         Some(Command::Analyze(args)) => run_analyze(args),
+        Some(Command::Stacks(args)) => stacks::run(&args),
         Some(Command::Top(args)) => {
             use std::io::IsTerminal;
             let output = if args.json {

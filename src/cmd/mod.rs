@@ -8,6 +8,7 @@ pub mod completions;
 pub mod demo;
 pub mod serve;
 pub mod signals;
+pub mod stacks;
 pub mod targets;
 pub mod top;
 pub mod watch;

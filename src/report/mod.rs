@@ -7,6 +7,7 @@ pub mod nagios;
 pub mod plot;
 pub mod prometheus;
 pub mod screen;
+pub mod stacks;
 pub mod timeline;
 pub mod top;
 
