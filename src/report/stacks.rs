@@ -147,7 +147,11 @@ pub fn text(s: &Snapshot, top: usize) -> String {
         "fdwatch stacks: pid {}, traced {:.1} s{}: {} fds opened, {} closed again",
         s.pid,
         s.seconds,
-        if s.exited { " (the process exited)" } else { "" },
+        if s.exited {
+            " (the process exited)"
+        } else {
+            ""
+        },
         s.stats.opens,
         s.stats.closes
     );
@@ -298,12 +302,15 @@ pub fn json(s: &Snapshot, top: usize) -> String {
 }
 
 fn folded_frame(f: &Frame) -> String {
-    let name = f
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("0x{:x}", f.addr));
+    let name = f.name.clone().unwrap_or_else(|| format!("0x{:x}", f.addr));
     name.chars()
-        .map(|c| if c == ';' || c.is_whitespace() || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if c == ';' || c.is_whitespace() || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -313,7 +320,11 @@ fn folded_frame(f: &Frame) -> String {
 pub fn folded(s: &Snapshot) -> String {
     let mut out = String::new();
     for (root, sites, count) in [
-        ("still-open", &s.leaks, (|x: &Site| x.open) as fn(&Site) -> u64),
+        (
+            "still-open",
+            &s.leaks,
+            (|x: &Site| x.open) as fn(&Site) -> u64,
+        ),
         ("opened", &s.churn, |x: &Site| x.opens),
     ] {
         for site in sites.iter() {

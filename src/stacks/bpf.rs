@@ -76,7 +76,11 @@ const SYSCALLS: &[(libc::c_long, Action, &str)] = &[
     (libc::SYS_accept, Action::Accept, "accept"),
     (libc::SYS_openat, Action::RetFd, "openat"),
     (libc::SYS_openat2, Action::RetFd, "openat2"),
-    (libc::SYS_open_by_handle_at, Action::RetFd, "open_by_handle_at"),
+    (
+        libc::SYS_open_by_handle_at,
+        Action::RetFd,
+        "open_by_handle_at",
+    ),
     (libc::SYS_pipe2, Action::Pipe, "pipe2"),
     (libc::SYS_eventfd2, Action::RetFd, "eventfd2"),
     (libc::SYS_epoll_create1, Action::RetFd, "epoll_create1"),
@@ -124,7 +128,8 @@ const BPF_FD_CMDS: [u32; 13] = [0, 5, 7, 13, 14, 17, 18, 19, 28, 30, 32, 33, 36]
 pub fn syscall_name(nr: u32) -> Option<&'static str> {
     SYSCALLS
         .iter()
-        .find(|(n, _, _)| *n as i64 == i64::from(nr))
+        // c_long is i64 here; u32 -> c_long is lossless on 64-bit targets.
+        .find(|(n, _, _)| *n == nr as libc::c_long)
         .map(|(_, _, name)| *name)
 }
 
@@ -316,7 +321,14 @@ impl Program {
         const PERCPU_ARRAY: u32 = 6;
         let want = [
             (FDS_MAP, &self.fds, HASH, 4, 24, MAX_FDS),
-            (STACKS_MAP, &self.stacks, HASH, 8, STACK_BYTES as u32, MAX_STACKS),
+            (
+                STACKS_MAP,
+                &self.stacks,
+                HASH,
+                8,
+                STACK_BYTES as u32,
+                MAX_STACKS,
+            ),
             (SITES_MAP, &self.sites, HASH, 8, 24, MAX_STACKS),
             (STATS_MAP, &self.stats, PERCPU_ARRAY, 4, 8, NR_STATS as u32),
             (TEXT_MAP, &self.text, ARRAY, 4, 8 + 16 * MAX_TEXT as u32, 1),

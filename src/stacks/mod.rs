@@ -34,7 +34,7 @@ pub enum StacksError {
 
 /// How a stack ends.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case", tag = "end")]
+#[serde(rename_all = "snake_case", tag = "kind")]
 pub enum StackEnd {
     /// At the program's or thread's entry (`_start`, `start_thread`,
     /// `runtime.goexit`, ...): every frame is there.
@@ -236,16 +236,13 @@ impl Tracer {
                 fresh.push((h, s));
             }
         }
-        let firsts: Vec<u64> = fresh.iter().filter_map(|(_, s)| s.ips.first().copied()).collect();
+        let firsts: Vec<u64> = fresh
+            .iter()
+            .filter_map(|(_, s)| s.ips.first().copied())
+            .collect();
         let rets: Vec<u64> = fresh
             .iter()
-            .flat_map(|(_, s)| {
-                s.ips
-                    .iter()
-                    .skip(1)
-                    .chain(s.candidates.iter())
-                    .copied()
-            })
+            .flat_map(|(_, s)| s.ips.iter().skip(1).chain(s.candidates.iter()).copied())
             .collect();
         self.symbols.resolve(&firsts, &rets);
         for (h, s) in fresh {
@@ -297,7 +294,9 @@ fn check_stack(raw: &bpf::RawStack, sym: &symbols::Symbols) -> Stack {
     let rooted = last
         .and_then(|f| f.name.as_deref())
         .is_some_and(|n| ROOTS.contains(&n));
-    let end = if rooted && !cut {
+    // Past an entry point only fabricated frames follow (Go puts
+    // `goexit+1` there, after no call): a rooted stack is complete.
+    let end = if rooted {
         StackEnd::Complete
     } else if !cut && raw.ips.len() >= bpf::MAX_FRAMES {
         StackEnd::Deep {
@@ -363,10 +362,7 @@ pub fn app_frame(frames: &[Frame]) -> Option<usize> {
         .any(|f| f.name.as_deref().is_some_and(|n| n.starts_with("runtime.")));
     frames.iter().position(|f| {
         let system = f.module.as_deref().is_none_or(is_system_module);
-        let runtime = f
-            .name
-            .as_deref()
-            .is_none_or(|n| is_runtime_function(n, go));
+        let runtime = f.name.as_deref().is_none_or(|n| is_runtime_function(n, go));
         !system && !runtime
     })
 }
@@ -481,7 +477,11 @@ pub fn aggregate(
             .or_default() += 1;
         let age = raw.now_ns.saturating_sub(r.time_ns);
         g.oldest_ns = g.oldest_ns.max(age);
-        g.newest_ns = if g.open == 1 { age } else { g.newest_ns.min(age) };
+        g.newest_ns = if g.open == 1 {
+            age
+        } else {
+            g.newest_ns.min(age)
+        };
         *g.weight.entry(r.stack).or_default() += 1;
     }
     let mut churn: HashMap<String, Group> = HashMap::new();
@@ -511,14 +511,11 @@ pub fn aggregate(
             .unwrap_or(0);
         let stack = stacks.get(&best).unwrap_or(&unknown);
         let app = app_frame(&stack.frames);
-        // The library function the application called: the first named,
-        // not inlined frame inside the application frame.
-        let via = app.and_then(|i| {
-            stack.frames[..i]
-                .iter()
-                .rev()
-                .find_map(|f| (!f.inlined).then(|| f.name.clone()).flatten())
-        });
+        // The library function the application called, as its source
+        // says (an inlined API function counts): the frame just inside.
+        let via = app
+            .and_then(|i| i.checked_sub(1))
+            .and_then(|i| stack.frames[i].name.clone());
         Site {
             function: app.and_then(|i| stack.frames[i].name.clone()),
             via,
@@ -540,7 +537,11 @@ pub fn aggregate(
     };
     let mut leaks: Vec<Site> = leaks.into_values().map(site).collect();
     leaks.sort_by(|a, b| b.open.cmp(&a.open).then(b.opens.cmp(&a.opens)));
-    let mut churn: Vec<Site> = churn.into_values().filter(|g| g.opens > 0).map(site).collect();
+    let mut churn: Vec<Site> = churn
+        .into_values()
+        .filter(|g| g.opens > 0)
+        .map(site)
+        .collect();
     churn.sort_by(|a, b| b.opens.cmp(&a.opens).then(b.open.cmp(&a.open)));
     Snapshot {
         pid,

@@ -138,7 +138,10 @@ impl Symbols {
             if let Some(Symbolized::Sym(sym)) = syms.get(i) {
                 r.offset = sym.offset + usize::from(*ret);
                 r.start = lookups[i].checked_sub(sym.offset as u64);
-                let module = sym.module.as_ref().map(|m| m.to_string_lossy().into_owned());
+                let module = sym
+                    .module
+                    .as_ref()
+                    .map(|m| m.to_string_lossy().into_owned());
                 for inl in sym.inlined.iter().rev() {
                     r.frames.push(Frame {
                         addr: *addr,
@@ -214,7 +217,8 @@ impl Symbols {
         let mem = self.mem.as_ref()?;
         let mut b = [0u8; 8];
         mem.read_exact_at(&mut b, ret.checked_sub(8)?).ok()?;
-        let rel = |at: usize| i64::from(i32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]));
+        let rel =
+            |at: usize| i64::from(i32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]));
         let target = if b[3] == 0xE8 {
             ret.wrapping_add_signed(rel(4))
         } else if b[2] == 0xFF && b[3] == 0x15 {
@@ -235,7 +239,12 @@ impl Symbols {
             at += 1;
         }
         if p[at] == 0xFF && p[at + 1] == 0x25 {
-            let disp = i64::from(i32::from_le_bytes([p[at + 2], p[at + 3], p[at + 4], p[at + 5]]));
+            let disp = i64::from(i32::from_le_bytes([
+                p[at + 2],
+                p[at + 3],
+                p[at + 4],
+                p[at + 5],
+            ]));
             let next = target + at as u64 + 6;
             return self.read_u64(next.wrapping_add_signed(disp));
         }
@@ -277,9 +286,9 @@ impl Symbols {
     /// Whether `addr`, found as a return address, is believable: in code,
     /// not at a function's start, after a call instruction.
     pub fn believable_return(&self, addr: u64) -> bool {
-        self.cache
-            .get(&addr)
-            .is_some_and(|r| r.in_code && r.after_call && (r.offset > 0 || r.frames[0].name.is_none()))
+        self.cache.get(&addr).is_some_and(|r| {
+            r.in_code && r.after_call && (r.offset > 0 || r.frames[0].name.is_none())
+        })
     }
 }
 

@@ -46,7 +46,10 @@ fn application_frames() {
     ];
     assert_eq!(app_frame(&third_party), Some(1));
     // Only libc: no application frame (and none is made up).
-    assert_eq!(app_frame(&[frame("socket", libc), frame("__libc_start_call_main", libc)]), None);
+    assert_eq!(
+        app_frame(&[frame("socket", libc), frame("__libc_start_call_main", libc)]),
+        None
+    );
     // An unnamed frame is never the application's.
     let unnamed = Frame {
         addr: 1,
@@ -99,9 +102,26 @@ fn sites_group_by_the_innermost_application_frame() {
         .unwrap();
     let mut stacks = HashMap::new();
     // Two callers of leak_here: one site.
-    stacks.insert(1, stack(vec![frame("socket", libc), frame("leak_here", app), frame("a", app)]));
-    stacks.insert(2, stack(vec![frame("socket", libc), frame("leak_here", app), frame("b", app)]));
-    stacks.insert(3, stack(vec![frame("socket", libc), frame("churn_here", app)]));
+    stacks.insert(
+        1,
+        stack(vec![
+            frame("socket", libc),
+            frame("leak_here", app),
+            frame("a", app),
+        ]),
+    );
+    stacks.insert(
+        2,
+        stack(vec![
+            frame("socket", libc),
+            frame("leak_here", app),
+            frame("b", app),
+        ]),
+    );
+    stacks.insert(
+        3,
+        stack(vec![frame("socket", libc), frame("churn_here", app)]),
+    );
     let rec = |fd, stack, time_ns| bpf::FdRecord {
         fd,
         stack,
@@ -112,7 +132,12 @@ fn sites_group_by_the_innermost_application_frame() {
         dup: false,
     };
     let mut raw = bpf::Raw {
-        fds: vec![rec(3, 1, 1_000_000_000), rec(4, 2, 2_000_000_000), rec(5, 2, 3_000_000_000), rec(6, 0, 0)],
+        fds: vec![
+            rec(3, 1, 1_000_000_000),
+            rec(4, 2, 2_000_000_000),
+            rec(5, 2, 3_000_000_000),
+            rec(6, 0, 0),
+        ],
         now_ns: 4_000_000_000,
         ..bpf::Raw::default()
     };
