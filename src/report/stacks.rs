@@ -338,3 +338,113 @@ pub fn folded(s: &Snapshot) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stacks::Stats;
+
+    fn frame(name: &str, module: &str) -> Frame {
+        Frame {
+            addr: 0x10,
+            name: Some(name.into()),
+            module: Some(module.into()),
+            ..Frame::default()
+        }
+    }
+
+    fn site(frames: Vec<Frame>, app: Option<usize>, end: StackEnd) -> Site {
+        Site {
+            function: app.and_then(|i| frames[i].name.clone()),
+            via: app
+                .and_then(|i| i.checked_sub(1))
+                .and_then(|i| frames[i].name.clone()),
+            frames,
+            app_frame: app,
+            end,
+            open: 3,
+            kinds: [("udp".to_string(), 3)].into(),
+            oldest_s: 2.0,
+            newest_s: 1.0,
+            opens: 4,
+            closes: 1,
+            opens_per_s: 0.5,
+        }
+    }
+
+    #[test]
+    fn titles_and_notes_never_name_an_unchecked_caller() {
+        let libc = "/lib/x86_64-linux-gnu/libc.so.6";
+        let only_libc = site(
+            vec![frame("__libc_open64", libc), frame("_IO_file_open", libc)],
+            None,
+            StackEnd::Early {
+                module: Some(libc.into()),
+            },
+        );
+        assert_eq!(
+            end_note(&only_libc).as_deref(),
+            Some("stack ends in libc: built without frame pointers")
+        );
+        assert_eq!(
+            site_title(&only_libc),
+            "open64, called from code fdwatch cannot name"
+        );
+        let app = site(
+            vec![frame("__GI_socket", libc), frame("leak_here", "/t/leaky")],
+            Some(1),
+            StackEnd::Early {
+                module: Some("/t/leaky".into()),
+            },
+        );
+        assert_eq!(site_title(&app), "leak_here (via socket)");
+        assert_eq!(
+            end_note(&app).as_deref(),
+            Some("stack ends early in leaky: its callers were built without frame pointers")
+        );
+        let complete = site(
+            vec![frame("x\u{1b}[2J", "/t/a")],
+            Some(0),
+            StackEnd::Complete,
+        );
+        assert_eq!(end_note(&complete), None);
+        assert_eq!(
+            site_title(&complete),
+            "x\\u{1b}[2J",
+            "control characters escaped"
+        );
+    }
+
+    #[test]
+    fn folded_lines_are_outermost_first_with_counts() {
+        let s = site(
+            vec![
+                frame("socket", "/l/libc.so.6"),
+                frame("leak here;x", "/t/a"),
+                frame("main", "/t/a"),
+            ],
+            Some(1),
+            StackEnd::Complete,
+        );
+        let snap = Snapshot {
+            pid: 1,
+            seconds: 1.0,
+            exited: false,
+            leaks: vec![s.clone()],
+            churn: vec![s],
+            stats: Stats::default(),
+            stale: 0,
+            unrecorded: 0,
+        };
+        assert_eq!(
+            folded(&snap),
+            "still-open;main;leak_here_x;socket 3\nopened;main;leak_here_x;socket 4\n"
+        );
+        let text = text(&snap, 5);
+        assert!(text.contains("  1. leak here;x (via socket): 3 open (udp 3); oldest 2.0 s, newest 1.0 s; opened 4, closed 1"), "{text}");
+        assert!(text.contains("     > leak here;x  a"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&json(&snap, 5)).unwrap();
+        assert_eq!(json["leaks"][0]["closed_share"], 0.25);
+        assert_eq!(json["leaks"][0]["end"]["kind"], "complete");
+    }
+}
