@@ -503,10 +503,20 @@ pub fn aggregate(
         *g.weight.entry(*h).or_default() += c.opens;
     }
     let site = |g: Group| -> Site {
+        // The most common stack; on a tie the most complete one, so the
+        // choice never depends on hash values (addresses move with ASLR).
+        let rank = |h: u64| match stacks.get(&h).map(|s| &s.end) {
+            Some(StackEnd::Complete) => 2,
+            Some(StackEnd::Deep { .. }) => 1,
+            _ => 0,
+        };
         let best = g
             .weight
             .iter()
-            .max_by_key(|(h, w)| (**w, std::cmp::Reverse(**h)))
+            .max_by_key(|(h, w)| {
+                let depth = stacks.get(h).map_or(0, |s| s.frames.len());
+                (**w, rank(**h), depth, std::cmp::Reverse(**h))
+            })
             .map(|(h, _)| *h)
             .unwrap_or(0);
         let stack = stacks.get(&best).unwrap_or(&unknown);
