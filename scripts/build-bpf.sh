@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Rebuild the BPF objects from their C sources.
 #
-#   scripts/build-bpf.sh                      both committed objects:
-#                                             src/sample/bpf/census.bpf.o and
-#                                             src/syscalls/bpf/count.bpf.o
+#   scripts/build-bpf.sh                      the three committed objects:
+#                                             src/sample/bpf/census.bpf.o,
+#                                             src/syscalls/bpf/count.bpf.o and
+#                                             src/stacks/bpf/stacks.bpf.o
 #   scripts/build-bpf.sh OUT                  the census only, into OUT (as before)
 #   scripts/build-bpf.sh OUT SYSCALLS_OUT     the census into OUT and the
 #                                             syscall counter into SYSCALLS_OUT
+#   scripts/build-bpf.sh OUT SYSCALLS_OUT STACKS_OUT
+#                                             and the stack tracer into STACKS_OUT
 #
 # Needs clang, bpftool and libbpf's headers (Debian: clang libbpf-dev bpftool)
 # and a kernel with BTF (/sys/kernel/btf/vmlinux) to generate vmlinux.h from.
@@ -19,11 +22,15 @@ cd "$(dirname "$0")/.."
 
 census_src=src/sample/bpf/census.bpf.c
 count_src=src/syscalls/bpf/count.bpf.c
+stacks_src=src/stacks/bpf/stacks.bpf.c
+stacks_out=
 case $# in
-  0) census_out=src/sample/bpf/census.bpf.o; count_out=src/syscalls/bpf/count.bpf.o ;;
+  0) census_out=src/sample/bpf/census.bpf.o; count_out=src/syscalls/bpf/count.bpf.o
+     stacks_out=src/stacks/bpf/stacks.bpf.o ;;
   1) census_out=$1; count_out= ;;
   2) census_out=$1; count_out=$2 ;;
-  *) echo "usage: scripts/build-bpf.sh [OUT [SYSCALLS_OUT]]" >&2; exit 2 ;;
+  3) census_out=$1; count_out=$2; stacks_out=$3 ;;
+  *) echo "usage: scripts/build-bpf.sh [OUT [SYSCALLS_OUT [STACKS_OUT]]]" >&2; exit 2 ;;
 esac
 gen=${CARGO_TARGET_DIR:-target}/bpf-include
 mkdir -p "$gen"
@@ -62,4 +69,7 @@ build() { # build SRC OUT
 build "$census_src" "$census_out"
 if [ -n "$count_out" ]; then
   build "$count_src" "$count_out"
+fi
+if [ -n "$stacks_out" ]; then
+  build "$stacks_src" "$stacks_out"
 fi

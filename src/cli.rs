@@ -48,6 +48,8 @@ pub enum Command {
     Assert(AssertArgs),
     /// Replay recordings (--record, state files, CSV, Prometheus range queries): the verdict over time, trend, forecast, patterns.
     Analyze(AnalyzeArgs),
+    /// Which code opens the fds: leak sites and churn sites from the process's own stacks (BPF; root or CAP_BPF + CAP_PERFMON).
+    Stacks(StacksArgs),
     /// Every process ranked by time to EMFILE, live (like top).
     Top(TopArgs),
     /// Prometheus exporter: /metrics for the top processes by usage and the selected ones.
@@ -332,6 +334,25 @@ pub struct AssertArgs {
     pub backend: BackendArgs,
     #[command(flatten)]
     pub gate: GateArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StacksArgs {
+    /// The running process to trace (every thread, including threads started later).
+    #[arg(short, long, value_name = "PID")]
+    pub pid: i32,
+    /// How long to trace it (Ctrl-C reports early).
+    #[arg(long = "for", value_name = "DURATION", default_value = "30s", value_parser = parse_interval)]
+    pub trace_for: Duration,
+    /// Sites shown in each list.
+    #[arg(long, value_name = "K", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub top: u32,
+    /// One JSON document instead of the text report.
+    #[arg(long, conflicts_with = "folded")]
+    pub json: bool,
+    /// Folded stacks for flame-graph tools (inferno, flamegraph.pl): `still-open;...` and `opened;...` lines.
+    #[arg(long)]
+    pub folded: bool,
 }
 
 /// Input formats of `analyze`.

@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod report;
 pub mod safe_fs;
 pub mod sample;
+pub mod stacks;
 pub mod state;
 pub mod syscalls;
 pub mod trend;

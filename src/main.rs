@@ -9,7 +9,7 @@ use fdwatch::cli::{
 };
 use fdwatch::cmd::watch::{Output, SyscallMode, WatchOptions};
 use fdwatch::cmd::{
-    analyze, check, ci, completions, demo, ls, serve, targets::Targets, top, watch,
+    analyze, check, ci, completions, demo, ls, serve, stacks, targets::Targets, top, watch,
 };
 use fdwatch::diagnose::Thresholds;
 use fdwatch::sample::{Census, ProcRoot};
@@ -288,6 +288,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             .clamp(0, 255) as u8)
         }
         Some(Command::Analyze(args)) => run_analyze(args),
+        Some(Command::Stacks(args)) => stacks::run(&args),
         Some(Command::Top(args)) => {
             use std::io::IsTerminal;
             let output = if args.json {

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod ls;
 pub mod serve;
 pub mod signals;
+pub mod stacks;
 pub mod targets;
 pub mod term;
 pub mod top;

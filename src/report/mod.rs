@@ -10,6 +10,7 @@ pub mod plot;
 pub mod prometheus;
 pub mod screen;
 pub mod style;
+pub mod stacks;
 pub mod timeline;
 pub mod top;
 
