@@ -178,7 +178,7 @@ pub(crate) fn list_these(
             Err(e) => {
                 return Err(SampleError::Io {
                     path: fd_path.join(fd.to_string()).display().to_string(),
-                    source: e.into(),
+                    err: e.into(),
                 })
             }
         }
