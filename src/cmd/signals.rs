@@ -142,12 +142,10 @@ pub fn sleep(d: Duration) -> bool {
             // Wake at the deadline itself (plus a hair, so it has passed).
             left = left.min(deadline.saturating_duration_since(now) + Duration::from_millis(1));
         }
-        let ts = libc::timespec {
-            tv_sec: left.as_secs() as libc::time_t,
-            tv_nsec: left.subsec_nanos() as libc::c_long,
-        };
+        // nix builds the timespec for the target's time_t (musl's changed).
+        let ts = nix::sys::time::TimeSpec::from_duration(left);
         // SAFETY: a valid timespec; no remainder wanted (the loop recomputes it).
-        unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+        unsafe { libc::nanosleep(ts.as_ref(), std::ptr::null_mut()) };
     }
 }
 
