@@ -31,7 +31,6 @@ use serde::Serialize;
 use crate::diagnose::{Level, Thresholds, Tracker, Verdict};
 use crate::monitor::Session;
 use crate::sample::cgroup::{self, Workload};
-use crate::sample::host::glob;
 use crate::sample::host::{self as scan, StatLine};
 use crate::sample::procroot::{mono_now, unix_now};
 use crate::sample::{self, Backend, Census, FdLimits, ProcRoot, Sample, SampleError, SystemFiles};
@@ -78,32 +77,15 @@ impl Selector {
         if self.uid.is_some_and(|u| u != uid) {
             return false;
         }
-        if let Some(pattern) = &self.name {
-            let argv0 = root.argv0(pid).unwrap_or_default();
-            let base = argv0.rsplit('/').next().unwrap_or("");
-            if !(glob(pattern, comm) || (!base.is_empty() && glob(pattern, base))) {
-                return false;
-            }
-        }
-        if let Some(exe) = &self.exe {
-            if root.exe(pid).as_ref() != Some(exe) {
-                return false;
-            }
-        }
-        if self.cgroup.is_some() || self.container.is_some() {
-            let paths = scan::cgroups(root, pid);
-            if let Some(prefix) = &self.cgroup {
-                if !paths.iter().any(|p| scan::cgroup_under(p, prefix)) {
-                    return false;
-                }
-            }
-            if let Some(id) = &self.container {
-                if !paths.iter().any(|p| scan::cgroup_names_container(p, id)) {
-                    return false;
-                }
-            }
-        }
-        true
+        scan::process_matches(
+            root,
+            pid,
+            comm,
+            self.name.as_deref(),
+            self.exe.as_deref(),
+            self.cgroup.as_deref(),
+            self.container.as_deref(),
+        )
     }
 }
 

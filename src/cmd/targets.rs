@@ -227,38 +227,20 @@ impl Targets {
     }
 
     fn matches(&self, root: &ProcRoot, pid: i32) -> bool {
-        if let Some(pattern) = &self.name {
-            let comm = root.comm(pid).unwrap_or_default();
-            let argv0 = root.argv0(pid).unwrap_or_default();
-            let base = argv0.rsplit('/').next().unwrap_or("");
-            // No argv: a kernel thread, which has no fds to watch.
-            if argv0.is_empty() || !(glob(pattern, &comm) || glob(pattern, base)) {
-                return false;
-            }
+        // No argv: a kernel thread, which has no fds to watch.
+        if self.name.is_some() && root.argv0(pid).unwrap_or_default().is_empty() {
+            return false;
         }
-        if let Some(exe) = &self.exe {
-            if root.exe(pid).as_ref() != Some(exe) {
-                return false;
-            }
-        }
-        if self.cgroup.is_some() || self.container.is_some() {
-            let paths = scan::cgroups(root, pid);
-            if self
-                .cgroup
-                .as_ref()
-                .is_some_and(|c| !paths.iter().any(|p| scan::cgroup_under(p, c)))
-            {
-                return false;
-            }
-            if self
-                .container
-                .as_ref()
-                .is_some_and(|c| !paths.iter().any(|p| scan::cgroup_names_container(p, c)))
-            {
-                return false;
-            }
-        }
-        true
+        let comm = root.comm(pid).unwrap_or_default();
+        scan::process_matches(
+            root,
+            pid,
+            &comm,
+            self.name.as_deref(),
+            self.exe.as_deref(),
+            self.cgroup.as_deref(),
+            self.container.as_deref(),
+        )
     }
 }
 

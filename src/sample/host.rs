@@ -140,6 +140,43 @@ pub fn cgroup_names_container(path: &str, id: &str) -> bool {
     })
 }
 
+/// The criteria by which a process is picked, shared by the whole-host scan
+/// (`top`/`serve`) and target selection (`check`, `watch`, ...): every given
+/// one must hold. `comm` is what the caller already read of the process.
+/// A process without argv[0] (a kernel thread) matches by `comm` alone.
+pub fn process_matches(
+    root: &ProcRoot,
+    pid: i32,
+    comm: &str,
+    name: Option<&str>,
+    exe: Option<&std::path::Path>,
+    cgroup: Option<&str>,
+    container: Option<&str>,
+) -> bool {
+    if let Some(pattern) = name {
+        let argv0 = root.argv0(pid).unwrap_or_default();
+        let base = argv0.rsplit('/').next().unwrap_or("");
+        if !(glob(pattern, comm) || (!base.is_empty() && glob(pattern, base))) {
+            return false;
+        }
+    }
+    if let Some(exe) = exe {
+        if root.exe(pid).as_deref() != Some(exe) {
+            return false;
+        }
+    }
+    if cgroup.is_some() || container.is_some() {
+        let paths = cgroups(root, pid);
+        if cgroup.is_some_and(|c| !paths.iter().any(|p| cgroup_under(p, c))) {
+            return false;
+        }
+        if container.is_some_and(|c| !paths.iter().any(|p| cgroup_names_container(p, c))) {
+            return false;
+        }
+    }
+    true
+}
+
 /// Shell-style `*` and `?` matching of a whole process name: how `--name`
 /// selects, for one target (`check`) and for a whole-host scan alike.
 /// The classic backtrack-to-the-last-star walk: O(pattern × text) at worst,
