@@ -408,7 +408,9 @@ pub fn site_lines(s: &Snapshot, n: usize) -> Vec<String> {
         s.stats.closes
     )];
     let leaks: Vec<&Site> = holding(s).take(n).collect();
-    if leaks.is_empty() {
+    if leaks.is_empty() && s.stats.opens == 0 {
+        out.push("  leak: none (no fd opened since attach)".into());
+    } else if leaks.is_empty() {
         out.push("  leak: none (every fd opened since attach was closed again)".into());
     }
     for site in leaks {
