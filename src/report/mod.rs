@@ -9,8 +9,8 @@ pub mod nagios;
 pub mod plot;
 pub mod prometheus;
 pub mod screen;
-pub mod style;
 pub mod stacks;
+pub mod style;
 pub mod timeline;
 pub mod top;
 

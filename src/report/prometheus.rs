@@ -247,9 +247,11 @@ pub fn render_with(entries: &[Series], opts: &Options) -> String {
         entries
             .iter()
             .flat_map(|e| {
-                e.stacks.map(list).unwrap_or_default().into_iter().map(
-                    move |(site, v)| (format!("{},site=\"{}\"", ids(e), escape(&site)), v),
-                )
+                e.stacks
+                    .map(list)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |(site, v)| (format!("{},site=\"{}\"", ids(e), escape(&site)), v))
             })
             .collect()
     };
