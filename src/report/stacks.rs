@@ -633,4 +633,60 @@ mod tests {
         assert_eq!(json["leaks"][0]["closed_share"], 0.25);
         assert_eq!(json["leaks"][0]["end"]["kind"], "complete");
     }
+
+    #[test]
+    fn other_modes_keys_lines_and_series() {
+        let libc = "/lib/x86_64-linux-gnu/libc.so.6";
+        let mut leak = site(
+            vec![frame("__GI_socket", libc), frame("leak here\"=", "/t/a")],
+            Some(1),
+            StackEnd::Complete,
+        );
+        leak.frames[1].file = Some("/src/a.c".into());
+        leak.frames[1].line = Some(23);
+        let mut closed = leak.clone();
+        closed.open = 0;
+        let mut unnamed = site(vec![frame("open64", libc)], None, StackEnd::Early { module: None });
+        unnamed.opens_per_s = 2.0;
+        let mut snap = Snapshot {
+            pid: 1,
+            seconds: 4.0,
+            exited: false,
+            leaks: vec![closed.clone(), leak.clone()],
+            churn: vec![leak.clone(), unnamed.clone(), unnamed.clone()],
+            stats: Stats {
+                opens: 9,
+                closes: 2,
+                ..Stats::default()
+            },
+            stale: 0,
+            unrecorded: 0,
+        };
+        // A site that holds nothing is no leak site, in any output.
+        assert_eq!(
+            logfmt_keys(&snap),
+            " leak_site=\"leak here\\\"=\" leak_site_fds=3 churn_site=\"leak here\\\"=\" churn_site_per_s=0.5"
+        );
+        let lines = site_lines(&snap, 3);
+        assert_eq!(
+            lines[1],
+            "  leak: leak here\"= (via socket): 3 open (udp 3), oldest 2 s  a.c:23"
+        );
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        assert!(lines[4].starts_with("  churn: open64, called from code fdwatch cannot name: 2.0/s"));
+        // One series per distinct site name: label sets stay unique.
+        let (leaks, churn) = series(&snap);
+        assert_eq!(leaks, vec![("leak here\"=".to_string(), 3.0)]);
+        assert_eq!(churn.len(), 2, "{churn:?}");
+        let b = brief(&snap);
+        assert_eq!(b.leaks.len(), 1);
+        assert_eq!(b.leaks[0].place.as_deref(), Some("a.c:23"));
+        snap.leaks.clear();
+        snap.churn.clear();
+        assert_eq!(logfmt_keys(&snap), "");
+        assert_eq!(
+            site_lines(&snap, 3)[1],
+            "  leak: none (every fd opened since attach was closed again)"
+        );
+    }
 }
