@@ -8,7 +8,7 @@
 # fdwatch. The BPF objects are committed under src/ and embedded at compile
 # time, so the builder needs no clang.
 
-FROM docker.io/library/rust:1.87-bookworm AS build
+FROM docker.io/library/rust:1.88-bookworm AS build
 RUN rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./

@@ -52,8 +52,21 @@ grep -q 'level=CRITICAL' "$out" || fail "demo: no CRITICAL sample: $(tail -3 "$o
 grep -q 'netlink:' "$out" || fail "demo: netlink sockets not classified: $(tail -3 "$out")"
 grep -q 'hit EMFILE' "$out" || fail "demo: the workload never hit EMFILE: $(tail -3 "$out")"
 
+demo_last=$(tail -1 "$out")
+
+# `fdwatch ls` of a holder of known fds (this shell with a file on fd 7),
+# from each census backend the machine offers: the static binary lists them.
+exec 7<"$0"
+for backend in proc auto; do
+  timeout 30 "$bin" ls --pid $$ --backend "$backend" --json >"$out" 2>&1 \
+    || fail "ls --backend $backend exited $?: $(tail -3 "$out")"
+  grep -q '"fd": *7[,}]' "$out" || fail "ls --backend $backend: fd 7 not listed: $(head -c 300 "$out")"
+done
+exec 7<&-
+listed=$(grep -o '"backend": *"[a-z]*"' "$out" | head -1)
+
 size=$(stat -c %s "$bin")
-echo "build-musl: $bin: static, $((size / 1024)) KiB; demo: $(tail -1 "$out")"
+echo "build-musl: $bin: static, $((size / 1024)) KiB; ls: fd 7 listed ($listed); demo: $demo_last"
 if [ $# -ge 1 ]; then
   install -m 0755 "$bin" "$1"
 fi

@@ -374,7 +374,7 @@ impl Host {
                 tally.kernel_threads += 1;
                 continue;
             }
-            if stat.is_zombie() {
+            if stat.is_exiting() {
                 continue;
             }
             if let Some(p) = self.procs.get(&pid) {
@@ -424,9 +424,11 @@ impl Host {
         // Staggered by pid so that the re-reads spread over the refreshes.
         let due = (gen + pid as u64).is_multiple_of(STAT_EVERY);
         if size == 0 || due {
-            // A zombie's fd table is empty: check the state before showing 0.
+            // An exiting process's fd table is empty (it is dropped before the
+            // process becomes a zombie): check the state before showing 0, so
+            // an exit is a process gone, not a drop to 0 fds.
             match scan::read_stat(&self.root, pid, &mut self.buf) {
-                Ok(st) if st.is_zombie() || st.start_time != p.start_time => return Fast::Gone,
+                Ok(st) if st.is_exiting() || st.start_time != p.start_time => return Fast::Gone,
                 Ok(st) => p.comm = st.comm,
                 Err(_) => return Fast::Gone,
             }

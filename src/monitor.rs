@@ -142,14 +142,11 @@ impl Census {
     }
 }
 
-/// `PF_EXITING` in the flags of `/proc/<pid>/stat` (include/linux/sched.h).
-const PF_EXITING: u32 = 0x0000_0004;
-
 /// The process has begun to exit (or is gone): its fds are no longer its own.
 fn exiting(root: &ProcRoot, pid: i32) -> bool {
     let mut buf = Vec::new();
     match sample::host::read_stat(root, pid, &mut buf) {
-        Ok(st) => st.flags & PF_EXITING != 0 || st.is_zombie(),
+        Ok(st) => st.is_exiting(),
         Err(_) => true,
     }
 }
@@ -266,10 +263,19 @@ impl Session {
 
     /// Feed history kept elsewhere (a state file) before the live samples.
     pub fn restore<'a>(&mut self, history: impl IntoIterator<Item = &'a Sample>) {
+        let mut any = false;
         for s in history {
             self.tracker.observe(s);
+            any = true;
         }
         self.live_previous = false;
+        // A forecast confirmed by the restored history stays confirmed (the
+        // tracker remembers it only when a verdict is made): judge it once,
+        // so a check resumed from its state file says what a watch that never
+        // stopped would say, even when this run's fit window is shorter.
+        if any {
+            let _ = self.verdict();
+        }
     }
 
     /// Take one sample live and judge it.
@@ -474,7 +480,7 @@ mod tests {
             .take(&root, 4242, None)
             .expect("a live process samples");
         assert_eq!(s.fds, 1);
-        let (_t, root) = fixture(0x0040_0000 | PF_EXITING);
+        let (_t, root) = fixture(0x0040_0000 | crate::sample::stat::PF_EXITING);
         let err = census.take(&root, 4242, None).expect_err("exiting");
         assert!(
             matches!(err, SampleError::Exited { pid: 4242, .. }) && err.target_gone(),

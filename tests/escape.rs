@@ -126,9 +126,16 @@ fn plugin_output_is_one_clean_status_line() {
         assert_clean("check --name stdout", &out.stdout);
         assert_clean("check --name stderr", &out.stderr);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // Other tests of this file run children with the same argv[0] at
+        // the same time: the child is one of the processes selected.
         assert!(
-            text.starts_with(&format!("FDWATCH OK - pid {pid} (")),
+            text.starts_with("FDWATCH OK - ") && text.contains(&format!("pid {pid} (")),
             "argv[0] selects the child: {text}"
+        );
+        assert_eq!(
+            text.lines().next().unwrap_or_default().matches('|').count(),
+            1,
+            "one perfdata separator: {text}"
         );
     }
 }

@@ -38,6 +38,17 @@ enum Target {
     ProcIo,
     SysFileNr,
     Net(Table),
+    /// `/proc/PID/cgroup` (serve's container and pod labels).
+    ProcCgroup,
+    /// `/proc/PID/fdinfo/N` (`fdwatch ls`).
+    Fdinfo,
+    /// `/proc/self/stat`'s usage fields and `/proc/stat`'s btime (serve's
+    /// process_* metrics).
+    StatUsage,
+    /// `/proc/PID/maps` (the stack tracer's executable ranges).
+    Maps,
+    /// A Monitoring Plugins range (`-w`/`-c`: from a monitoring config).
+    Range,
 }
 
 impl Target {
@@ -52,6 +63,11 @@ impl Target {
             Target::ProcIo => "proc-io".into(),
             Target::SysFileNr => "sys-file-nr".into(),
             Target::Net(t) => format!("net-{t:?}").to_lowercase(),
+            Target::ProcCgroup => "proc-cgroup".into(),
+            Target::Fdinfo => "proc-fdinfo".into(),
+            Target::StatUsage => "proc-stat-usage".into(),
+            Target::Maps => "proc-maps".into(),
+            Target::Range => "range".into(),
         }
     }
 
@@ -68,6 +84,11 @@ impl Target {
             Target::ProcStatus,
             Target::ProcIo,
             Target::SysFileNr,
+            Target::ProcCgroup,
+            Target::Fdinfo,
+            Target::StatUsage,
+            Target::Maps,
+            Target::Range,
         ];
         v.extend(Table::ALL.iter().map(|t| Target::Net(*t)));
         v
@@ -166,6 +187,27 @@ fn run(target: Target, data: &[u8], scratch: &Scratch, deep: bool) {
             let mut out = std::collections::HashMap::new();
             fdwatch::sample::net::parse_table(table, &text, &|_| true, &mut out);
         }
+        Target::ProcCgroup => {
+            let _ = fdwatch::sample::cgroup::parse_file(&text);
+            for line in text.lines() {
+                let _ = fdwatch::sample::cgroup::parse_path(line);
+            }
+        }
+        Target::Fdinfo => {
+            let _ = fdwatch::sample::listing::parse_fdinfo(data);
+        }
+        Target::StatUsage => {
+            let _ = fdwatch::sample::stat::parse_usage(&text);
+            let _ = fdwatch::sample::own::parse_btime(&text);
+        }
+        Target::Maps => {
+            let _ = fdwatch::stacks::symbols::parse_exec_ranges(&text);
+        }
+        Target::Range => {
+            if let Ok(r) = fdwatch::diagnose::Range::parse(&text) {
+                let _ = r.to_string();
+            }
+        }
     }
 }
 
@@ -196,6 +238,17 @@ fn corpus(target: Target) -> Vec<Vec<u8>> {
             "proc/4242/net/{}",
             format!("{t:?}").to_lowercase()
         ))],
+        Target::ProcCgroup => vec![
+            b"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1b2c3d4e_5f60_7182_93a4_b5c6d7e8f901.slice/cri-containerd-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope\n".to_vec(),
+            b"12:pids:/docker/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n1:name=systemd:/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope\n0::/\n".to_vec(),
+        ],
+        Target::Fdinfo => vec![
+            b"pos:\t5\nflags:\t02100002\nmnt_id:\t25\nino:\t4330482\n".to_vec(),
+            b"pos:\t0\nflags:\t02000000\nmnt_id:\t15\nino:\t1057\neventfd-count:                0\neventfd-id: 3\n".to_vec(),
+        ],
+        Target::StatUsage => vec![read("proc/4242/stat"), b"cpu  1 2 3 4\nbtime 1700000000\nprocesses 42\n".to_vec()],
+        Target::Maps => vec![b"55d0c0a00000-55d0c0a21000 r-xp 00002000 fd:01 1057 /usr/bin/leaky\n7f1c2e228000-7f1c2e3bd000 r-xp 00028000 fd:01 2049 /usr/lib/x86_64-linux-gnu/libc.so.6\n7ffd5c9f1000-7ffd5c9f3000 r-xp 00000000 00:00 0 [vdso]\n".to_vec()],
+        Target::Range => vec![b"10".to_vec(), b"@10:20".to_vec(), b"~:80%".to_vec()],
     }
 }
 

@@ -247,3 +247,50 @@ fn a_reused_pid_starts_a_new_story() {
     assert!(snap.rows.is_empty());
     assert_eq!(host.tracked(), 0);
 }
+
+/// Issue 15 (top/serve): a process that exits loses its whole fd table
+/// before it becomes a zombie; a scan in that window read 0 fds and showed
+/// an exit as a drop to 0. Scanned back to back through its exit, a process
+/// holding 5,000 sockets never shows fewer: it is there, then gone.
+#[test]
+fn an_exit_is_a_process_gone_not_a_drop_to_zero() {
+    let w = Workload::start(&[
+        "--soft-limit",
+        "6000",
+        "--hold",
+        "netlink:5000",
+        "--exit-after",
+        "1500ms",
+        "--ignore-stdin",
+    ]);
+    let mut host = Host::new(
+        ProcRoot::default(),
+        Selector {
+            pids: vec![w.pid],
+            ..Selector::default()
+        },
+        HostOptions {
+            thresholds: Default::default(),
+            classify: 0,
+            top_by_usage: None,
+        },
+    );
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (mut seen, mut low) = (Vec::new(), Vec::new());
+    while std::time::Instant::now() < end {
+        let snap = host.refresh().expect("refresh");
+        match snap.rows.iter().find(|r| r.pid == w.pid) {
+            Some(r) if r.fds >= 5000 => seen.push(r.fds),
+            Some(r) => low.push(r.fds),
+            None if !seen.is_empty() => break,
+            None => {}
+        }
+    }
+    assert!(seen.len() >= 5, "only {} scans saw the process", seen.len());
+    assert!(
+        low.is_empty(),
+        "{} of {} scans read the exit as a drop: {low:?}",
+        low.len(),
+        seen.len() + low.len()
+    );
+}

@@ -130,7 +130,13 @@ fn check(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<Answer> {
     signals::install();
     let stop_text = signals::Stop::Timeout(opts.timeout).to_string();
     let last_words = unknown_text(&stop_text, opts.format, &opts.targets.describe());
-    signals::set_deadline(opts.timeout, Duration::from_secs(1), last_words, 3);
+    signals::set_deadline(
+        opts.timeout,
+        Duration::from_secs(1),
+        last_words,
+        opts.output.clone(),
+        3,
+    );
     if opts.syscalls == SyscallMode::On && opts.samples < 2 {
         anyhow::bail!(
             "--syscalls on needs --samples 2 or more: counts are rates over the burst, one sample has none"

@@ -69,8 +69,16 @@ fn seconds(d: Duration) -> String {
 /// Give the run `budget` from now: [`stop_requested`] turns true when it is
 /// spent. If the main thread has not ended `grace` after that (stuck in a
 /// call that cannot be interrupted), the watchdog writes `last_words` to
-/// stdout and exits with `code`. Only the first call counts.
-pub fn set_deadline(budget: Duration, grace: Duration, last_words: String, code: i32) {
+/// `output` (a check's `--output` file, so a textfile collector exports the
+/// UNKNOWN rather than a stale answer) or else to stdout, and exits with
+/// `code`. Only the first call counts.
+pub fn set_deadline(
+    budget: Duration,
+    grace: Duration,
+    last_words: String,
+    output: Option<std::path::PathBuf>,
+    code: i32,
+) {
     let end = Instant::now() + budget;
     if DEADLINE.set((end, budget)).is_err() {
         return;
@@ -80,10 +88,15 @@ pub fn set_deadline(budget: Duration, grace: Duration, last_words: String, code:
         .spawn(move || {
             std::thread::sleep((end + grace).saturating_duration_since(Instant::now()));
             let line = format!("{}\n", last_words.trim_end());
+            let written = output
+                .as_deref()
+                .is_some_and(|path| crate::safe_fs::write_atomic(path, line.as_bytes()).is_ok());
             // Raw writes: stdout's lock may be held by the stuck thread.
             // SAFETY: writes of a buffer we own, then an exit without unwinding.
             unsafe {
-                libc::write(1, line.as_ptr().cast(), line.len());
+                if !written {
+                    libc::write(1, line.as_ptr().cast(), line.len());
+                }
                 let err = format!("fdwatch: {}\n", Stop::Timeout(budget));
                 libc::write(2, err.as_ptr().cast(), err.len());
                 libc::_exit(code);
@@ -129,12 +142,10 @@ pub fn sleep(d: Duration) -> bool {
             // Wake at the deadline itself (plus a hair, so it has passed).
             left = left.min(deadline.saturating_duration_since(now) + Duration::from_millis(1));
         }
-        let ts = libc::timespec {
-            tv_sec: left.as_secs() as libc::time_t,
-            tv_nsec: left.subsec_nanos() as libc::c_long,
-        };
+        // nix builds the timespec for the target's time_t (musl's changed).
+        let ts = nix::sys::time::TimeSpec::from_duration(left);
         // SAFETY: a valid timespec; no remainder wanted (the loop recomputes it).
-        unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+        unsafe { libc::nanosleep(ts.as_ref(), std::ptr::null_mut()) };
     }
 }
 

@@ -442,7 +442,7 @@ fn bpf_error(detail: impl Into<String>) -> SampleError {
 fn io(what: &str, source: std::io::Error) -> SampleError {
     SampleError::Io {
         path: what.into(),
-        source,
+        err: source,
     }
 }
 

@@ -133,7 +133,7 @@ pub fn census(
     };
     let io = |fd: i32, e: Errno| SampleError::Io {
         path: fd_path.join(fd.to_string()).display().to_string(),
-        source: e.into(),
+        err: e.into(),
     };
 
     // Which fds, each with its stat.

@@ -178,7 +178,7 @@ pub(crate) fn list_these(
             Err(e) => {
                 return Err(SampleError::Io {
                     path: fd_path.join(fd.to_string()).display().to_string(),
-                    source: e.into(),
+                    err: e.into(),
                 })
             }
         }
@@ -227,7 +227,7 @@ fn read_one(dirfd: RawFd, infofd: RawFd, fd: i32) -> Result<Read, Errno> {
 
 /// The first lines of `/proc/PID/fdinfo/N`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct FdInfo {
+pub struct FdInfo {
     pub pos: Option<u64>,
     pub flags: Option<u32>,
     pub mnt_id: Option<u64>,
@@ -267,7 +267,7 @@ fn read_fdinfo(infofd: RawFd, fd: i32) -> Result<FdInfo, Errno> {
 }
 
 /// Parse the head of an fdinfo file. Unknown or malformed lines are skipped.
-pub(crate) fn parse_fdinfo(text: &[u8]) -> FdInfo {
+pub fn parse_fdinfo(text: &[u8]) -> FdInfo {
     let mut info = FdInfo::default();
     for line in text.split(|b| *b == b'\n') {
         let Some(colon) = line.iter().position(|b| *b == b':') else {

@@ -300,11 +300,10 @@ pub enum SampleError {
     KernelThread { pid: i32, comm: String },
     #[error("pid {pid} ({comm}) is a zombie: it has exited and its parent has not reaped it")]
     Zombie { pid: i32, comm: String },
-    #[error("reading {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The cause is part of the message, not a `source`: shown as a chain
+    /// (`{:#}`) it would otherwise be said twice.
+    #[error("reading {path}: {err}")]
+    Io { path: String, err: std::io::Error },
     #[error("malformed {path}: {detail}")]
     Malformed { path: String, detail: String },
 }

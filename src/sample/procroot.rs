@@ -174,13 +174,13 @@ impl ProcRoot {
     pub fn pids(&self) -> Result<Vec<i32>, SampleError> {
         let entries = std::fs::read_dir(&self.root).map_err(|source| SampleError::Io {
             path: self.root.display().to_string(),
-            source,
+            err: source,
         })?;
         let mut pids = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|source| SampleError::Io {
                 path: self.root.display().to_string(),
-                source,
+                err: source,
             })?;
             if let Some(pid) = entry
                 .file_name()
@@ -250,7 +250,7 @@ impl ProcRoot {
             .map(|(b, _)| String::from_utf8_lossy(&b).into_owned())
             .map_err(|source| SampleError::Io {
                 path: fs.join("file-nr").display().to_string(),
-                source,
+                err: source,
             })?;
         let mut fields = file_nr.split_whitespace().map(str::parse::<u64>);
         let mut field = |what: &str| match fields.next() {
@@ -314,7 +314,7 @@ pub fn io_error(path: &Path, e: io::Error, pid: i32, owner: u32) -> SampleError 
         _ if e.raw_os_error() == Some(libc::ESRCH) => SampleError::NoSuchProcess { pid },
         _ => SampleError::Io {
             path: path.display().to_string(),
-            source: e,
+            err: e,
         },
     }
 }

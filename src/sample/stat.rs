@@ -18,6 +18,9 @@ pub struct StatLine {
 
 /// `PF_KTHREAD` in the flags field.
 pub const PF_KTHREAD: u32 = 0x0020_0000;
+/// `PF_EXITING` in the flags field (include/linux/sched.h): set at the start
+/// of do_exit, before the fd table is dropped.
+pub const PF_EXITING: u32 = 0x0000_0004;
 
 impl StatLine {
     pub fn is_kernel_thread(&self) -> bool {
@@ -25,6 +28,11 @@ impl StatLine {
     }
     pub fn is_zombie(&self) -> bool {
         self.state == 'Z' || self.state == 'X'
+    }
+    /// Exiting or dead: its fds (if any are still shown) are no longer its
+    /// own, so a count read now is not a drop of the process's own.
+    pub fn is_exiting(&self) -> bool {
+        self.flags & PF_EXITING != 0 || self.is_zombie()
     }
 }
 

@@ -131,7 +131,7 @@ impl BpfLister {
     fn walk(&mut self, pid: i32) -> Result<(), SampleError> {
         let io = |what: &str, source| SampleError::Io {
             path: what.into(),
-            source,
+            err: source,
         };
         let bound_env = std::env::var_os(super::UNBOUND_ENV).is_none();
         let link = match bound_env.then(|| sys::link_create(self.prog.as_fd(), Some(pid))) {
