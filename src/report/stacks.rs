@@ -646,7 +646,11 @@ mod tests {
         leak.frames[1].line = Some(23);
         let mut closed = leak.clone();
         closed.open = 0;
-        let mut unnamed = site(vec![frame("open64", libc)], None, StackEnd::Early { module: None });
+        let mut unnamed = site(
+            vec![frame("open64", libc)],
+            None,
+            StackEnd::Early { module: None },
+        );
         unnamed.opens_per_s = 2.0;
         let mut snap = Snapshot {
             pid: 1,
@@ -673,7 +677,9 @@ mod tests {
             "  leak: leak here\"= (via socket): 3 open (udp 3), oldest 2 s  a.c:23"
         );
         assert_eq!(lines.len(), 5, "{lines:?}");
-        assert!(lines[4].starts_with("  churn: open64, called from code fdwatch cannot name: 2.0/s"));
+        assert!(
+            lines[4].starts_with("  churn: open64, called from code fdwatch cannot name: 2.0/s")
+        );
         // One series per distinct site name: label sets stay unique.
         let (leaks, churn) = series(&snap);
         assert_eq!(leaks, vec![("leak here\"=".to_string(), 3.0)]);
