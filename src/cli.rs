@@ -114,6 +114,11 @@ pub struct WatchArgs {
     /// `auto` where allowed (else one line why), `on` or fail, `off`.
     #[arg(long, value_enum, default_value_t = SyscallsArg::Auto)]
     pub syscalls: SyscallsArg,
+    /// The top leak and churn sites from the process's own stacks (BPF:
+    /// root or CAP_BPF + CAP_PERFMON; docs/stacks.md), refreshed every few
+    /// seconds; without the privileges one line says what is missing.
+    #[arg(long)]
+    pub stacks: bool,
     #[command(flatten)]
     pub backend: BackendArgs,
     #[command(flatten)]
@@ -259,6 +264,10 @@ pub struct CheckArgs {
     /// Exact syscall counts over the burst (BPF or perf; root): auto, on, off.
     #[arg(long, value_enum, default_value_t = SyscallsArg::Auto)]
     pub syscalls: SyscallsArg,
+    /// The top leak and churn sites of the fds opened during the burst, from
+    /// the process's own stacks, in the long output (BPF; docs/stacks.md).
+    #[arg(long)]
+    pub stacks: bool,
     #[command(flatten)]
     pub backend: BackendArgs,
     #[command(flatten)]
@@ -297,6 +306,11 @@ pub struct GateArgs {
     /// At the end, draw the run as an SVG: fds over time, limits, trend, verdicts.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// The top leak and churn sites from the process's own stacks in the
+    /// report, its JSON and JUnit (BPF: root or CAP_BPF + CAP_PERFMON;
+    /// docs/stacks.md); without the privileges one line says what is missing.
+    #[arg(long)]
+    pub stacks: bool,
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
 }
@@ -462,6 +476,10 @@ pub struct ServeArgs {
     /// Classified censuses per refresh (by-kind metrics for the first growing processes).
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub classify: usize,
+    /// Leak and churn site series for the processes selected by --pid (at
+    /// most 8), from their own stacks (BPF; docs/stacks.md).
+    #[arg(long, requires = "pid")]
+    pub stacks: bool,
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
     /// Read this directory instead of /proc (tests).

@@ -44,6 +44,11 @@ pub const LIMITS_RECHECK_MOVE: f64 = 0.10;
 /// drops to 0 and `stat` says zombie).
 pub const STAT_EVERY: u64 = 30;
 
+/// `serve --stacks`: stack tracers at most, one per process selected by
+/// pid (each is a BPF program with maps of up to ~60 MiB of kernel memory
+/// at their fullest, and a symbolizer in this process).
+pub const MAX_STACK_PIDS: usize = 8;
+
 /// Which processes a scan keeps. Every given criterion must match.
 #[derive(Debug, Clone, Default)]
 pub struct Selector {
@@ -97,6 +102,9 @@ pub struct HostOptions {
     /// `serve`: besides the selected processes, keep every process and
     /// export the top N by usage. `top`: None (the selector filters).
     pub top_by_usage: Option<usize>,
+    /// `serve --stacks`: trace the stacks of the processes selected by pid
+    /// (at most [`MAX_STACK_PIDS`]), their top sites in their rows.
+    pub stacks: bool,
 }
 
 /// State kept for one process between refreshes.
@@ -170,6 +178,9 @@ pub struct Row {
     pub sample: Sample,
     #[serde(skip)]
     pub verdict: Verdict,
+    /// `serve --stacks`: the top leak and churn sites (traced pids only).
+    #[serde(skip)]
+    pub stacks: Option<crate::stacks::Snapshot>,
 }
 
 /// The system file table and its own trend.
@@ -233,6 +244,8 @@ pub struct Host {
     is_procfs: bool,
     /// False once opening a handle failed (out of fds): read by path.
     handles_ok: bool,
+    /// What the caller should say once (why a stack tracer is missing).
+    notes: Vec<String>,
 }
 
 impl Host {
@@ -257,7 +270,33 @@ impl Host {
             last_error: None,
             buf: Vec::with_capacity(512),
             me: std::process::id() as i32,
+            notes: Vec::new(),
         }
+    }
+
+    /// Notes gathered since the last call (each said once by the caller).
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// `--stacks`: a new session of a process selected by its pid gets a
+    /// stack tracer while fewer than [`MAX_STACK_PIDS`] are attached.
+    fn maybe_trace(&mut self, pid: i32, session: &mut Session) {
+        if !self.opts.stacks || !self.selector.pids.contains(&pid) {
+            return;
+        }
+        let traced = self
+            .procs
+            .values()
+            .filter(|p| p.session.tracing_stacks())
+            .count();
+        if traced >= MAX_STACK_PIDS {
+            self.notes.push(format!(
+                "--stacks: pid {pid} not traced: {MAX_STACK_PIDS} processes are traced already"
+            ));
+            return;
+        }
+        self.notes.extend(session.attach_stacks());
     }
 
     /// Reads that failed (listing /proc, the system file table), since start.
@@ -464,6 +503,10 @@ impl Host {
                 self.selector.matches(&self.root, pid, &stat.comm, uid)
             };
             let counting = selected || (self.opts.top_by_usage.is_some() && pid != self.me);
+            let mut session = Session::new(pid, self.opts.thresholds);
+            if selected {
+                self.maybe_trace(pid, &mut session);
+            }
             // Hold a handle only where the kernel counts for us (procfs).
             let dir = if self.is_procfs && self.handles_ok {
                 let d = scan::FdDir::open(&self.root, pid);
@@ -489,7 +532,7 @@ impl Host {
                     limits_at_fds: 0,
                     limits_refresh: 0,
                     moved: false,
-                    session: Session::new(pid, self.opts.thresholds),
+                    session,
                     seen: 0,
                     kind: None,
                     workload: None,
@@ -720,6 +763,7 @@ fn row_of(p: &Proc, last: &Sample, verdict: Verdict) -> Row {
         workload: Workload::default(),
         sample: last.clone(),
         verdict,
+        stacks: p.session.stack_sites().cloned(),
     }
 }
 

@@ -327,6 +327,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     interval: args.interval,
                     classify: args.classify,
                     thresholds: thresholds(&args.thresholds)?,
+                    stacks: args.stacks,
                 },
             )?;
             Ok(0)
@@ -452,6 +453,7 @@ fn gate(g: &GateArgs) -> anyhow::Result<ci::Gate> {
         report: g.report.clone(),
         junit: g.junit.clone(),
         plot: g.plot.clone(),
+        stacks: g.stacks,
         thresholds: thresholds(&g.thresholds)?,
     })
 }
@@ -484,6 +486,7 @@ fn run_check(args: CheckArgs) -> u8 {
         thresholds: th,
         census: census(args.census),
         syscalls: syscall_mode(args.syscalls),
+        stacks: args.stacks,
         backend: args.backend.choice(),
         verbose: args.verbose,
     };
@@ -526,6 +529,7 @@ fn run_watch(args: WatchArgs, color: bool) -> anyhow::Result<u8> {
             backend: args.backend.choice(),
             thresholds: thresholds(&args.thresholds)?,
             syscalls: syscall_mode(args.syscalls),
+            stacks: args.stacks,
             color,
             until: None,
         },

@@ -14,7 +14,38 @@ use crate::diagnose::{Thresholds, Tracker, Verdict};
 use crate::report::plot::Thinned;
 use crate::report::timeline::Timeline;
 use crate::sample::{self, bpf, Identity, ProcRoot, Sample, SampleError};
+use crate::stacks::{self, StacksError, Tracer};
 use crate::syscalls::{Backend as SyscallBackend, SyscallCounter, SyscallError};
+
+/// Sites kept per list by a session that traces stacks (`--stacks`): what
+/// every output shows at most.
+pub const STACK_SITES: usize = 5;
+
+/// The shortest time between two stack snapshots of a session. A snapshot
+/// reads the tracer's maps and names the stacks it has not seen before
+/// (each stack is named once and cached), so it is not free: every few
+/// seconds, and once more at the end ([`Session::finish_stacks`]).
+pub const STACKS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The stack tracer of one session and what it last said.
+struct StackWatch {
+    tracer: Tracer,
+    taken: Option<std::time::Instant>,
+    /// The last snapshot, top [`STACK_SITES`] of each list, as reported
+    /// (after an exit: the last live leak sites).
+    latest: Option<stacks::Snapshot>,
+}
+
+impl StackWatch {
+    fn snapshot(&mut self) {
+        // A read error keeps the last snapshot: the sites are extra, the
+        // sample is what the mode is about.
+        if let Ok(snap) = self.tracer.snapshot() {
+            self.latest = Some(snap.shown(self.tracer.last_live()).top(STACK_SITES));
+        }
+        self.taken = Some(std::time::Instant::now());
+    }
+}
 
 /// Whether to count syscalls exactly (BPF, else perf tracepoints).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +167,8 @@ pub struct Session {
     /// The tracker's last sample was taken live by this session (restored
     /// history has no inodes to compare with).
     live_previous: bool,
+    /// `--stacks`: the leak and churn sites of the process.
+    stacks: Option<StackWatch>,
 }
 
 impl Session {
@@ -147,6 +180,55 @@ impl Session {
             counter: None,
             identity: None,
             live_previous: false,
+            stacks: None,
+        }
+    }
+
+    /// Attach the stack tracer (`--stacks`, docs/stacks.md): from now on
+    /// the session keeps the top leak and churn sites, refreshed with the
+    /// live samples at most every [`STACKS_EVERY`]. Returns what to tell
+    /// the user: nothing when tracing, else one line saying what is missing
+    /// (the rest of the mode carries on unchanged).
+    pub fn attach_stacks(&mut self) -> Vec<String> {
+        match Tracer::attach(self.pid) {
+            Ok(tracer) => {
+                self.stacks = Some(StackWatch {
+                    tracer,
+                    taken: None,
+                    latest: None,
+                });
+                Vec::new()
+            }
+            // The census reports a missing process with its own error.
+            Err(StacksError::NoSuchProcess { .. }) => Vec::new(),
+            Err(e) => vec![format!("--stacks: {e}; carrying on without stack sites")],
+        }
+    }
+
+    pub fn tracing_stacks(&self) -> bool {
+        self.stacks.is_some()
+    }
+
+    /// The top leak and churn sites as of the last stack snapshot (None
+    /// without `--stacks`, or before the first snapshot).
+    pub fn stack_sites(&self) -> Option<&stacks::Snapshot> {
+        self.stacks.as_ref().and_then(|w| w.latest.as_ref())
+    }
+
+    /// A stack snapshot now, whatever the cadence: the end of a mode (the
+    /// last sample of a burst, a command that exited).
+    pub fn finish_stacks(&mut self) -> Option<&stacks::Snapshot> {
+        let w = self.stacks.as_mut()?;
+        w.snapshot();
+        w.latest.as_ref()
+    }
+
+    /// A stack snapshot if the last one is [`STACKS_EVERY`] old.
+    fn poll_stacks(&mut self) {
+        if let Some(w) = self.stacks.as_mut() {
+            if w.taken.is_none_or(|t| t.elapsed() >= STACKS_EVERY) {
+                w.snapshot();
+            }
         }
     }
 
@@ -247,6 +329,9 @@ impl Session {
         }
         self.tracker.observe(&s);
         self.live_previous = live;
+        if live {
+            self.poll_stacks();
+        }
         s
     }
 

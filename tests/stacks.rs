@@ -9,13 +9,14 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::{bin, require_bpf, say_skipped};
+use common::stacks::{build, build_c, build_dir, fixture, need_tool, tracer_objects, wait_gone};
+use common::{bin, require_bpf};
 use serde_json::Value;
 
 /// One test at a time: the teardown checks count every fdwatch stack
@@ -23,71 +24,6 @@ use serde_json::Value;
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn need_tool(what: &str, tool: &str, args: &[&str]) -> bool {
-    if Command::new(tool)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        return true;
-    }
-    let msg = format!("SKIPPED: {what}: needs {tool}");
-    if std::env::var_os("CI").is_some() {
-        panic!("{msg} (CI is set: this test must run; .ci/run installs it)");
-    }
-    say_skipped(&msg);
-    false
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/stacks")
-        .join(name)
-}
-
-/// Build dir shared by the tests of this run.
-fn build_dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir"))
-        .path()
-}
-
-fn build(out: &str, cmd: &mut Command) -> PathBuf {
-    let path = build_dir().join(out);
-    if !path.exists() {
-        let o = cmd.output().expect("run the compiler");
-        assert!(
-            o.status.success(),
-            "building {out}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    path
-}
-
-fn build_c(frame_pointers: bool) -> PathBuf {
-    let out = if frame_pointers {
-        "leaky-fp"
-    } else {
-        "leaky-nofp"
-    };
-    let flag = if frame_pointers {
-        "-fno-omit-frame-pointer"
-    } else {
-        "-fomit-frame-pointer"
-    };
-    build(
-        out,
-        Command::new("cc")
-            .args(["-O2", "-g", flag, "-pthread"])
-            .arg(fixture("leaky.c"))
-            .arg("-o")
-            .arg(build_dir().join(out)),
-    )
 }
 
 /// A traced program: started, waiting for "go" on its stdin.
@@ -432,39 +368,6 @@ fn go_interface_addrs_loop_names_net_interface_addrs_and_its_caller() {
     assert!(sites(&report, "leaks")
         .iter()
         .all(|s| s["open"] == 0 || function(s) != "main.logLine"));
-}
-
-/// Programs and maps of fdwatch's stack tracer loaded on the machine.
-fn tracer_objects() -> (usize, usize) {
-    let count = |what: &str, names: &[&str]| -> usize {
-        let o = Command::new("bpftool")
-            .args([what, "show"])
-            .output()
-            .expect("bpftool");
-        let text = String::from_utf8_lossy(&o.stdout);
-        text.lines()
-            .filter(|l| names.iter().any(|n| l.contains(&format!(" name {n} "))))
-            .count()
-    };
-    (
-        count("prog", &["fdw_sys_exit"]),
-        count(
-            "map",
-            &["fdw_fds", "fdw_stacks", "fdw_sites", "fdw_scan", "fdw_text"],
-        ),
-    )
-}
-
-fn wait_gone() -> (usize, usize) {
-    // The kernel frees a program after its last reference goes (RCU).
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = tracer_objects();
-        if left == (0, 0) || Instant::now() > end {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

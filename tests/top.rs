@@ -225,6 +225,7 @@ fn a_reused_pid_starts_a_new_story() {
             thresholds: Default::default(),
             classify: 0,
             top_by_usage: None,
+            stacks: false,
         },
     );
     for _ in 0..3 {
@@ -273,6 +274,7 @@ fn an_exit_is_a_process_gone_not_a_drop_to_zero() {
             thresholds: Default::default(),
             classify: 0,
             top_by_usage: None,
+            stacks: false,
         },
     );
     let end = std::time::Instant::now() + std::time::Duration::from_secs(20);

@@ -36,6 +36,8 @@ pub struct CheckOptions {
     pub thresholds: Thresholds,
     pub census: Census,
     pub syscalls: SyscallMode,
+    /// `--stacks`: the top sites of the fds opened during the burst.
+    pub stacks: bool,
     /// Who does a full census (`--backend`).
     pub backend: bpf::Choice,
     /// `-v`: notes on stderr too (they are always in the long output).
@@ -176,6 +178,14 @@ fn check(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<Answer> {
         };
         quiet.extend(session.attach_syscalls(mode)?);
         counting |= session.counting_syscalls();
+        if opts.stacks {
+            // Long output only (cron mails stderr): said once for all.
+            for note in session.attach_stacks() {
+                if !quiet.contains(&note) {
+                    quiet.push(note);
+                }
+            }
+        }
         sessions.insert(*pid, session);
     }
     let mut bursts = burst(
@@ -202,6 +212,10 @@ fn check(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<Answer> {
     let mut errors = Vec::new();
     for c in &targets {
         let pid = c.pid;
+        // The burst's end: what the tracer saw of it, named.
+        let stacks = sessions
+            .get_mut(&pid)
+            .and_then(|s| s.finish_stacks().cloned());
         let comm = root.comm(pid).unwrap_or_else(|| "?".into());
         let mut rates = None;
         let outcome = match bursts.remove(&pid) {
@@ -238,6 +252,7 @@ fn check(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<Answer> {
             outcome,
             rates,
             label: None,
+            stacks,
         });
     }
     if let Some(l) = locked.as_mut() {
@@ -273,7 +288,14 @@ fn check(root: &ProcRoot, opts: &CheckOptions) -> anyhow::Result<Answer> {
             let procs: Vec<serde_json::Value> = checked
                 .iter()
                 .map(|c| match &c.outcome {
-                    Ok((s, v)) => serde_json::json!({"pid": c.pid, "comm": c.comm, "level": v.level, "summary": nagios::summary(c), "verdict": v, "sample": s}),
+                    Ok((s, v)) => {
+                        let mut p = serde_json::json!({"pid": c.pid, "comm": c.comm, "level": v.level, "summary": nagios::summary(c), "verdict": v, "sample": s});
+                        if let Some(st) = &c.stacks {
+                            p["stacks"] = serde_json::to_value(crate::report::stacks::brief(st))
+                                .unwrap_or_default();
+                        }
+                        p
+                    }
                     Err(e) => serde_json::json!({"pid": c.pid, "comm": c.comm, "level": Level::Unknown, "error": e}),
                 })
                 .collect();

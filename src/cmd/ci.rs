@@ -33,6 +33,8 @@ pub struct Gate {
     pub junit: Option<PathBuf>,
     /// Draw the run as an SVG at the end.
     pub plot: Option<PathBuf>,
+    /// `--stacks`: trace the stacks that open fds, report the top sites.
+    pub stacks: bool,
     pub thresholds: Thresholds,
 }
 
@@ -162,16 +164,20 @@ fn step(started: SystemTime) -> ci_report::Step {
 
 /// Print and write the step's reports, then its exit code.
 fn finish(
-    obs: &Observation,
+    obs: &mut Observation,
     outcome: &Outcome,
     started: SystemTime,
     gate: &Gate,
 ) -> anyhow::Result<i32> {
+    // The last stack snapshot: after a command's exit, its leak sites as
+    // last seen alive (monitor::Session::finish_stacks).
+    let stacks = obs.session.finish_stacks().cloned();
     ci_report::emit(
         outcome,
         &step(started),
         gate.report.as_deref(),
         gate.junit.as_deref(),
+        stacks.as_ref(),
     )?;
     plot(obs, outcome, gate)?;
     Ok(outcome.exit_code)
@@ -362,7 +368,7 @@ pub fn run(
     let start = Instant::now();
     let name = format!("run: {}", command.join(" "));
     let mut obs = Observation::new(0, gate);
-    let not_started = |obs: &Observation, why: String| {
+    let not_started = |obs: &mut Observation, why: String| {
         let outcome = obs.outcome(
             name.clone(),
             start.elapsed(),
@@ -378,12 +384,12 @@ pub fn run(
     // error (exit 3) and the command never runs.
     let mut census = match monitor::Census::open(backend, Census::Full) {
         Ok(c) => c.with_children(children),
-        Err(e) => return not_started(&obs, format!("{e:#}")),
+        Err(e) => return not_started(&mut obs, format!("{e:#}")),
     };
     signals::install_forwarding();
     let launched = match launch(program, args) {
         Ok(l) => l,
-        Err(e) => return not_started(&obs, format!("cannot start {program}: {e}")),
+        Err(e) => return not_started(&mut obs, format!("cannot start {program}: {e}")),
     };
     let (mut child, stopped) = match launched {
         Launch::Stopped(c) => (c, true),
@@ -398,11 +404,18 @@ pub fn run(
                     ..End::default()
                 },
             );
-            return finish(&obs, &outcome, started, gate);
+            return finish(&mut obs, &outcome, started, gate);
         }
     };
     let pid = child.id() as i32;
     obs.session = Session::new(pid, gate.thresholds);
+    if gate.stacks {
+        // Attached while the program waits at its exec stop (when traced):
+        // every fd it opens is seen.
+        for note in obs.session.attach_stacks() {
+            eprintln!("fdwatch: {}", crate::report::escape::terminal(&note));
+        }
+    }
     let tick = |obs: &mut Observation, census: &mut monitor::Census| {
         match obs.session.tick(census, root) {
             Ok(tick) => {
@@ -456,7 +469,7 @@ pub fn run(
             ..End::default()
         },
     );
-    finish(&obs, &outcome, started, gate)
+    finish(&mut obs, &outcome, started, gate)
 }
 
 /// How often `assert` says where it is when stderr is not a terminal: ten
@@ -476,7 +489,7 @@ pub fn assert(
     signals::install();
     let started = SystemTime::now();
     let mut obs = Observation::new(pid, gate);
-    let unknown = |obs: &Observation, end: End| {
+    let unknown = |obs: &mut Observation, end: End| {
         let outcome = obs.outcome(format!("assert: pid {pid}"), Duration::ZERO, gate, end);
         finish(obs, &outcome, started, gate)
     };
@@ -487,7 +500,7 @@ pub fn assert(
                 not_started: Some(format!("{e:#}")),
                 ..End::default()
             };
-            return unknown(&obs, end);
+            return unknown(&mut obs, end);
         }
     };
     let first = match obs.session.tick(&mut census, root) {
@@ -497,7 +510,7 @@ pub fn assert(
                 not_started: Some(e.to_string()),
                 ..End::default()
             };
-            return unknown(&obs, end);
+            return unknown(&mut obs, end);
         }
     };
     // Said once the /proc census has worked: an error stays the only line.
@@ -505,6 +518,11 @@ pub fn assert(
         eprintln!("fdwatch: {note}");
     }
     let identity = first.sample.identity();
+    if gate.stacks {
+        for note in obs.session.attach_stacks() {
+            eprintln!("fdwatch: {}", crate::report::escape::terminal(&note));
+        }
+    }
     let start = Instant::now();
     obs.observe(first, Duration::ZERO, gate.warmup);
     let live = std::io::stderr().is_terminal();
@@ -577,7 +595,7 @@ pub fn assert(
             ..End::default()
         },
     );
-    finish(&obs, &outcome, started, gate)
+    finish(&mut obs, &outcome, started, gate)
 }
 
 fn plot(obs: &Observation, outcome: &Outcome, gate: &Gate) -> anyhow::Result<()> {

@@ -112,6 +112,7 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<watch::WatchEnd> {
                 ..Thresholds::default()
             },
             syscalls: super::watch::SyscallMode::Auto,
+            stacks: false,
             until: Some(Box::new(until)),
         },
     )?;

@@ -82,6 +82,8 @@ pub struct ServeOptions {
     pub interval: Duration,
     pub classify: usize,
     pub thresholds: crate::diagnose::Thresholds,
+    /// `--stacks`: site series for the processes selected by pid.
+    pub stacks: bool,
 }
 
 /// Where `--listen` asks to listen.
@@ -215,15 +217,12 @@ pub fn run(root: ProcRoot, opts: ServeOptions) -> anyhow::Result<()> {
     let listen = parse_listen(&opts.listen).map_err(anyhow::Error::msg)?;
     let listener = bind(&listen).with_context(|| format!("listening on {}", opts.listen))?;
     let addr = listener.local_addr()?;
-    let mut host = Host::new(
-        root.clone(),
-        opts.selector.clone(),
-        HostOptions {
-            thresholds: opts.thresholds,
-            classify: opts.classify,
-            top_by_usage: Some(opts.top),
-        },
-    );
+    let host_opts = HostOptions {
+        thresholds: opts.thresholds,
+        classify: opts.classify,
+        top_by_usage: Some(opts.top),
+        stacks: opts.stacks,
+    };
     let shared = Arc::new(Shared {
         page: Mutex::new(Arc::new(Page {
             bytes: Vec::new(),
@@ -234,10 +233,16 @@ pub fn run(root: ProcRoot, opts: ServeOptions) -> anyhow::Result<()> {
     // A page before the first refresh: the exporter's own metrics.
     publish(&shared, &root, None, 0);
     let sampler_shared = Arc::clone(&shared);
+    let selector = opts.selector.clone();
     let interval = opts.interval;
     std::thread::Builder::new()
         .name("sampler".into())
-        .spawn(move || sampler(&mut host, &root, &sampler_shared, interval))
+        // The host is made on its thread: a session's stack symbolizer
+        // (blazesym) is not Send, and only this thread uses it.
+        .spawn(move || {
+            let mut host = Host::new(root.clone(), selector, host_opts);
+            sampler(&mut host, &root, &sampler_shared, interval)
+        })
         .context("starting the sampler thread")?;
     // Tests and scripts read the bound address (useful with port 0).
     println!("listening on http://{addr}/metrics");
@@ -330,6 +335,9 @@ fn sampler(host: &mut Host, root: &ProcRoot, shared: &Shared, interval: Duration
                 }
             }
         }
+        for note in host.take_notes() {
+            eprintln!("fdwatch: {}", crate::report::escape::terminal(&note));
+        }
         publish(shared, root, last.as_ref(), host.errors_total());
         if !signals::sleep(interval.saturating_sub(started.elapsed())) {
             return;
@@ -401,6 +409,7 @@ fn metrics(shared: &Shared, root: &ProcRoot, snap: Option<&Snapshot>, errors_tot
             sample: &r.sample,
             verdict: &r.verdict,
             workload: Some(&r.workload),
+            stacks: r.stacks.as_ref(),
         })
         .collect();
     prometheus::render_with(&series, &opts)

@@ -40,16 +40,7 @@ pub fn run(args: &StacksArgs) -> anyhow::Result<u8> {
     }
     // An exited process closed its fds: report what it had open before, as
     // the last live snapshot saw it, with the exit noted.
-    let shown = match (snap.exited, tracer.last_live()) {
-        (true, Some(live)) => {
-            let mut s = live.clone();
-            s.exited = true;
-            s.seconds = snap.seconds;
-            s.stats = snap.stats;
-            s
-        }
-        _ => snap,
-    };
+    let shown = snap.shown(tracer.last_live());
     let top = args.top as usize;
     let text = if args.json {
         report::json(&shown, top)

@@ -60,6 +60,7 @@ pub fn run(root: ProcRoot, opts: TopOptions) -> anyhow::Result<()> {
             thresholds: opts.thresholds,
             classify: opts.classify,
             top_by_usage: None,
+            stacks: false,
         },
     );
     match opts.output {

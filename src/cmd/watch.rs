@@ -41,6 +41,8 @@ pub struct WatchOptions {
     pub backend: bpf::Choice,
     pub thresholds: Thresholds,
     pub syscalls: SyscallMode,
+    /// `--stacks`: trace the stacks that open fds, show the top sites.
+    pub stacks: bool,
     /// Colour the levels (decided once from `--color`, the environment and stdout).
     pub color: bool,
     /// Extra stop condition, polled after each sample (the demo's "EMFILE hit + linger").
@@ -83,6 +85,13 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
     };
     for note in session.attach_syscalls(mode)? {
         eprintln!("fdwatch: {note}");
+    }
+    // Before the first sample is judged, so its lines already come from a
+    // traced process (what opens fds after the first line is attributed).
+    if opts.stacks {
+        for note in session.attach_stacks() {
+            eprintln!("fdwatch: {}", crate::report::escape::terminal(&note));
+        }
     }
     first.syscalls = session.counts();
     let first = session.observe(first, true);
@@ -134,6 +143,7 @@ pub fn run(root: &ProcRoot, opts: WatchOptions) -> anyhow::Result<WatchEnd> {
             verdict: &verdict,
             index: end.samples,
             recent: &recent_vec,
+            stacks: session.stack_sites(),
         };
         if let Some(w) = record.as_mut() {
             writeln!(w, "{}", json::line(&view))

@@ -11,6 +11,7 @@ use anyhow::Context;
 use super::escape;
 use crate::diagnose::gate::{Failure, Outcome, Status};
 use crate::diagnose::Level;
+use crate::stacks::Snapshot;
 
 /// Where and when the step ran, for the JUnit `testsuite` (`hostname`,
 /// `timestamp`), read by the driver.
@@ -79,6 +80,31 @@ pub fn text(o: &Outcome) -> String {
     s
 }
 
+/// The step's report with `--stacks`: the text, then the top leak and
+/// churn sites, indented like the rest.
+pub fn text_with_stacks(o: &Outcome, stacks: Option<&Snapshot>) -> String {
+    let mut s = text(o);
+    if let Some(st) = stacks {
+        for l in super::stacks::site_lines(st, super::stacks::SITES_SHOWN) {
+            let _ = writeln!(s, "  {}", escape::terminal(&l));
+        }
+    }
+    s
+}
+
+/// The JSON report: the outcome, and with `--stacks` its `stacks` (the
+/// sites as in watch's JSON, docs/json-schema.md).
+pub fn json(o: &Outcome, stacks: Option<&Snapshot>) -> anyhow::Result<String> {
+    let mut v = serde_json::to_value(o)?;
+    if let (Some(st), Some(map)) = (stacks, v.as_object_mut()) {
+        map.insert(
+            "stacks".into(),
+            serde_json::to_value(super::stacks::brief(st))?,
+        );
+    }
+    Ok(serde_json::to_string_pretty(&v)?)
+}
+
 /// `2024-05-01T10:42:05`: the JUnit timestamp as Ant writes it (no zone;
 /// fdwatch's is UTC).
 fn junit_timestamp(unix: f64) -> String {
@@ -90,7 +116,9 @@ fn junit_timestamp(unix: f64) -> String {
 /// the same): testsuites > testsuite > testcase, with a `<failure>` when a
 /// gate or the verdict failed the step and an `<error>` when the check could
 /// not be made (UNKNOWN). The counts agree with the elements.
-pub fn junit(o: &Outcome, step: &Step) -> String {
+/// With `--stacks`, the sites are in the failure's (or error's) text, and
+/// in a `<system-out>` of a passing test case.
+pub fn junit(o: &Outcome, step: &Step, stacks: Option<&Snapshot>) -> String {
     let (failures, errors) = match o.status {
         Status::Pass => (0, 0),
         Status::Fail => (1, 0),
@@ -124,14 +152,23 @@ pub fn junit(o: &Outcome, step: &Step) -> String {
         Status::Unknown => Some(("error", "unknown")),
     };
     match element {
-        None => x.push_str("/>\n"),
+        None => match stacks {
+            None => x.push_str("/>\n"),
+            Some(_) => {
+                let _ = writeln!(
+                    x,
+                    ">\n      <system-out>{}</system-out>\n    </testcase>",
+                    escape::xml_text(&text_with_stacks(o, stacks))
+                );
+            }
+        },
         Some((tag, kind)) => {
             let message: Vec<String> = o.failures.iter().map(Failure::to_string).collect();
             let _ = writeln!(
                 x,
                 ">\n      <{tag} type=\"{kind}\" message=\"{}\">{}</{tag}>\n    </testcase>",
                 escape::xml_attr(&message.join("; ")),
-                escape::xml_text(&text(o))
+                escape::xml_text(&text_with_stacks(o, stacks))
             );
         }
     }
@@ -191,15 +228,16 @@ pub fn emit(
     step: &Step,
     report: Option<&Path>,
     junit_path: Option<&Path>,
+    stacks: Option<&Snapshot>,
 ) -> anyhow::Result<()> {
-    eprint!("{}", text(o));
+    eprint!("{}", text_with_stacks(o, stacks));
     if let Some(p) = report {
-        let json = serde_json::to_string_pretty(o)?;
+        let json = json(o, stacks)?;
         crate::safe_fs::write_atomic(p, (json + "\n").as_bytes())
             .with_context(|| format!("writing the report {}", p.display()))?;
     }
     if let Some(p) = junit_path {
-        crate::safe_fs::write_atomic(p, junit(o, step).as_bytes())
+        crate::safe_fs::write_atomic(p, junit(o, step, stacks).as_bytes())
             .with_context(|| format!("writing the JUnit report {}", p.display()))?;
     }
     if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
@@ -217,7 +255,7 @@ pub fn emit(
                     Status::Fail => "failed",
                     Status::Unknown => "could not check",
                 },
-                text(o)
+                text_with_stacks(o, stacks)
             );
             use std::io::Write;
             if let Ok(mut f) = std::fs::OpenOptions::new()

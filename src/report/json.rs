@@ -21,6 +21,9 @@ pub struct Record {
     pub rates: Option<Rates>,
     #[serde(default)]
     pub verdict: Option<Verdict>,
+    /// `--stacks`: the top leak and churn sites (absent without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacks: Option<super::stacks::Brief>,
 }
 
 impl Record {
@@ -31,6 +34,7 @@ impl Record {
             kind_changes: view.kind_changes(),
             rates: Some(view.rates()),
             verdict: Some(view.verdict.clone()),
+            stacks: view.stacks.map(super::stacks::brief),
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct View<'a> {
     pub index: u64,
     /// Recent total fd counts, oldest first (for the sparkline).
     pub recent: &'a [u64],
+    /// `--stacks`: the top leak and churn sites (monitor::Session::stack_sites).
+    pub stacks: Option<&'a crate::stacks::Snapshot>,
 }
 
 /// Change of one count since the previous sample and since the first.

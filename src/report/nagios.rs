@@ -16,6 +16,8 @@ pub struct Checked {
     /// Its perfdata label prefix when a check covers several processes:
     /// the selector's name and a slot that outlives restarts (`rpc-msg_0`).
     pub label: Option<String>,
+    /// `--stacks`: the top leak and churn sites of the burst.
+    pub stacks: Option<crate::stacks::Snapshot>,
 }
 
 impl Checked {
@@ -253,6 +255,12 @@ pub fn render(checked: &[Checked], th: &Thresholds, notes: &[String]) -> String 
         if let Ok((_, v)) = &c.outcome {
             for r in &v.reasons {
                 out.push_str(&format!("  {}\n", escape::plugin_line(r)));
+            }
+        }
+        // Long output: never the status line, never the perfdata.
+        if let Some(st) = &c.stacks {
+            for l in super::stacks::site_lines(st, super::stacks::SITES_SHOWN) {
+                out.push_str(&format!("  {}\n", escape::plugin_line(&l)));
             }
         }
     }

@@ -59,6 +59,7 @@ pub fn render(entries: &[(&Sample, &Verdict)]) -> String {
             sample,
             verdict,
             workload: None,
+            stacks: None,
         })
         .collect();
     render_with(
@@ -76,6 +77,8 @@ pub struct Series<'a> {
     pub sample: &'a Sample,
     pub verdict: &'a Verdict,
     pub workload: Option<&'a Workload>,
+    /// `serve --stacks`: the process's top leak and churn sites.
+    pub stacks: Option<&'a crate::stacks::Snapshot>,
 }
 
 /// The system file table as `serve` exports it (with its own trend).
@@ -237,6 +240,34 @@ pub fn render_with(entries: &[Series], opts: &Options) -> String {
         "fdwatch verdict: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
         "gauge",
         &rows(&|_, v| Some(v.level as u8 as f64)),
+    );
+    // `serve --stacks`: one series per top site (at most STACK_SITES per
+    // list and traced process), named by its application function.
+    let sites = |list: fn(&crate::stacks::Snapshot) -> Vec<(String, f64)>| -> Vec<(String, f64)> {
+        entries
+            .iter()
+            .flat_map(|e| {
+                e.stacks
+                    .map(list)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |(site, v)| (format!("{},site=\"{}\"", ids(e), escape(&site)), v))
+            })
+            .collect()
+    };
+    family(
+        &mut out,
+        "fdwatch_leak_site_open_fds",
+        "Open fds by the code that opened them (fdwatch serve --stacks: fds opened since the tracer attached and still open; top sites only).",
+        "gauge",
+        &sites(|s| super::stacks::series(s).0),
+    );
+    family(
+        &mut out,
+        "fdwatch_churn_site_opens_per_second",
+        "fds opened per second by the code that opened them, since the tracer attached (fdwatch serve --stacks; top sites only).",
+        "gauge",
+        &sites(|s| super::stacks::series(s).1),
     );
     if let Some(sys) = &opts.system {
         let one = |v: f64| [(String::new(), v)];
@@ -471,11 +502,13 @@ mod tests {
                 sample: &sample,
                 verdict: &verdict,
                 workload: Some(&pod),
+                stacks: None,
             },
             Series {
                 sample: &sample,
                 verdict: &verdict,
                 workload: None,
+                stacks: None,
             },
         ];
         let text = render_with(

@@ -176,6 +176,10 @@ pub fn screen(view: &View, frame: &Frame) -> String {
     for r in v.reasons.iter().skip(1) {
         lines.push(format!("  • {r}"));
     }
+    if let Some(st) = view.stacks {
+        lines.push(String::new());
+        lines.extend(super::stacks::site_lines(st, super::stacks::SITES_SHOWN));
+    }
     let mut out = String::new();
     for (i, line) in lines.iter().enumerate() {
         // Each line is escaped whole as well: a name that reached a reason
@@ -375,6 +379,9 @@ pub fn plain_line(view: &View, frame: &Frame) -> String {
             " socket_per_s={:.1} netlink_socket_per_s={:.1} openat_per_s={:.1} accept_per_s={:.1} close_per_s={:.1}",
             r.socket, r.socket_netlink, r.openat, r.accept, r.close
         ));
+    }
+    if let Some(st) = view.stacks {
+        line.push_str(&super::stacks::logfmt_keys(st));
     }
     if v.level > Level::Ok || !v.patterns.is_empty() {
         if let Some(r) = v.reasons.first() {

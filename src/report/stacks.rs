@@ -339,6 +339,192 @@ pub fn folded(s: &Snapshot) -> String {
     out
 }
 
+// ---- `--stacks` on the other modes (watch, check, run, assert, serve) ----
+
+/// Sites shown per list on the live screen and in long texts.
+pub const SITES_SHOWN: usize = 3;
+
+/// A site's short name for a key or a label: its application function,
+/// else its title (which says no caller is known).
+pub fn site_name(site: &Site) -> String {
+    site.function.clone().unwrap_or_else(|| site_title(site))
+}
+
+/// `leaky.c:23` of the application frame, where debug info has it.
+fn place(site: &Site) -> Option<String> {
+    let f = site.frames.get(site.app_frame?)?;
+    Some(format!("{}:{}", clean(base(f.file.as_deref()?)), f.line?))
+}
+
+/// The leak sites that hold fds now (a site whose fds were all closed
+/// again is churn, not a leak).
+fn holding(s: &Snapshot) -> impl Iterator<Item = &Site> {
+    s.leaks.iter().filter(|x| x.open > 0)
+}
+
+fn leak_line(site: &Site) -> String {
+    let mut l = format!(
+        "{}: {} open ({}), oldest {:.0} s",
+        site_title(site),
+        site.open,
+        kinds_text(site),
+        site.oldest_s
+    );
+    if let Some(p) = place(site) {
+        let _ = write!(l, "  {p}");
+    }
+    if let Some(n) = end_note(site) {
+        let _ = write!(l, " ({n})");
+    }
+    l
+}
+
+fn churn_line(site: &Site) -> String {
+    let mut l = format!(
+        "{}: {:.1}/s ({} opened, {:.1} % closed again)",
+        site_title(site),
+        site.opens_per_s,
+        site.opens,
+        100.0 * site.closed_share()
+    );
+    if let Some(p) = place(site) {
+        let _ = write!(l, "  {p}");
+    }
+    if let Some(n) = end_note(site) {
+        let _ = write!(l, " ({n})");
+    }
+    l
+}
+
+/// The lines of the sites for a screen or a long text: a heading, then
+/// up to `n` leak sites and `n` churn sites, one line each. The caller
+/// indents and fits them.
+pub fn site_lines(s: &Snapshot, n: usize) -> Vec<String> {
+    let mut out = vec![format!(
+        "stack sites (traced {:.0} s{}: {} fds opened, {} closed again):",
+        s.seconds,
+        if s.exited { ", the process exited" } else { "" },
+        s.stats.opens,
+        s.stats.closes
+    )];
+    let leaks: Vec<&Site> = holding(s).take(n).collect();
+    if leaks.is_empty() && s.stats.opens == 0 {
+        out.push("  leak: none (no fd opened since attach)".into());
+    } else if leaks.is_empty() {
+        out.push("  leak: none (every fd opened since attach was closed again)".into());
+    }
+    for site in leaks {
+        out.push(format!("  leak: {}", leak_line(site)));
+    }
+    for site in s.churn.iter().take(n) {
+        out.push(format!("  churn: {}", churn_line(site)));
+    }
+    for note in notes(s) {
+        out.push(format!("  note: {note}"));
+    }
+    out
+}
+
+/// logfmt keys for a plain line: the top leak site (`leak_site`,
+/// `leak_site_fds`) and the top churn site (`churn_site`,
+/// `churn_site_per_s`), each only when there is one. Starts with a blank.
+pub fn logfmt_keys(s: &Snapshot) -> String {
+    let mut out = String::new();
+    if let Some(site) = holding(s).next() {
+        let _ = write!(
+            out,
+            " leak_site={} leak_site_fds={}",
+            super::escape::logfmt(&site_name(site)),
+            site.open
+        );
+    }
+    if let Some(site) = s.churn.first() {
+        let _ = write!(
+            out,
+            " churn_site={} churn_site_per_s={:.1}",
+            super::escape::logfmt(&site_name(site)),
+            site.opens_per_s
+        );
+    }
+    out
+}
+
+/// The Prometheus series of a snapshot, by site name: the leak sites'
+/// open fds and the churn sites' opens per second. A name is given once
+/// (the biggest site of that name): label sets stay unique.
+#[allow(clippy::type_complexity)]
+pub fn series(s: &Snapshot) -> (Vec<(String, f64)>, Vec<(String, f64)>) {
+    fn unique<'a>(
+        sites: impl Iterator<Item = &'a Site>,
+        value: fn(&Site) -> f64,
+    ) -> Vec<(String, f64)> {
+        let mut seen = std::collections::HashSet::new();
+        sites
+            .filter_map(|x| {
+                let name = site_name(x);
+                seen.insert(name.clone()).then(|| (name, value(x)))
+            })
+            .collect()
+    }
+    (
+        unique(holding(s), |x| x.open as f64),
+        unique(s.churn.iter(), |x| x.opens_per_s),
+    )
+}
+
+/// One site in the JSON of the other modes (docs/json-schema.md): no
+/// frames (the `stacks` report has them), the application frame's place.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BriefSite {
+    pub title: String,
+    pub function: Option<String>,
+    pub via: Option<String>,
+    /// `file:line` of the application frame, where debug info has it.
+    pub place: Option<String>,
+    pub open: u64,
+    pub kinds: std::collections::BTreeMap<String, u64>,
+    pub opens: u64,
+    pub opens_per_s: f64,
+    pub closed_share: f64,
+    pub note: Option<String>,
+}
+
+/// The sites in the JSON of watch (`stacks`), check, run and assert.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Brief {
+    pub seconds: f64,
+    pub exited: bool,
+    pub opens: u64,
+    pub closes: u64,
+    pub leaks: Vec<BriefSite>,
+    pub churn: Vec<BriefSite>,
+    pub notes: Vec<String>,
+}
+
+pub fn brief(s: &Snapshot) -> Brief {
+    let one = |site: &Site| BriefSite {
+        title: site_title(site),
+        function: site.function.clone(),
+        via: site.via.clone(),
+        place: place(site),
+        open: site.open,
+        kinds: site.kinds.clone(),
+        opens: site.opens,
+        opens_per_s: site.opens_per_s,
+        closed_share: site.closed_share(),
+        note: end_note(site),
+    };
+    Brief {
+        seconds: s.seconds,
+        exited: s.exited,
+        opens: s.stats.opens,
+        closes: s.stats.closes,
+        leaks: holding(s).map(one).collect(),
+        churn: s.churn.iter().map(one).collect(),
+        notes: notes(s),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,5 +632,67 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&json(&snap, 5)).unwrap();
         assert_eq!(json["leaks"][0]["closed_share"], 0.25);
         assert_eq!(json["leaks"][0]["end"]["kind"], "complete");
+    }
+
+    #[test]
+    fn other_modes_keys_lines_and_series() {
+        let libc = "/lib/x86_64-linux-gnu/libc.so.6";
+        let mut leak = site(
+            vec![frame("__GI_socket", libc), frame("leak here\"=", "/t/a")],
+            Some(1),
+            StackEnd::Complete,
+        );
+        leak.frames[1].file = Some("/src/a.c".into());
+        leak.frames[1].line = Some(23);
+        let mut closed = leak.clone();
+        closed.open = 0;
+        let mut unnamed = site(
+            vec![frame("open64", libc)],
+            None,
+            StackEnd::Early { module: None },
+        );
+        unnamed.opens_per_s = 2.0;
+        let mut snap = Snapshot {
+            pid: 1,
+            seconds: 4.0,
+            exited: false,
+            leaks: vec![closed.clone(), leak.clone()],
+            churn: vec![leak.clone(), unnamed.clone(), unnamed.clone()],
+            stats: Stats {
+                opens: 9,
+                closes: 2,
+                ..Stats::default()
+            },
+            stale: 0,
+            unrecorded: 0,
+        };
+        // A site that holds nothing is no leak site, in any output.
+        assert_eq!(
+            logfmt_keys(&snap),
+            " leak_site=\"leak here\\\"=\" leak_site_fds=3 churn_site=\"leak here\\\"=\" churn_site_per_s=0.5"
+        );
+        let lines = site_lines(&snap, 3);
+        assert_eq!(
+            lines[1],
+            "  leak: leak here\"= (via socket): 3 open (udp 3), oldest 2 s  a.c:23"
+        );
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        assert!(
+            lines[4].starts_with("  churn: open64, called from code fdwatch cannot name: 2.0/s")
+        );
+        // One series per distinct site name: label sets stay unique.
+        let (leaks, churn) = series(&snap);
+        assert_eq!(leaks, vec![("leak here\"=".to_string(), 3.0)]);
+        assert_eq!(churn.len(), 2, "{churn:?}");
+        let b = brief(&snap);
+        assert_eq!(b.leaks.len(), 1);
+        assert_eq!(b.leaks[0].place.as_deref(), Some("a.c:23"));
+        snap.leaks.clear();
+        snap.churn.clear();
+        assert_eq!(logfmt_keys(&snap), "");
+        assert_eq!(
+            site_lines(&snap, 3)[1],
+            "  leak: none (every fd opened since attach was closed again)"
+        );
     }
 }

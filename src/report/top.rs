@@ -210,6 +210,7 @@ mod tests {
             workload: Default::default(),
             verdict: t.verdict(&Default::default()),
             sample,
+            stacks: None,
         }
     }
 

@@ -103,6 +103,32 @@ pub struct Snapshot {
     pub unrecorded: u64,
 }
 
+impl Snapshot {
+    /// The first `k` sites of each list (the stats and notes stay whole):
+    /// what a mode keeps per tick, so that its memory is bounded by `k`
+    /// and not by the stacks the program has.
+    pub fn top(mut self, k: usize) -> Snapshot {
+        self.leaks.truncate(k);
+        self.churn.truncate(k);
+        self
+    }
+
+    /// The snapshot to report: after the process exited (which closed
+    /// every fd), the leak sites as the last live snapshot saw them, with
+    /// this snapshot's time and counters and the exit noted.
+    pub fn shown(self, last_live: Option<&Snapshot>) -> Snapshot {
+        match (self.exited, last_live) {
+            (true, Some(live)) => Snapshot {
+                exited: true,
+                seconds: self.seconds,
+                stats: self.stats,
+                ..live.clone()
+            },
+            _ => self,
+        }
+    }
+}
+
 /// The resolved, checked form of one stored stack.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stack {

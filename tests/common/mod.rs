@@ -1,6 +1,8 @@
 //! Shared by the integration tests: the real binary, the bundled workload.
 #![allow(dead_code)]
 
+pub mod stacks;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc::{channel, Receiver};
