@@ -423,6 +423,10 @@ pub struct SelectArgs {
     /// Only these processes (repeatable).
     #[arg(short, long, value_name = "PID")]
     pub pid: Vec<i32>,
+    /// Only the process whose pid this file holds, read again at every
+    /// refresh (a restarted daemon is followed).
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
 }
 
 /// `top --sort`: the host module's own sort keys.

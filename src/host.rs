@@ -61,11 +61,15 @@ pub struct Selector {
     pub cgroup: Option<String>,
     /// Container id (or its prefix) inside the cgroup path.
     pub container: Option<String>,
+    /// The process whose pid this file holds, read again at every refresh
+    /// (a daemon that restarts writes a new pid).
+    pub pidfile: Option<PathBuf>,
 }
 
 impl Selector {
     pub fn is_empty(&self) -> bool {
-        self.pids.is_empty()
+        self.pidfile.is_none()
+            && self.pids.is_empty()
             && self.uid.is_none()
             && self.name.is_none()
             && self.exe.is_none()
@@ -75,8 +79,18 @@ impl Selector {
 
     /// Match a new process. Called once per (pid, start_time): the name,
     /// executable and cgroup are read then and not again.
-    fn matches(&self, root: &ProcRoot, pid: i32, comm: &str, uid: u32) -> bool {
+    fn matches(
+        &self,
+        root: &ProcRoot,
+        pid: i32,
+        comm: &str,
+        uid: u32,
+        pidfile_pid: Option<i32>,
+    ) -> bool {
         if !self.pids.is_empty() && !self.pids.contains(&pid) {
+            return false;
+        }
+        if self.pidfile.is_some() && pidfile_pid != Some(pid) {
             return false;
         }
         if self.uid.is_some_and(|u| u != uid) {
@@ -246,6 +260,8 @@ pub struct Host {
     handles_ok: bool,
     /// What the caller should say once (why a stack tracer is missing).
     notes: Vec<String>,
+    /// The pid `--pidfile` held at this refresh (None: unreadable).
+    pidfile_pid: Option<i32>,
 }
 
 impl Host {
@@ -271,6 +287,33 @@ impl Host {
             buf: Vec::with_capacity(512),
             me: std::process::id() as i32,
             notes: Vec::new(),
+            pidfile_pid: None,
+        }
+    }
+
+    /// Read `--pidfile` again. A new pid ends the old process's story here
+    /// (it is no longer the one selected) and starts the new one's; an
+    /// unreadable file selects nothing this refresh and is counted as an
+    /// error.
+    fn reread_pidfile(&mut self) {
+        let Some(file) = &self.selector.pidfile else {
+            return;
+        };
+        let now = match crate::sample::host::read_pidfile(file) {
+            Ok(pid) => Some(pid),
+            Err(e) => {
+                self.errors_total += 1;
+                self.last_error = Some(e.to_string());
+                None
+            }
+        };
+        if now != self.pidfile_pid {
+            // Selection is decided once per process: both the old and the new
+            // pid are judged afresh.
+            for pid in [self.pidfile_pid, now].into_iter().flatten() {
+                self.procs.remove(&pid);
+            }
+            self.pidfile_pid = now;
         }
     }
 
@@ -315,6 +358,7 @@ impl Host {
         let started = std::time::Instant::now();
         self.refreshes += 1;
         let gen = self.refreshes;
+        self.reread_pidfile();
         let pids = match self.root.pids() {
             Ok(p) => p,
             Err(e) => {
@@ -500,7 +544,8 @@ impl Host {
             let selected = if self.selector.is_empty() {
                 self.opts.top_by_usage.is_none()
             } else {
-                self.selector.matches(&self.root, pid, &stat.comm, uid)
+                self.selector
+                    .matches(&self.root, pid, &stat.comm, uid, self.pidfile_pid)
             };
             let counting = selected || (self.opts.top_by_usage.is_some() && pid != self.me);
             let mut session = Session::new(pid, self.opts.thresholds);

@@ -426,6 +426,7 @@ fn selector(s: SelectArgs) -> anyhow::Result<fdwatch::host::Selector> {
         s.cgroup,
         s.container,
         s.pid,
+        s.pidfile,
     )
 }
 

@@ -296,3 +296,48 @@ fn an_exit_is_a_process_gone_not_a_drop_to_zero() {
         seen.len() + low.len()
     );
 }
+
+/// `--pidfile` on top/serve follows the file: a restarted daemon writes a
+/// new pid, and the next refresh shows the new process, not the old one.
+#[test]
+fn pidfile_is_read_again_at_every_refresh() {
+    let d = tempfile::tempdir().unwrap();
+    let pidfile = d.path().join("daemon.pid");
+    let a = Workload::start(&["--hold", "file:3"]);
+    let b = Workload::start(&["--hold", "file:5"]);
+    std::fs::write(&pidfile, format!("{}\n", a.pid)).unwrap();
+    let mut host = Host::new(
+        ProcRoot::default(),
+        Selector {
+            pidfile: Some(pidfile.clone()),
+            ..Selector::default()
+        },
+        HostOptions {
+            thresholds: Default::default(),
+            classify: 0,
+            top_by_usage: None,
+            stacks: false,
+        },
+    );
+    let pids = |host: &mut Host| -> Vec<i32> {
+        let snap = host.refresh().expect("refresh");
+        snap.rows.iter().map(|r| r.pid).collect()
+    };
+    assert_eq!(pids(&mut host), vec![a.pid]);
+    std::fs::write(&pidfile, format!("{}\n", b.pid)).unwrap();
+    assert_eq!(pids(&mut host), vec![b.pid]);
+    // Unreadable: nothing is selected (never everything), and it is counted.
+    std::fs::write(&pidfile, "not a pid\n").unwrap();
+    let errors = host.errors_total();
+    assert_eq!(pids(&mut host), Vec::<i32>::new());
+    assert_eq!(host.errors_total(), errors + 1);
+
+    // The binary takes it too.
+    std::fs::write(&pidfile, format!("{}\n", b.pid)).unwrap();
+    let docs = docs(&["--count", "1", "--pidfile", pidfile.to_str().unwrap()]);
+    let shown: Vec<i64> = rows(&docs[0])
+        .iter()
+        .filter_map(|r| r["pid"].as_i64())
+        .collect();
+    assert_eq!(shown, vec![b.pid as i64]);
+}

@@ -13,15 +13,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 
 use crate::cli::TargetArgs;
 use crate::sample::host::{self as scan, glob};
 use crate::sample::ProcRoot;
 use crate::state::Owner;
 
-/// Bytes of a pidfile read: a pid and a newline, with room for spaces.
-pub const PIDFILE_CAP: u64 = 64;
 /// Candidates named in a one-line "which one?" answer.
 const NAMED_CANDIDATES: usize = 8;
 /// Accounts below this uid are system accounts (Debian's and Fedora's
@@ -205,7 +203,7 @@ impl Targets {
         if let Some(pid) = self
             .pid
             .map(Ok)
-            .or_else(|| self.pidfile.as_deref().map(read_pidfile))
+            .or_else(|| self.pidfile.as_deref().map(scan::read_pidfile))
         {
             let pid = pid?;
             if pid <= 0 {
@@ -242,19 +240,6 @@ impl Targets {
             self.container.as_deref(),
         )
     }
-}
-
-fn read_pidfile(file: &std::path::Path) -> anyhow::Result<i32> {
-    // A pidfile is a few bytes: read at most PIDFILE_CAP, from a regular
-    // file only (a FIFO would block, /dev/zero never ends).
-    let bytes = crate::safe_fs::read_small(file, PIDFILE_CAP)
-        .with_context(|| format!("reading pidfile {}", file.display()))?;
-    let text = String::from_utf8_lossy(&bytes);
-    text.split_whitespace()
-        .next()
-        .and_then(|w| w.parse().ok())
-        .filter(|p: &i32| *p > 0)
-        .with_context(|| format!("pidfile {} holds no pid", file.display()))
 }
 
 fn candidate(root: &ProcRoot, pid: i32) -> Candidate {

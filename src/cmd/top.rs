@@ -200,6 +200,7 @@ pub fn selector(
     cgroup: Option<String>,
     container: Option<String>,
     pids: Vec<i32>,
+    pidfile: Option<std::path::PathBuf>,
 ) -> anyhow::Result<Selector> {
     let uid = match user {
         None => None,
@@ -222,5 +223,6 @@ pub fn selector(
         exe,
         cgroup,
         container,
+        pidfile,
     })
 }

@@ -140,6 +140,24 @@ pub fn cgroup_names_container(path: &str, id: &str) -> bool {
     })
 }
 
+/// Bytes of a pidfile read: a pid and a newline, with room for spaces.
+pub const PIDFILE_CAP: u64 = 64;
+
+/// The pid a pidfile holds. A pidfile is a few bytes: read at most
+/// [`PIDFILE_CAP`], from a regular file only (a FIFO would block, /dev/zero
+/// never ends).
+pub fn read_pidfile(file: &std::path::Path) -> anyhow::Result<i32> {
+    use anyhow::Context;
+    let bytes = crate::safe_fs::read_small(file, PIDFILE_CAP)
+        .with_context(|| format!("reading pidfile {}", file.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    text.split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .filter(|p: &i32| *p > 0)
+        .with_context(|| format!("pidfile {} holds no pid", file.display()))
+}
+
 /// The criteria by which a process is picked, shared by the whole-host scan
 /// (`top`/`serve`) and target selection (`check`, `watch`, ...): every given
 /// one must hold. `comm` is what the caller already read of the process.
