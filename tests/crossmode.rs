@@ -3,8 +3,10 @@
 //! Each test starts a real workload under `fdwatch run` (so `run` samples it
 //! from its first instant) and, on the same child and at the same time,
 //! watches it with `watch --json --record`, `watch --plain`, a `check` with a
-//! state file run every 1.5 s, `top --json` and `serve` (scraped every
-//! 500 ms); when it has exited, `analyze` replays the recording. Every mode
+//! state file run every 1.5 s, `top --json`, `serve` (scraped every
+//! 500 ms) and `assert --pid`; when it has exited, `analyze` replays the
+//! recording. `run`'s and `assert`'s final verdicts must be ones the
+//! reference gave over its last samples. Every mode
 //! must give the level the reference (`watch --json`, the densest) gave at
 //! the same moment, within one sample: a mode's level at time `t` must be
 //! one the reference showed within the coarser of the two intervals (plus
@@ -301,6 +303,8 @@ struct Run {
     /// The recording replayed: one step per recorded sample.
     analyze: Vec<Seen>,
     run_report: serde_json::Value,
+    /// `assert --pid` on the same child, to its exit.
+    assert_report: serde_json::Value,
 }
 
 /// Start `fdwatch run --backend B -- fdwatch workload ARGS` and every other
@@ -339,6 +343,20 @@ fn observe(backend: &str, workload: &[&str], secs: u32) -> Run {
         .and_then(|p| p.trim().parse().ok())
         .unwrap_or_else(|| panic!("not a ready line: {ready:?}"));
 
+    let assert_path = dir.path().join("assert.json");
+    let assert = Guard(
+        Command::new(bin())
+            .args(["assert", "--pid", &pid.to_string(), "--backend", backend])
+            .args(["--interval", "250ms", "--fail-on", "never", "--for"])
+            .arg(format!("{}s", secs + 30))
+            .arg("--report")
+            .arg(&assert_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn fdwatch assert"),
+    );
     let json = spawn_watch(pid, backend, "--json", Some(&rec));
     let plain = spawn_watch(pid, backend, "--plain", None);
     let check = check_loop(pid, backend.to_string(), state);
@@ -365,6 +383,18 @@ fn observe(backend: &str, workload: &[&str], secs: u32) -> Run {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_else(|| panic!("run wrote no report at {}", report.display()));
     drop(run);
+    // `assert` ends when its target goes away (a failed step: the process
+    // left during the check), with the verdict it had.
+    let mut assert = assert;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while assert.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let assert_report: serde_json::Value = std::fs::read(&assert_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| panic!("assert wrote no report at {}", assert_path.display()));
+    drop(assert);
 
     // analyze of the recording: the same session code, replayed.
     let out = fdwatch(&["analyze", "--json", rec.to_str().unwrap()]);
@@ -404,6 +434,7 @@ fn observe(backend: &str, workload: &[&str], secs: u32) -> Run {
         ],
         analyze,
         run_report,
+        assert_report,
     }
 }
 
@@ -543,6 +574,14 @@ fn assert_agree(what: &str, r: &Run) -> Vec<Seen> {
         first_reason(&r.run_report["verdict"])
     );
     report.push(format!("  run: final {run_level}"));
+    // `assert` watched the same child by pid: the same final verdict.
+    let assert_level = r.assert_report["verdict"]["level"].as_str().unwrap_or("?");
+    assert!(
+        tail.contains(&assert_level),
+        "{what}: assert's final verdict {assert_level} ({}), the reference's last {tail:?}",
+        first_reason(&r.assert_report["verdict"])
+    );
+    report.push(format!("  assert: final {assert_level}"));
     report.push(format!(
         "  plain: {}",
         plain.iter().map(|p| &p.0[..1]).collect::<String>()
