@@ -444,13 +444,16 @@ impl Tracker {
                 ));
             }
         }
+        // Thresholds on the count and usage: after the forecast among reasons
+        // of the same level, which says what grows and when it runs out.
+        let mut thresholds: Vec<(Level, String)> = Vec::new();
         // The fd count against `-w/-c N` (Monitoring Plugins ranges).
         for (lvl, range) in [
             (Level::Critical, th.crit_fds),
             (Level::Warning, th.warn_fds),
         ] {
             if let Some(r) = range.filter(|r| r.alerts(last.fds as f64)) {
-                reasons.push((
+                thresholds.push((
                     lvl,
                     format!("{} open fds: {}", last.fds, range_words(&r, lvl, "")),
                 ));
@@ -470,7 +473,7 @@ impl Tracker {
                 } else {
                     range_words(&r, lvl, "%")
                 };
-                reasons.push((lvl, format!("{pct:.0}% of the soft limit in use ({why})")));
+                thresholds.push((lvl, format!("{pct:.0}% of the soft limit in use ({why})")));
             }
         }
         let forecast = forecast.map(|f| self.hold_back(f, total.as_ref()));
@@ -548,9 +551,11 @@ impl Tracker {
             };
             reasons.push((Level::Ok, text));
         }
+        reasons.append(&mut thresholds);
         for p in &patterns {
             reasons.push((Level::Ok, format!("{}: {}", p.summary, p.cause)));
         }
+        // Stable: among reasons of one level, the order above stands.
         reasons.sort_by_key(|r| std::cmp::Reverse(r.0));
         let level = reasons.iter().map(|r| r.0).max().unwrap_or(Level::Ok);
         let reasons: Vec<String> = reasons.into_iter().map(|r| r.1).collect();
