@@ -5,6 +5,7 @@
 //! series, [`diagnose`] turns samples and trends into verdicts, [`report`] only
 //! formats, and [`cmd`] holds one small driver loop per mode.
 
+pub mod bpf;
 pub mod cli;
 pub mod cmd;
 pub mod diagnose;

@@ -18,7 +18,9 @@
 //! filters by tgid.
 
 pub mod list;
-pub mod load;
+use crate::bpf::load;
+pub(crate) use crate::bpf::{error_chain, kernel_then_aya, one_line, Keep};
+pub use crate::bpf::{Loader, LOADER_ENV};
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -33,7 +35,7 @@ use aya::{Btf, Ebpf};
 use super::{fds::top_counted, net, Counted, Sample, SampleError, TOP_N};
 
 /// The object built by `scripts/build-bpf.sh` from `bpf/census.bpf.c`.
-static OBJECT: &[u8] = aya::include_bytes_aligned!("bpf/census.bpf.o");
+pub(crate) static OBJECT: &[u8] = aya::include_bytes_aligned!("bpf/census.bpf.o");
 
 /// Use this object file instead of the embedded one (CI runs the tests on an
 /// object rebuilt from source: docs/bpf.md).
@@ -43,11 +45,7 @@ pub const OBJECT_ENV: &str = "FDWATCH_BPF_OBJECT";
 /// iterator to one process (for testing the path older kernels take).
 pub const UNBOUND_ENV: &str = "FDWATCH_BPF_UNBOUND";
 
-/// `kernel` or `aya`: load only that way (for testing both; by default the
-/// kernel's CO-RE where it can, else aya's).
-pub const LOADER_ENV: &str = "FDWATCH_BPF_LOADER";
-
-const PROGRAM: &str = "census_task_file";
+pub(crate) const PROGRAM: &str = "census_task_file";
 const CONFIG_MAP: &str = "fdw_config";
 const BTF_PATH: &str = load::VMLINUX_BTF;
 
@@ -101,46 +99,6 @@ pub fn precheck() -> Result<(), Unavailable> {
         )));
     }
     Ok(())
-}
-
-/// How a BPF program (the census, the syscall counter) was loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Loader {
-    /// By [`load`]: the kernel applied the CO-RE relocations (Linux 5.17+).
-    KernelCoRe,
-    /// By aya, which relocates in user space against the parsed kernel BTF.
-    Aya,
-}
-
-/// Load `what` with the kernel applying its CO-RE relocations (`kernel`),
-/// else with aya (`aya`), as [`LOADER_ENV`] allows: `kernel` or `aya` only
-/// one of them; unset, aya takes over from any kernel failure (an older
-/// kernel, a BTF feature it lacks) and, if it fails too, says why.
-pub(crate) fn kernel_then_aya<T, E>(
-    what: &str,
-    kernel: impl FnOnce() -> Result<T, String>,
-    aya: impl FnOnce() -> Result<T, E>,
-    unavailable: impl FnOnce(String) -> E,
-) -> Result<T, E> {
-    let only = std::env::var(LOADER_ENV).ok();
-    if only.as_deref() != Some("aya") {
-        match kernel() {
-            Ok(loaded) => return Ok(loaded),
-            Err(e) if only.as_deref() == Some("kernel") => {
-                return Err(unavailable(format!(
-                    "the kernel could not load {what} with its CO-RE ({LOADER_ENV}=kernel): {e}"
-                )))
-            }
-            Err(_) => {}
-        }
-    }
-    aya()
-}
-
-/// What keeps a program's maps (and, for aya, the program) alive.
-pub(crate) enum Keep {
-    Fds(#[allow(dead_code)] Vec<OwnedFd>),
-    Aya(#[allow(dead_code)] Box<Ebpf>),
 }
 
 /// The loaded census program, kept across the samples of a watch.
@@ -444,42 +402,6 @@ fn io(what: &str, source: std::io::Error) -> SampleError {
         path: what.into(),
         err: source,
     }
-}
-
-/// A verifier log on one line: its first line and the verifier's verdict
-/// (the last line before its statistics).
-pub(crate) fn one_line(text: &str) -> String {
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let verdict = lines
-        .iter()
-        .rev()
-        .find(|l| {
-            !["verification time", "stack depth", "processed ", ": "]
-                .iter()
-                .any(|p| l.starts_with(p))
-        })
-        .copied();
-    match (lines.first(), verdict) {
-        (Some(first), Some(v)) if lines.len() > 1 && *first != v => format!("{first} ... {v}"),
-        (Some(first), _) => (*first).to_string(),
-        _ => String::new(),
-    }
-}
-
-/// The whole source chain of an error (aya puts the kernel's reason in a source).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }
 
 /// The two `bpf()` commands aya does not offer with a task pid.

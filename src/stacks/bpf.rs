@@ -5,7 +5,7 @@
 //! Nothing is pinned: the program, its link and its maps are fds of this
 //! process, so the kernel frees them however fdwatch ends (exit, Ctrl-C,
 //! SIGTERM, SIGKILL, a panic). Loading uses the kernel's CO-RE
-//! (`sample::bpf::load`, Linux 5.17+; the program also needs `bpf_loop`,
+//! (`bpf::load`, Linux 5.17+; the program also needs `bpf_loop`,
 //! 5.17+), so no aya fallback is offered: an older kernel gets one line.
 //!
 //! This module reads raw records only; [`super`] aggregates and
@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
-use crate::sample::bpf::load;
+use crate::bpf::load;
 use crate::syscalls::access;
 
 use super::StacksError;

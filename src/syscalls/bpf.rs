@@ -16,12 +16,12 @@
 //! whenever fdwatch exits or is killed.
 //!
 //! Loader: as the BPF census, the kernel applies the CO-RE relocations
-//! where it can (Linux 5.17+, `sample::bpf::load`, which also attaches the
+//! where it can (Linux 5.17+, `bpf::load`, which also attaches the
 //! raw tracepoint); else aya, which parses the kernel BTF in user space
 //! (~60 ms of CPU). `FDWATCH_BPF_LOADER=kernel|aya` picks one for both.
 //! Either way the maps are read and written with raw `bpf()` calls.
 
-use crate::sample::bpf::{error_chain, kernel_then_aya, load, one_line, Keep, Loader};
+use crate::bpf::{error_chain, kernel_then_aya, load, one_line, Keep, Loader};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;

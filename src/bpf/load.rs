@@ -677,7 +677,7 @@ pub(crate) mod sys {
             Err(e) => {
                 let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
                 let text = String::from_utf8_lossy(&log[..end]);
-                Err(format!("{e}: {}", super::super::one_line(&text)))
+                Err(format!("{e}: {}", crate::bpf::one_line(&text)))
             }
         }
     }
@@ -739,9 +739,9 @@ mod tests {
 
     #[test]
     fn reads_the_core_records_of_the_embedded_object() {
-        let obj = Object::parse(super::super::OBJECT).unwrap();
-        let prog = &obj.programs[super::super::PROGRAM];
-        let relos = core_relos(super::super::OBJECT, prog.section_index).unwrap();
+        let obj = Object::parse(crate::sample::bpf::OBJECT).unwrap();
+        let prog = &obj.programs[crate::sample::bpf::PROGRAM];
+        let relos = core_relos(crate::sample::bpf::OBJECT, prog.section_index).unwrap();
         assert!(!relos.is_empty());
         assert!(relos.iter().all(|r| r.insn_off % 8 == 0 && r.type_id > 0));
     }
