@@ -11,6 +11,61 @@ use aya::Ebpf;
 
 pub mod load;
 
+use crate::syscalls::access::{parse_capeff, CAP_PERFMON, CAP_SYS_ADMIN};
+
+/// `CAP_BPF` (include/uapi/linux/capability.h).
+pub const CAP_BPF: u32 = 39;
+/// The inode number of the initial pid namespace (`PROC_PID_INIT_INO`).
+const INIT_PID_NS_INO: u64 = 0xEFFF_FFFC;
+
+/// Why `program` cannot be loaded here, in one line, before anything is
+/// loaded, in the order a person would fix it: privileges (what is
+/// missing; `needs` names what asked), then, for a program that filters on
+/// the host's tgids (`host_tgids`), fdwatch's pid namespace, then kernel BTF.
+pub fn precheck(needs: &str, program: &str, host_tgids: bool) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let caps = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| parse_capeff(&s))
+        .unwrap_or(0);
+    let has = |c: u32| caps & (1u64 << c) != 0;
+    // CAP_SYS_ADMIN implies both (Linux 5.8+).
+    if !(has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))) {
+        let missing: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
+            .into_iter()
+            .filter(|(c, _)| !has(*c))
+            .map(|(_, n)| n)
+            .collect();
+        return Err(format!(
+            "{needs} needs root or CAP_BPF + CAP_PERFMON; fdwatch (uid {}) lacks {}",
+            nix::unistd::geteuid(),
+            missing.join(" and ")
+        ));
+    }
+    // The program compares the kernel's (initial namespace) tgid; a pid
+    // given in a child namespace would name another process there.
+    if host_tgids {
+        match std::fs::metadata("/proc/self/ns/pid") {
+            Ok(m) if m.ino() == INIT_PID_NS_INO => {}
+            Ok(_) => {
+                return Err(format!("fdwatch runs in a child pid namespace and {program} filters on the host's tgids (run with the host's pid namespace, e.g. hostPID)"))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot tell fdwatch's pid namespace (/proc/self/ns/pid: {e})"
+                ))
+            }
+        }
+    }
+    if !std::path::Path::new(load::VMLINUX_BTF).exists() {
+        return Err(format!(
+            "{program} needs kernel BTF ({} is missing: a kernel built without CONFIG_DEBUG_INFO_BTF)",
+            load::VMLINUX_BTF
+        ));
+    }
+    Ok(())
+}
+
 /// `kernel` or `aya`: load only that way (for testing both; by default the
 /// kernel's CO-RE where it can, else aya's).
 pub const LOADER_ENV: &str = "FDWATCH_BPF_LOADER";

@@ -47,7 +47,6 @@ pub const UNBOUND_ENV: &str = "FDWATCH_BPF_UNBOUND";
 
 pub(crate) const PROGRAM: &str = "census_task_file";
 const CONFIG_MAP: &str = "fdw_config";
-const BTF_PATH: &str = load::VMLINUX_BTF;
 
 /// Why the BPF census cannot run here: one line, naming what is missing.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -62,43 +61,11 @@ pub(crate) fn unavailable(reason: impl Into<String>) -> Unavailable {
     }
 }
 
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
-
-/// Effective capabilities of fdwatch itself (`CapEff` of /proc/self/status).
-fn effective_caps() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-    u64::from_str_radix(hex.trim(), 16).ok()
-}
-
 /// The cheap checks, in the order a person would fix them: privileges, BTF.
 /// (Whether the kernel has the task_file iterator shows when
 /// [`BpfCensus::load`] asks BTF for `bpf_iter_task_file`.)
 pub fn precheck() -> Result<(), Unavailable> {
-    let caps = effective_caps().unwrap_or(0);
-    let has = |c: u32| caps & (1u64 << c) != 0;
-    // CAP_SYS_ADMIN implies both (Linux 5.8+).
-    let allowed = has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON));
-    if !allowed {
-        let missing: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
-            .into_iter()
-            .filter(|(c, _)| !has(*c))
-            .map(|(_, n)| n)
-            .collect();
-        return Err(unavailable(format!(
-            "the BPF census needs root or CAP_BPF + CAP_PERFMON; fdwatch (uid {}) lacks {}",
-            nix::unistd::geteuid(),
-            missing.join(" and ")
-        )));
-    }
-    if !Path::new(BTF_PATH).exists() {
-        return Err(unavailable(format!(
-            "the BPF census needs kernel BTF ({BTF_PATH} is missing: a kernel built without CONFIG_DEBUG_INFO_BTF)"
-        )));
-    }
-    Ok(())
+    crate::bpf::precheck("the BPF census", "the BPF census", false).map_err(unavailable)
 }
 
 /// The loaded census program, kept across the samples of a watch.

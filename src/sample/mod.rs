@@ -353,7 +353,10 @@ const CAP_NAMES: [&str; 41] = [
     "CAP_CHECKPOINT_RESTORE",
 ];
 
-fn cap_mask(status: &str, field: &str) -> Option<u64> {
+/// A capability set (`CapEff:`, `CapPrm:`, ...) of a /proc/PID/status text:
+/// the one reader of capabilities, for the permission hints here, the
+/// syscall counter's access checks and the BPF prechecks.
+pub fn cap_mask(status: &str, field: &str) -> Option<u64> {
     status.lines().find_map(|l| {
         l.strip_prefix(field)
             .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())

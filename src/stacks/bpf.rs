@@ -13,10 +13,8 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 
 use crate::bpf::load;
-use crate::syscalls::access;
 
 use super::StacksError;
 
@@ -45,9 +43,6 @@ pub const MAX_FDS: u32 = 262_144;
 pub const MAX_STACKS: u32 = 16_384;
 const NR_ACTIONS: usize = 512;
 const NR_STATS: usize = 6;
-const CAP_BPF: u32 = 39;
-/// The inode number of the initial pid namespace (`PROC_PID_INIT_INO`).
-const INIT_PID_NS_INO: u64 = 0xEFFF_FFFC;
 
 /// `enum action` of stacks.bpf.c.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,38 +214,7 @@ const STACK_BYTES: usize = 8 + 8 * MAX_CANDIDATES + 8 * MAX_FRAMES;
 /// Why the tracer cannot run here, in one line, before anything is loaded:
 /// privileges (what is missing), the pid namespace, BTF.
 pub fn precheck() -> Result<(), String> {
-    let caps = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| access::parse_capeff(&s))
-        .unwrap_or(0);
-    let has = |c: u32| caps & (1u64 << c) != 0;
-    let allowed = has(access::CAP_SYS_ADMIN) || (has(CAP_BPF) && has(access::CAP_PERFMON));
-    if !allowed {
-        let missing: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (access::CAP_PERFMON, "CAP_PERFMON")]
-            .into_iter()
-            .filter(|(c, _)| !has(*c))
-            .map(|(_, n)| n)
-            .collect();
-        return Err(format!(
-            "fdwatch stacks needs root or CAP_BPF + CAP_PERFMON; fdwatch (uid {}) lacks {}",
-            nix::unistd::geteuid(),
-            missing.join(" and ")
-        ));
-    }
-    match std::fs::metadata("/proc/self/ns/pid") {
-        Ok(m) if m.ino() == INIT_PID_NS_INO => {}
-        Ok(_) => {
-            return Err("fdwatch runs in a child pid namespace and the stack tracer filters on the host's tgids (run with the host's pid namespace, e.g. hostPID)".into())
-        }
-        Err(e) => return Err(format!("cannot tell fdwatch's pid namespace (/proc/self/ns/pid: {e})")),
-    }
-    if !std::path::Path::new(load::VMLINUX_BTF).exists() {
-        return Err(format!(
-            "the stack tracer needs kernel BTF ({} is missing)",
-            load::VMLINUX_BTF
-        ));
-    }
-    Ok(())
+    crate::bpf::precheck("fdwatch stacks", "the stack tracer", true)
 }
 
 /// The `.rodata` values: the action of each syscall number, the bpf()

@@ -141,8 +141,7 @@ fn read_capeff() -> Option<u64> {
 
 /// The `CapEff:` hex word of a /proc/PID/status text.
 pub fn parse_capeff(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
-    u64::from_str_radix(line["CapEff:".len()..].trim(), 16).ok()
+    crate::sample::cap_mask(status, "CapEff:")
 }
 
 fn read_paranoid() -> Option<i32> {

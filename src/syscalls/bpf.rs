@@ -23,15 +23,13 @@
 
 use crate::bpf::{error_chain, kernel_then_aya, load, one_line, Keep, Loader};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use aya::maps::{Map, MapData};
 use aya::programs::RawTracePoint;
 use aya::{Btf, Ebpf};
 
-use super::{access, unavailable, SyscallCounts, SyscallError};
+use super::{unavailable, SyscallCounts, SyscallError};
 
 /// The object built by `scripts/build-bpf.sh` from `bpf/count.bpf.c`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!("bpf/count.bpf.o");
@@ -45,10 +43,6 @@ const COUNTS_MAP: &str = "fdw_syscalls";
 const TARGETS_MAP: &str = "fdw_targets";
 /// Processes one fdwatch can count with BPF at once (MAX_TARGETS in C).
 pub const MAX_TARGETS: u32 = 64;
-const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
-const CAP_BPF: u32 = 39;
-/// The inode number of the initial pid namespace (`PROC_PID_INIT_INO`).
-const INIT_PID_NS_INO: u64 = 0xEFFF_FFFC;
 
 /// `enum slot` of count.bpf.c, in order: which field each slot adds to.
 const SLOTS: [fn(&mut SyscallCounts, u64); NR_SLOTS] = [
@@ -142,41 +136,7 @@ fn shared() -> MutexGuard<'static, Option<Shared>> {
 /// The cheap checks, in the order a person would fix them: privileges, pid
 /// namespace, BTF, the target's ABI. `Err` is the one-line reason.
 fn precheck(pid: i32) -> Result<(), String> {
-    let caps = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| access::parse_capeff(&s))
-        .unwrap_or(0);
-    let has = |c: u32| caps & (1u64 << c) != 0;
-    // CAP_SYS_ADMIN implies both (Linux 5.8+).
-    let allowed = has(access::CAP_SYS_ADMIN) || (has(CAP_BPF) && has(access::CAP_PERFMON));
-    if !allowed {
-        let missing: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (access::CAP_PERFMON, "CAP_PERFMON")]
-            .into_iter()
-            .filter(|(c, _)| !has(*c))
-            .map(|(_, n)| n)
-            .collect();
-        return Err(format!(
-            "the BPF syscall counter needs root or CAP_BPF + CAP_PERFMON; fdwatch (uid {}) lacks {}",
-            nix::unistd::geteuid(),
-            missing.join(" and ")
-        ));
-    }
-    // The program compares the kernel's (initial namespace) tgid; a pid
-    // given in a child namespace would name another process there.
-    match std::fs::metadata("/proc/self/ns/pid") {
-        Ok(m) if m.ino() == INIT_PID_NS_INO => {}
-        Ok(_) => {
-            return Err(
-                "fdwatch runs in a child pid namespace and the BPF syscall counter filters on the host's tgids (run with the host's pid namespace, e.g. hostPID)".into(),
-            )
-        }
-        Err(e) => return Err(format!("cannot tell fdwatch's pid namespace (/proc/self/ns/pid: {e})")),
-    }
-    if !Path::new(BTF_PATH).exists() {
-        return Err(format!(
-            "the BPF syscall counter needs kernel BTF ({BTF_PATH} is missing: a kernel built without CONFIG_DEBUG_INFO_BTF)"
-        ));
-    }
+    crate::bpf::precheck("the BPF syscall counter", "the BPF syscall counter", true)?;
     if let Some(bits) = elf_class(pid) {
         if bits != usize::BITS {
             return Err(format!(
