@@ -735,26 +735,7 @@ fn promtool_accepts_the_metrics() {
             && b.contains("fdwatch_http_request_duration_seconds_count ")
             && !b.contains("fdwatch_http_request_duration_seconds_count 0\n")
     });
-    let mut check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    check
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = check.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{body}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::promtool_check_metrics(&body);
 }
 
 /// `--listen :PORT` listens on every address, IPv4 and (where the host has

@@ -378,26 +378,7 @@ fn serve_exports_the_site_series_and_promtool_accepts_them() {
         .filter(|l| l.starts_with("fdwatch_leak_site_open_fds{"))
         .count();
     assert!((1..=5).contains(&leak_series), "{body}");
-    let mut check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    check
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = check.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{body}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::promtool_check_metrics(&body);
 }
 
 #[test]
