@@ -319,6 +319,38 @@ fn ctrl_c_and_sigterm_end_watch_and_restore_the_terminal() {
     }
 }
 
+/// Ctrl-Z gives the terminal back before stopping (cooked mode, the normal
+/// screen) and takes it again when continued. The test's pty session has no
+/// job-control shell, so the kernel does not stop fdwatch (a process group
+/// no shell controls ignores the default SIGTSTP): what shows is the screen
+/// left and entered again, and `watch` still drawing and answering `q`.
+#[test]
+fn ctrl_z_gives_the_terminal_back_and_takes_it_again() {
+    let w = busy();
+    let pid = w.pid_str();
+    let mut pty = Pty::spawn(
+        &["watch", "--pid", &pid, "--interval", "300ms"],
+        100,
+        40,
+        &[],
+    );
+    pty.wait_for(0, "KIND", 1, Duration::from_secs(20));
+    let mark = pty.len();
+    pty.send(&[0x1a]);
+    pty.wait_for(mark, "\x1b[?1049l", 1, Duration::from_secs(5));
+    let after = String::from_utf8_lossy(&pty.output()[mark..]).into_owned();
+    let left = after.find("\x1b[?1049l").unwrap();
+    pty.wait_for(mark + left, "\x1b[?1049h", 1, Duration::from_secs(5));
+    let mark = pty.len();
+    pty.wait_for(mark, "KIND", 1, Duration::from_secs(20));
+    pty.send(b"q");
+    assert_eq!(
+        pty.wait_exit(Duration::from_secs(5)).and_then(|s| s.code()),
+        Some(0)
+    );
+    pty.assert_restored();
+}
+
 #[test]
 fn top_fits_the_width_and_follows_a_resize() {
     let _w = busy();

@@ -10,7 +10,9 @@
 //! "cbreak" mode (no line buffering, no echo) but keeps ISIG, so Ctrl-C is
 //! a real SIGINT (which `top` relies on while `watch` runs under it).
 //! SIGWINCH sets its own flag and interrupts the wait, so a resize redraws
-//! at once.
+//! at once. Ctrl-Z (SIGTSTP) gives the terminal back before fdwatch stops,
+//! as a shell expects of a full-screen program, and takes it again when the
+//! shell continues it.
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -20,9 +22,26 @@ use std::time::{Duration, Instant};
 use super::signals;
 
 static RESIZED: AtomicBool = AtomicBool::new(false);
+static SUSPEND: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_winch(_: libc::c_int) {
     RESIZED.store(true, Ordering::SeqCst);
+}
+
+extern "C" fn on_tstp(_: libc::c_int) {
+    SUSPEND.store(true, Ordering::SeqCst);
+}
+
+/// Catch Ctrl-Z (SIGTSTP) so the terminal is given back before stopping.
+fn catch_tstp() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_tstp),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only stores to an atomic.
+    let _ = unsafe { sigaction(Signal::SIGTSTP, &action) };
 }
 
 /// Columns and rows of the terminal on stdout, if it is one.
@@ -36,6 +55,31 @@ pub fn size() -> Option<(usize, usize)> {
     // SAFETY: TIOCGWINSZ writes one winsize into memory we own.
     let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
     (ok && ws.ws_col > 0 && ws.ws_row > 0).then_some((ws.ws_col as usize, ws.ws_row as usize))
+}
+
+/// Stdin's mode while a screen reads keys: no line buffering, no echo, but
+/// ISIG kept (Ctrl-C and Ctrl-Z stay signals).
+fn cbreak(saved: &nix::sys::termios::Termios) -> nix::sys::termios::Termios {
+    use nix::sys::termios::{LocalFlags, SpecialCharacterIndices};
+    let mut cbreak = saved.clone();
+    cbreak.local_flags &= !(LocalFlags::ICANON | LocalFlags::ECHO);
+    cbreak.control_chars[SpecialCharacterIndices::VMIN as usize] = 1;
+    cbreak.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
+    cbreak
+}
+
+/// Alternate screen, cursor hidden.
+fn show_alternate_screen() {
+    let mut out = std::io::stdout();
+    let _ = out.write_all(b"\x1b[?1049h\x1b[?25l");
+    let _ = out.flush();
+}
+
+/// Colours reset, cursor shown, normal screen.
+fn leave_alternate_screen() {
+    let mut out = std::io::stdout();
+    let _ = out.write_all(b"\x1b[0m\x1b[?25h\x1b[?1049l");
+    let _ = out.flush();
 }
 
 /// A key, as the screens understand it.
@@ -89,9 +133,7 @@ impl Screen {
     /// terminal; otherwise the screen only draws and waits).
     pub fn enter(keys: bool) -> Screen {
         use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-        use nix::sys::termios::{
-            tcgetattr, tcsetattr, LocalFlags, SetArg, SpecialCharacterIndices,
-        };
+        use nix::sys::termios::{tcgetattr, tcsetattr, SetArg};
         signals::install();
         // No SA_RESTART: the wait's poll returns at once on a resize.
         let action = SigAction::new(
@@ -104,25 +146,43 @@ impl Screen {
         let stdin = std::io::stdin();
         let saved = if keys && std::io::IsTerminal::is_terminal(&stdin) {
             tcgetattr(stdin.as_fd()).ok().and_then(|saved| {
-                let mut cbreak = saved.clone();
-                cbreak.local_flags &= !(LocalFlags::ICANON | LocalFlags::ECHO);
-                cbreak.control_chars[SpecialCharacterIndices::VMIN as usize] = 1;
-                cbreak.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
-                tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &cbreak)
+                tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &cbreak(&saved))
                     .ok()
                     .map(|_| saved)
             })
         } else {
             None
         };
-        let mut out = std::io::stdout();
-        // Alternate screen, cursor hidden.
-        let _ = out.write_all(b"\x1b[?1049h\x1b[?25l");
-        let _ = out.flush();
+        if saved.is_some() {
+            SUSPEND.store(false, Ordering::SeqCst);
+            catch_tstp();
+        }
+        show_alternate_screen();
         Screen {
             saved,
             active: true,
         }
+    }
+
+    /// Ctrl-Z: give the terminal back, stop as the shell expects (the
+    /// default action of SIGTSTP, which the kernel skips for a process
+    /// group no shell controls), and take the terminal again on SIGCONT.
+    fn suspend(&self) {
+        use nix::sys::signal::{raise, signal, SigHandler, Signal};
+        use nix::sys::termios::{tcsetattr, SetArg};
+        let Some(saved) = &self.saved else {
+            return;
+        };
+        let stdin = std::io::stdin();
+        leave_alternate_screen();
+        let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, saved);
+        // SAFETY: restoring the default action of a signal.
+        let _ = unsafe { signal(Signal::SIGTSTP, SigHandler::SigDfl) };
+        let _ = raise(Signal::SIGTSTP);
+        // Continued (or never stopped).
+        catch_tstp();
+        let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &cbreak(saved));
+        show_alternate_screen();
     }
 
     /// Give the terminal back (also done on drop).
@@ -130,11 +190,16 @@ impl Screen {
         if !std::mem::take(&mut self.active) {
             return;
         }
-        let mut out = std::io::stdout();
-        // Colours reset, cursor shown, normal screen.
-        let _ = out.write_all(b"\x1b[0m\x1b[?25h\x1b[?1049l");
-        let _ = out.flush();
+        leave_alternate_screen();
         if let Some(saved) = self.saved.take() {
+            // Ctrl-Z from here on stops at once: no screen to give back.
+            // SAFETY: restoring the default action of a signal.
+            let _ = unsafe {
+                nix::sys::signal::signal(
+                    nix::sys::signal::Signal::SIGTSTP,
+                    nix::sys::signal::SigHandler::SigDfl,
+                )
+            };
             let _ = nix::sys::termios::tcsetattr(
                 std::io::stdin().as_fd(),
                 nix::sys::termios::SetArg::TCSANOW,
@@ -175,6 +240,10 @@ impl Screen {
         loop {
             if signals::stop_requested() {
                 return Event::Stop;
+            }
+            if SUSPEND.swap(false, Ordering::SeqCst) {
+                self.suspend();
+                return Event::Resize;
             }
             if RESIZED.swap(false, Ordering::SeqCst) {
                 return Event::Resize;
