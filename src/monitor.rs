@@ -66,6 +66,8 @@ pub struct Census {
     fallback: Option<bpf::Unavailable>,
     /// `run --children`: a command and its descendants, seen as one.
     children: bool,
+    /// Reused for the exit check after each census (no allocation a sample).
+    stat_buf: Vec<u8>,
 }
 
 impl Census {
@@ -82,6 +84,7 @@ impl Census {
             kind,
             fallback,
             children: false,
+            stat_buf: Vec::with_capacity(1024),
         })
     }
 
@@ -132,7 +135,7 @@ impl Census {
         // reads a few fds or none, which the trend would take for a drop (a
         // leak's last sample at 0 fds turned `run`'s verdict into "not
         // growing"). Checked after the census, so the window is covered.
-        if exiting(root, pid) {
+        if exiting(root, pid, &mut self.stat_buf) {
             return Err(SampleError::Exited { pid, comm: s.comm });
         }
         for c in &kids {
@@ -143,9 +146,8 @@ impl Census {
 }
 
 /// The process has begun to exit (or is gone): its fds are no longer its own.
-fn exiting(root: &ProcRoot, pid: i32) -> bool {
-    let mut buf = Vec::new();
-    match sample::host::read_stat(root, pid, &mut buf) {
+fn exiting(root: &ProcRoot, pid: i32, buf: &mut Vec<u8>) -> bool {
+    match sample::host::read_stat(root, pid, buf) {
         Ok(st) => st.is_exiting(),
         Err(_) => true,
     }
@@ -443,7 +445,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proc");
         let root = tmp.path().join("proc");
-        copy(&from, &root);
+        crate::sample::fixture_tests::copy_tree(&from, &root);
         let stat = root.join("4242/stat");
         let text = std::fs::read_to_string(&stat).unwrap();
         // Field 9 (flags) is the 7th after the `)`.
@@ -455,18 +457,6 @@ mod tests {
         std::fs::create_dir_all(&fd).unwrap();
         std::os::unix::fs::symlink("/dev/null", fd.join("0")).unwrap();
         (tmp, ProcRoot::new(root))
-    }
-
-    fn copy(from: &std::path::Path, to: &std::path::Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                copy(&e.path(), &to.join(e.file_name()));
-            } else {
-                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-            }
-        }
     }
 
     /// Issue 15 (BPF `run` leak read "not growing"): a census taken while

@@ -74,31 +74,27 @@ pub fn plugin_line(s: &str) -> String {
 /// tabs and newlines kept, every other control character and each
 /// character XML 1.0 forbids shown as a visible escape.
 pub fn xml_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\n' | '\t' => out.push(c),
-            c if is_unsafe(c) || xml_forbidden(c) => push_visible(&mut out, c),
-            c => out.push(c),
-        }
-    }
-    out
+    xml(s, false)
 }
 
 /// For an XML attribute value in double or single quotes (JUnit names and
 /// messages): one line, as [`terminal`], then `&<>"'` as entities.
 pub fn xml_attr(s: &str) -> String {
+    xml(s, true)
+}
+
+/// The one walk of both XML contexts: an attribute also escapes quotes and
+/// keeps no line break or tab.
+fn xml(s: &str, attr: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
+            '"' if attr => out.push_str("&quot;"),
+            '\'' if attr => out.push_str("&apos;"),
+            '\n' | '\t' if !attr => out.push(c),
             c if is_unsafe(c) || xml_forbidden(c) => push_visible(&mut out, c),
             c => out.push(c),
         }

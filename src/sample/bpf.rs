@@ -117,7 +117,7 @@ impl BpfCensus {
                 ))
             },
             || {
-                let (ebpf, prog, config) = load_with_aya(bytes)?;
+                let (ebpf, prog, config) = load_iter_with_aya(bytes, PROGRAM, "census")?;
                 Ok(BpfCensus::new(
                     prog,
                     config,
@@ -220,27 +220,38 @@ fn set_filter(config: BorrowedFd<'_>, filter: &mut u32, pid: i32) -> Result<(), 
     Ok(())
 }
 
-/// Load through aya (user-space CO-RE against the parsed kernel BTF): the
-/// program, its fd and the fd of the filter map.
-fn load_with_aya(bytes: &[u8]) -> Result<(Ebpf, OwnedFd, OwnedFd), Unavailable> {
+/// Load one `iter/task_file` program of the object through aya (user-space
+/// CO-RE against the parsed kernel BTF): the loaded object, the program's fd
+/// and the fd of the filter map. `what` names it in errors (`census`,
+/// `listing`): both programs of the object load this way.
+pub(crate) fn load_iter_with_aya(
+    bytes: &[u8],
+    program: &str,
+    what: &str,
+) -> Result<(Ebpf, OwnedFd, OwnedFd), Unavailable> {
     let btf = Btf::from_sys_fs()
-        .map_err(|e| unavailable(format!("the BPF census cannot read kernel BTF: {e}")))?;
+        .map_err(|e| unavailable(format!("the BPF {what} cannot read kernel BTF: {e}")))?;
     let mut ebpf = aya::EbpfLoader::new()
         .btf(Some(&btf))
         .load(bytes)
-        .map_err(|e| unavailable(format!("loading the BPF census object failed: {e}")))?;
+        .map_err(|e| {
+            unavailable(format!(
+                "loading the BPF {what} object failed: {}",
+                error_chain(&e)
+            ))
+        })?;
     let prog: &mut Iter = ebpf
-        .program_mut(PROGRAM)
-        .ok_or_else(|| unavailable(format!("the BPF object has no program {PROGRAM}")))?
+        .program_mut(program)
+        .ok_or_else(|| unavailable(format!("the BPF object has no program {program}")))?
         .try_into()
-        .map_err(|e| unavailable(format!("the BPF census program: {e}")))?;
+        .map_err(|e| unavailable(format!("the BPF {what} program: {e}")))?;
     prog.load("task_file", &btf).map_err(|e| match e {
         // Iter::load asks the kernel's BTF for `bpf_iter_task_file` first.
         aya::programs::ProgramError::Btf(e) => unavailable(format!(
             "the kernel has no task_file BPF iterator (Linux 5.11+): {e}"
         )),
         e => unavailable(format!(
-            "the kernel refused the BPF census program: {}",
+            "the kernel refused the BPF {what} program: {}",
             one_line(&error_chain(&e))
         )),
     })?;
@@ -250,7 +261,7 @@ fn load_with_aya(bytes: &[u8]) -> Result<(Ebpf, OwnedFd, OwnedFd), Unavailable> 
     };
     let prog_fd = dup(prog
         .fd()
-        .map_err(|e| unavailable(format!("the BPF census program: {e}")))?
+        .map_err(|e| unavailable(format!("the BPF {what} program: {e}")))?
         .as_fd())?;
     let config = match ebpf.map(CONFIG_MAP) {
         Some(Map::Array(data)) => dup(data.fd().as_fd())?,

@@ -506,4 +506,4 @@ pub fn take_with(
 }
 
 #[cfg(test)]
-mod fixture_tests;
+pub(crate) mod fixture_tests;

@@ -11,10 +11,6 @@
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use aya::maps::Map;
-use aya::programs::Iter;
-use aya::Btf;
-
 use super::{kernel_then_aya, load, sys, unavailable, wire, Keep, Unavailable};
 use crate::sample::listing::{self, FdEntry, Listing, SocketEntry};
 use crate::sample::{net, Backend, FdKind, ProcRoot, SampleError};
@@ -166,44 +162,7 @@ fn set_filter(config: BorrowedFd<'_>, pid: i32) -> Result<(), SampleError> {
 }
 
 fn load_with_aya(bytes: &[u8]) -> Result<BpfLister, Unavailable> {
-    let btf = Btf::from_sys_fs()
-        .map_err(|e| unavailable(format!("the BPF listing cannot read kernel BTF: {e}")))?;
-    let mut ebpf = aya::EbpfLoader::new()
-        .btf(Some(&btf))
-        .load(bytes)
-        .map_err(|e| {
-            unavailable(format!(
-                "loading the BPF object failed: {}",
-                super::error_chain(&e)
-            ))
-        })?;
-    let prog: &mut Iter = ebpf
-        .program_mut(PROGRAM)
-        .ok_or_else(|| unavailable(format!("the BPF object has no program {PROGRAM}")))?
-        .try_into()
-        .map_err(|e| unavailable(format!("the BPF listing program: {e}")))?;
-    prog.load("task_file", &btf).map_err(|e| {
-        unavailable(format!(
-            "the kernel refused the BPF listing program: {}",
-            super::one_line(&super::error_chain(&e))
-        ))
-    })?;
-    let dup = |fd: BorrowedFd<'_>| {
-        fd.try_clone_to_owned()
-            .map_err(|e| unavailable(format!("duplicating a BPF fd: {e}")))
-    };
-    let prog_fd = dup(prog
-        .fd()
-        .map_err(|e| unavailable(format!("the BPF listing program: {e}")))?
-        .as_fd())?;
-    let config = match ebpf.map(CONFIG_MAP) {
-        Some(Map::Array(data)) => dup(data.fd().as_fd())?,
-        _ => {
-            return Err(unavailable(format!(
-                "the BPF object has no array {CONFIG_MAP}"
-            )))
-        }
-    };
+    let (ebpf, prog_fd, config) = super::load_iter_with_aya(bytes, PROGRAM, "listing")?;
     Ok(BpfLister::new(prog_fd, config, Keep::Aya(Box::new(ebpf))))
 }
 
