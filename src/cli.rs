@@ -591,7 +591,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// A threshold range in the Monitoring Plugins syntax (`-w/-c`).
 pub fn parse_range(s: &str) -> Result<crate::diagnose::Range, String> {
-    let r = crate::diagnose::Range::parse(s).map_err(|e| format!("'{s}': {e}"))?;
+    // clap's line quotes the whole value; the error names the bad part.
+    let r = crate::diagnose::Range::parse(s).map_err(|e| e.to_string())?;
     if r.percent {
         check_percent_bounds(s, &r)?;
     }

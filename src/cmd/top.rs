@@ -216,6 +216,11 @@ pub fn selector(
     if let Some(p) = pids.iter().find(|p| **p <= 0) {
         anyhow::bail!("--pid must be a positive process id, got {p}");
     }
+    // A pidfile that cannot be read at the start is a mistake to say now
+    // (later refreshes count it as an error and select nothing).
+    if let Some(file) = &pidfile {
+        crate::sample::host::read_pidfile(file)?;
+    }
     Ok(Selector {
         pids,
         uid,
