@@ -292,7 +292,9 @@ pub fn decode_endpoint(field: &str) -> Option<String> {
         32 => {
             let mut bytes = [0u8; 16];
             for (i, chunk) in bytes.chunks_mut(4).enumerate() {
-                let word = u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16).ok()?;
+                // `get`: a malformed line may hold non-ASCII bytes, where a
+                // byte range would split a character.
+                let word = u32::from_str_radix(addr.get(i * 8..i * 8 + 8)?, 16).ok()?;
                 chunk.copy_from_slice(&word.to_ne_bytes());
             }
             let ip = Ipv6Addr::from(bytes);
